@@ -1,0 +1,8 @@
+"""Console entry points (``flexcore-train`` ...); the ``tools/`` scripts call the same code."""
+import sys
+
+
+def train_main() -> None:
+    from flexcore.engine.defaults import cli_entry
+
+    sys.exit(cli_entry())

@@ -1,0 +1,254 @@
+"""Gin configuration: search paths, parsing with actionable errors, saved configs.
+
+Every experiment is composed from gin files and ``--gin`` bindings. Files are looked
+up as given (relative to the working directory), then under ``gin_configs/`` and each
+project's ``gin_configs/``, so ``include 'base/train.gin'`` works from anywhere.
+"""
+from __future__ import annotations
+
+import difflib
+import glob
+import importlib
+import importlib.util  # gin's include handling needs importlib.util imported (gin 0.5.0 bug)
+import inspect
+import os
+import pkgutil
+import re
+import tokenize
+from typing import Iterable, Iterator, List, Optional, Sequence, Tuple
+
+import gin
+from gin import config_parser
+
+from flexcore.registry import PLUGIN_HINT, import_builtins, load_plugin, load_plugins
+
+__all__ = [
+    "ConfigError",
+    "config_search_paths",
+    "setup_search_paths",
+    "resolve_config_file",
+    "parse_config",
+    "write_config_files",
+    "list_config_files",
+]
+
+_IMPORT_RE = re.compile(r"^\s*import\s+([\w.]+)\s*(?:#.*)?$")
+_INCLUDE_RE = re.compile(r"""^\s*include\s+(['"])(.+?)\1\s*(?:#.*)?$""")
+
+
+class ConfigError(ValueError):
+    """A gin file or binding could not be used; says which file, line and fix."""
+
+
+def config_search_paths() -> List[str]:
+    """Directories searched for gin files: flexcore's ``gin_configs`` and each project's."""
+    import flexcore.gin_configs as builtin_configs
+
+    paths = [os.path.dirname(os.path.abspath(builtin_configs.__file__))]
+    # Installed (non-editable) projects live under flexcore/projects/<pkg>/gin_configs.
+    try:
+        import flexcore.projects as projects_pkg
+
+        for info in pkgutil.iter_modules(projects_pkg.__path__):
+            cand = os.path.join(os.path.dirname(projects_pkg.__file__), info.name, "gin_configs")
+            if os.path.isdir(cand):
+                paths.append(cand)
+    except ImportError:  # pragma: no cover - flexcore.projects always ships
+        pass
+    # Source checkouts and editable installs: <repo>/projects/<Name>/gin_configs.
+    repo_root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    for cand in sorted(glob.glob(os.path.join(repo_root, "projects", "*", "gin_configs"))):
+        if cand not in paths:
+            paths.append(cand)
+    return paths
+
+
+def setup_search_paths() -> List[str]:
+    """Add :func:`config_search_paths` to gin's include path (idempotent)."""
+    paths = config_search_paths()
+    known = set(gin.config._LOCATION_PREFIXES)  # noqa: SLF001 - gin has no getter
+    for path in paths:
+        if path not in known:
+            gin.add_config_file_search_path(path)
+    return paths
+
+
+def list_config_files(pattern: str = "*") -> List[str]:
+    """Gin files under the search paths (relative names), filtered by a wildcard."""
+    import fnmatch
+
+    names = set()
+    for root in config_search_paths():
+        for path in glob.glob(os.path.join(root, "**", "*.gin"), recursive=True):
+            names.add(os.path.relpath(path, root))
+    return sorted(n for n in names if fnmatch.fnmatch(n.lower(), pattern.lower()))
+
+
+def resolve_config_file(path: str) -> str:
+    """Absolute path of a gin file given as a path or as a name under the search paths."""
+    candidates = [path] if os.path.isabs(path) else [os.path.abspath(path)] + [
+        os.path.join(root, path) for root in config_search_paths()
+    ]
+    for cand in candidates:
+        if os.path.isfile(cand):
+            return os.path.abspath(cand)
+    known = list_config_files()
+    close = difflib.get_close_matches(path, known, n=3, cutoff=0.4)
+    msg = f"Gin file {path!r} not found. Looked in: the working directory"
+    msg += "".join(f", {root}" for root in config_search_paths()) + "."
+    if close:
+        msg += " Did you mean " + " or ".join(repr(c) for c in close) + "?"
+    msg += " `python tools/train_net.py --list` shows every shipped config."
+    raise ConfigError(msg)
+
+
+def _walk(files: Sequence[str], seen: Optional[set] = None) -> Iterator[Tuple[str, str]]:
+    """(path, text) of each file and, recursively, of what it includes."""
+    seen = set() if seen is None else seen
+    for name in files:
+        try:
+            path = resolve_config_file(name)
+        except ConfigError:
+            continue  # reported with its include location by gin itself
+        if path in seen:
+            continue
+        seen.add(path)
+        with open(path, encoding="utf-8") as f:
+            text = f.read()
+        yield path, text
+        includes = [m.group(2) for m in map(_INCLUDE_RE.match, text.splitlines()) if m]
+        yield from _walk(includes, seen)
+
+
+def _plugin_imports(files: Sequence[str]) -> List[Tuple[str, str, int]]:
+    """(module, file, line) of every ``import`` line in the files and their includes."""
+    found = []
+    for path, text in _walk(files):
+        for lineno, line in enumerate(text.splitlines(), 1):
+            m = _IMPORT_RE.match(line)
+            if m and m.group(1) != "__gin__":
+                found.append((m.group(1), path, lineno))
+    return found
+
+
+class _AcceptAll(config_parser.ParserDelegate):
+    """Parser delegate that accepts any reference: used to find syntax errors only."""
+
+    def configurable_reference(self, scoped_configurable_name, evaluate):
+        return None
+
+    def macro(self, macro_name):
+        return None
+
+
+def _locate_syntax_error(files: Sequence[str], bindings: str) -> str:
+    sources = list(_walk(files)) + [("--gin bindings", bindings)]
+    for path, text in sources:
+        try:
+            for _ in config_parser.ConfigParser(text, _AcceptAll()):
+                pass
+        except (SyntaxError, tokenize.TokenError) as exc:
+            line = getattr(exc, "lineno", None)
+            if line is None and len(exc.args) > 1 and isinstance(exc.args[1], tuple):
+                line = exc.args[1][0]
+            return f"{path}, line {line}" if line else path
+    return "one of the config files"
+
+
+def _gin_names() -> List[str]:
+    names = set()
+    for selector in list(gin.config._REGISTRY._selector_map):  # noqa: SLF001 - gin has no public listing
+        names.add(selector)
+        names.add(selector.split(".")[-1])
+    return sorted(names)
+
+
+def _explain(exc: Exception, files: Sequence[str], bindings: str) -> str:
+    text = str(exc)
+    hint = ""
+    m = re.search(r"No configurable matching (?:reference )?'@?([\w./]+)", text)
+    if m:
+        wanted = m.group(1).split("/")[-1].rstrip("()")
+        close = difflib.get_close_matches(wanted, _gin_names(), n=3, cutoff=0.6)
+        if close:
+            hint += "Did you mean " + " or ".join(repr(c) for c in close) + "? "
+        hint += (
+            "Registered components are listed by `python -m flexcore.registry list`. "
+            + PLUGIN_HINT
+        )
+    m = re.search(r"Configurable '([\w.]+)' doesn't have a parameter named '(\w+)'", text)
+    if m:
+        try:
+            fn = gin.get_configurable(m.group(1))
+            target = fn.__init__ if inspect.isclass(fn) else fn
+            params = [p for p in inspect.signature(target).parameters if p not in ("self", "args", "kwargs")]
+            close = difflib.get_close_matches(m.group(2), params, n=2, cutoff=0.5)
+            if close:
+                hint += "Did you mean " + " or ".join(repr(c) for c in close) + "? "
+            hint += f"Parameters of {m.group(1)}: {', '.join(params)}."
+        except Exception:  # noqa: BLE001 - the hint is best effort
+            pass
+    if isinstance(exc, (SyntaxError, tokenize.TokenError)):
+        hint += f"Syntax error in {_locate_syntax_error(files, bindings)}: check brackets and quotes."
+    if isinstance(exc, OSError) and "Unable to open file" in text:
+        hint += "Included files are looked up under: " + ", ".join(config_search_paths()) + "."
+    return f"{text}\n{hint}".rstrip()
+
+
+def parse_config(
+    config_files: Sequence[str] = (),
+    bindings: Sequence[str] = (),
+    plugins: Sequence[str] = (),
+    finalize: bool = True,
+) -> List[str]:
+    """Load plugins, then parse gin files and bindings; returns the resolved file paths.
+
+    Args:
+        config_files: gin files, as paths or names under the search paths.
+        bindings: ``"A.b = 1"`` strings (each may hold several lines).
+        plugins: modules or ``.py`` files to import first (``--plugin``).
+        finalize: lock the config afterwards (gin.finalize).
+    Raises:
+        ConfigError: naming the file, line and a fix; PluginError for plugins.
+    """
+    load_plugins(plugins)
+    import_builtins()
+    setup_search_paths()
+    resolved = [resolve_config_file(f) for f in config_files]
+    for module, path, lineno in _plugin_imports(resolved):
+        try:
+            load_plugin(module)
+        except ImportError as exc:
+            raise type(exc)(f"{exc}\n  (imported by {path}, line {lineno})") from exc.__cause__
+    binding_text = "\n".join(bindings)
+    try:
+        for path in resolved:
+            gin.parse_config_file(path)
+        gin.parse_config(binding_text)
+        if finalize:
+            gin.finalize()
+    except (ValueError, KeyError, TypeError, OSError, SyntaxError, tokenize.TokenError, AttributeError) as exc:
+        raise ConfigError(_explain(exc, resolved, binding_text)) from exc
+    return resolved
+
+
+def write_config_files(output_dir: str, operative: bool = True) -> List[str]:
+    """Write ``config.gin`` (everything parsed) and ``operative_config.gin`` (what was used)."""
+    from iopath.common.file_io import g_pathmgr
+
+    g_pathmgr.mkdirs(output_dir)
+    written = []
+    contents = [("config.gin", gin.config_str())]
+    if operative:
+        contents.append(("operative_config.gin", gin.operative_config_str()))
+    for name, text in contents:
+        path = os.path.join(output_dir, name)
+        with g_pathmgr.open(path, "w") as f:
+            f.write(text)
+        written.append(path)
+    return written
+
+
+def format_bindings(bindings: Iterable[str]) -> str:
+    """Bindings as gin text, one per line."""
+    return "\n".join(b.strip() for b in bindings if b.strip())

@@ -1,0 +1,1 @@
+"""Hooks registered in flexcore.registry.HOOKS (filled by the engine issue)."""

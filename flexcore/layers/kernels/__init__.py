@@ -1,0 +1,1 @@
+"""TODO(owner): filled by its issue."""

@@ -1,0 +1,1 @@
+"""Utilities: events and writers, logging, seeding, environment info."""

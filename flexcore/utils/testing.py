@@ -1,0 +1,85 @@
+"""pytest plugin shared by flexcore's and projects' tests (``-p flexcore.utils.testing``).
+
+Gives every test a clean gin config, skips ``gpu``/``slurm`` tests where the hardware or
+cluster is missing, and locates the original system's seed fixtures.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Optional
+
+import pytest
+
+_REPO = Path(__file__).resolve().parents[2]
+
+
+def seed_fixtures_dir() -> Optional[Path]:
+    """Folder with the original FlexConv code's outputs (``*.pt`` + ``*.json``), if present."""
+    candidates = [
+        os.environ.get("FLEXCORE_SEED_FIXTURES"),
+        _REPO / "tests" / "fixtures" / "seed",
+        _REPO.parent / "shared" / "fixtures" / "seed",
+    ]
+    for cand in candidates:
+        if cand and Path(cand).is_dir() and any(Path(cand).glob("*.pt")):
+            return Path(cand)
+    return None
+
+
+def slurm_available() -> bool:
+    """A SLURM controller answers (``.ci/run`` starts one with the shared script)."""
+    if shutil.which("sbatch") is None or shutil.which("scontrol") is None:
+        return False
+    try:
+        return subprocess.run(["scontrol", "ping"], capture_output=True, timeout=10).returncode == 0
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "gpu: needs a CUDA device (skipped without one)")
+    config.addinivalue_line(
+        "markers", "slurm: needs a running SLURM cluster (.ci/run starts one; skipped without)"
+    )
+    config.addinivalue_line("markers", "slow: longer than a few seconds")
+
+
+def pytest_collection_modifyitems(config, items):
+    import torch
+
+    has_cuda = torch.cuda.is_available()
+    has_slurm = None
+    for item in items:
+        if "gpu" in item.keywords and not has_cuda:
+            item.add_marker(pytest.mark.skip(reason="no CUDA device on this machine"))
+        if "slurm" in item.keywords:
+            if has_slurm is None:
+                has_slurm = slurm_available()
+            if not has_slurm:
+                item.add_marker(
+                    pytest.mark.skip(
+                        reason="no SLURM cluster answers `scontrol ping`; start one with "
+                        ".ci/start-slurm.sh (or ../shared/slurm/start-local-slurm.sh)"
+                    )
+                )
+
+
+@pytest.fixture(autouse=True)
+def _clean_gin():
+    """Every test starts and ends with an empty, unlocked gin config."""
+    import gin
+
+    gin.clear_config(clear_constants=False)
+    yield
+    gin.clear_config(clear_constants=False)
+
+
+@pytest.fixture
+def seed_fixtures() -> Path:
+    path = seed_fixtures_dir()
+    if path is None:
+        pytest.skip("seed fixtures not found (tests/fixtures/seed or $FLEXCORE_SEED_FIXTURES)")
+    return path

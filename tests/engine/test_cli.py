@@ -1,0 +1,52 @@
+import os
+import subprocess
+import sys
+import textwrap
+
+from flexcore.config import list_config_files
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+TRAIN_NET = os.path.join(REPO, "tools", "train_net.py")
+
+PLUGIN = textwrap.dedent(
+    """
+    import gin
+
+    @gin.configurable
+    def cli_model(width=1, kind='a'):
+        return width
+    """
+)
+
+
+def run(args, cwd):
+    return subprocess.run([sys.executable, TRAIN_NET, *args], capture_output=True, text=True, cwd=cwd)
+
+
+def test_list_prints_shipped_configs(tmp_path):
+    result = run(["--list"], tmp_path)
+    assert result.returncode == 0, result.stderr
+    for name in list_config_files():
+        assert name in result.stdout
+
+
+def test_print_config_composes_without_building(tmp_path):
+    (tmp_path / "cli_plugin.py").write_text(PLUGIN)
+    (tmp_path / "exp.gin").write_text("cli_model.width = 12\n")
+    result = run(
+        ["--plugin", "cli_plugin.py", "--config-file", "exp.gin", "--gin", "cli_model.kind = 'b'", "--print-config"],
+        tmp_path,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "cli_model.width = 12" in result.stdout
+    assert "cli_model.kind = 'b'" in result.stdout
+    assert not (tmp_path / "output").exists()
+
+
+def test_misspelt_configurable_exits_with_hint(tmp_path):
+    (tmp_path / "cli_plugin.py").write_text(PLUGIN)
+    (tmp_path / "exp.gin").write_text("cli_modle.width = 12\n")
+    result = run(["--plugin", "cli_plugin.py", "--config-file", "exp.gin", "--print-config"], tmp_path)
+    assert result.returncode == 2
+    assert "Did you mean 'cli_model'" in result.stderr
+    assert "exp.gin" in result.stderr and "line 1" in result.stderr
