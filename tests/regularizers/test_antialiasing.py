@@ -47,6 +47,11 @@ class PluginConv(nn.Module):
         self.mask = SigmaMask(sigma) if sigma is not None else None
         self.grid_length = grid_length
 
+    def grid_size(self):
+        if not self.grid_length:
+            raise RuntimeError("grid not fixed")
+        return (self.grid_length, self.grid_length + 4)
+
 
 W0 = torch.tensor([[30.0, -4.0], [2.0, 1.0]])   # radians per unit, (H=2, D=2)
 G0 = torch.tensor([[1.0, 6.0], [5.0, 0.5]])
@@ -114,7 +119,7 @@ def test_errors():
         AntiAliasing()(nn.Sequential(nn.Conv2d(1, 1, 3)))
     with pytest.raises(ValueError, match="needs layers with a Gaussian mask"):
         AntiAliasing(target="gabor+mask")(PluginConv([(W0, G0)]))
-    with pytest.raises(RuntimeError, match="no grid length yet"):
+    with pytest.raises(RuntimeError, match="no grid size yet"):
         AntiAliasing()(PluginConv([(W0, G0)], grid_length=0))
     with pytest.raises(ValueError, match="unknown method"):
         AntiAliasing(method="distributed")
