@@ -136,11 +136,12 @@ def _mask_inverse_widths(conv: nn.Module) -> Optional[torch.Tensor]:
 
 
 def _grid_length(conv: nn.Module, name: str) -> int:
-    """Smallest side of the conv's full position grid (its ``grid_size()``)."""
+    """Smallest side of the conv's full position grid (``grid_size()``, else an int ``horizon``)."""
     try:
         sizes = conv.grid_size() if callable(getattr(conv, "grid_size", None)) else ()
-    except RuntimeError:
-        sizes = ()
+    except RuntimeError:  # not fixed by a forward yet: a fixed int horizon still says it
+        horizon = getattr(conv, "horizon", None)
+        sizes = (horizon,) if isinstance(horizon, int) else ()
     if not sizes or min(sizes) < 2:
         raise RuntimeError(
             f"AntiAliasing: continuous conv {name!r} has no grid size yet (it is fixed by the first "
