@@ -15,3 +15,10 @@ from .base import (
     describe_dataset,
     holdout_indices,
 )
+
+from . import transforms
+from .images import ImageClassificationDataset
+
+# Registering modules (import order = listing order does not matter; names are sorted).
+from .cifar import CIFAR10, CIFAR100
+from .digits import Digits
