@@ -16,9 +16,12 @@ from .base import (
     holdout_indices,
 )
 
-from . import transforms
-from .images import ImageClassificationDataset
+from . import transforms  # noqa: E402
+from .images import ImageClassificationDataset  # noqa: E402
 
-# Registering modules (import order = listing order does not matter; names are sorted).
-from .cifar import CIFAR10, CIFAR100
-from .digits import Digits
+# Image datasets (registering modules).
+from .cifar import CIFAR10, CIFAR100  # noqa: E402,F401
+from .digits import Digits  # noqa: E402,F401
+
+# Sequence and audio datasets (registering modules).
+from . import synthetic  # noqa: E402,F401  AddingProblem, CopyMemory
