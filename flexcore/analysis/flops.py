@@ -178,6 +178,7 @@ class FlopReport:
         inference_params: the same for the baked model.
         input_shape: shape of the analysed input batch.
         convention: ``"mac"`` or ``"flop"``.
+        notes: remarks on how the counts were taken (shown under the summary).
     """
 
     train: FlexcoreFlopCountAnalysis
@@ -189,6 +190,7 @@ class FlopReport:
     inference_params: Dict[str, int]
     input_shape: Tuple[int, ...]
     convention: str
+    notes: List[str] = dataclasses.field(default_factory=list)
 
     def totals(self) -> Dict[str, Dict[str, float]]:
         """Plain numbers (also what ``flops.json`` holds)."""
@@ -227,6 +229,7 @@ class FlopReport:
         ]
         head = ["", "training (kernel generated each forward)", "inference (baked kernels)"]
         note = f"{convention_note(self.convention)} Input batch {tuple(self.input_shape)}."
+        note += "".join(f"\nNote: {n}" for n in self.notes)
         return note + "\n" + tabulate(table, headers=head, tablefmt=tablefmt, colalign=("left", "right", "right"))
 
     def operator_table(self, tablefmt: str = "github") -> str:
@@ -284,7 +287,20 @@ def flop_report(model: nn.Module, inputs: Inputs, convention: str = "mac", stric
         raise ValueError(f"Unknown FLOP convention {convention!r}; use one of {CONVENTIONS}.")
     inputs = inputs if isinstance(inputs, tuple) else (inputs,)
     train_model = copy.deepcopy(model).train()
-    train, train_acts = _analyse(train_model, inputs, convention, strict, "the model in train mode")
+    notes = []
+    try:
+        train, train_acts = _analyse(train_model, inputs, convention, strict, "the model in train mode")
+    except ValueError as exc:
+        if "Expected more than 1 value per channel" not in str(exc):
+            raise
+        # A batch of one has no BatchNorm statistics where the spatial size reaches 1x1.
+        train_model = copy.deepcopy(model).train()
+        for module in train_model.modules():
+            if isinstance(module, nn.modules.batchnorm._BatchNorm):
+                module.eval()
+        train, train_acts = _analyse(train_model, inputs, convention, strict, "the model in train mode")
+        notes.append("BatchNorm layers were traced in eval mode for the training count (a batch of one has "
+                     "no batch statistics); use a batch of 2 or more to count them in train mode.")
     with torch.no_grad():
         kernel = kernel_generation_flops(train_model, convention)
     baked = _bake(copy.deepcopy(model).eval()).eval()
@@ -300,6 +316,7 @@ def flop_report(model: nn.Module, inputs: Inputs, convention: str = "mac", stric
         inference_params=dict(parameter_count(baked)),
         input_shape=tuple(first.shape) if first is not None else (),
         convention=convention,
+        notes=notes,
     )
 
 
