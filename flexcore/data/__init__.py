@@ -18,3 +18,4 @@ from .base import (
 
 # Sequence and audio datasets (registering modules).
 from . import synthetic  # noqa: E402,F401  AddingProblem, CopyMemory
+from . import speech_commands  # noqa: E402,F401  SpeechCommands
