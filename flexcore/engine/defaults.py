@@ -189,7 +189,7 @@ USER_ERRORS = (CheckpointError, NonFiniteLossError, OutputDirError, DatasetError
 
 def cli_entry(argv: Optional[List[str]] = None) -> int:
     """``flexcore-train`` / ``tools/train_net.py``: parse flags and launch :func:`main`."""
-    from flexcore.engine.launch import launch
+    from flexcore.engine.launch import LaunchError, launch
 
     args = default_argument_parser().parse_args(argv)
     try:
@@ -199,5 +199,8 @@ def cli_entry(argv: Optional[List[str]] = None) -> int:
         return 2
     except USER_ERRORS as exc:
         print(f"Error: {exc}", file=sys.stderr)
+        return 1
+    except LaunchError as exc:
+        print(f"Launch error: {exc}", file=sys.stderr)
         return 1
     return 0
