@@ -231,7 +231,7 @@ def _mix_channels(x_hat: Tensor, w_hat: Tensor, groups: int) -> Tensor:
     nf = math.prod(freq)
     cin_g, cout_g = c_in // groups, c_out // groups
     if cin_g == 1 and cout_g == 1:  # depthwise: one complex product per channel
-        return x_hat * w_hat.unsqueeze(0)
+        return x_hat * w_hat.reshape(1, c_out, *freq)
     # (F, G, B, cin_g) @ (F, G, cin_g, cout_g) -> (F, G, B, cout_g)
     xf = x_hat.reshape(batch, groups, cin_g, nf).permute(3, 1, 0, 2)
     wf = w_hat.reshape(groups, cout_g, cin_g, nf).permute(3, 0, 2, 1)
