@@ -1,1 +1,11 @@
-"""TODO(owner): filled by its issue."""
+"""FLOP / parameter / activation counting (fvcore, extended), profiling, kernel reports."""
+from .flops import (
+    FlexcoreActivationCountAnalysis,
+    FlexcoreFlopCountAnalysis,
+    FlopReport,
+    UncountedOpsError,
+    assert_all_ops_counted,
+    flop_report,
+    kernel_generation_flops,
+)
+from .handles import CONVENTIONS, FFT_COMPLEX_FLOPS, ZERO_COST_OPS, fft_cost

@@ -15,3 +15,6 @@ from .base import (
     describe_dataset,
     holdout_indices,
 )
+
+# Sequence and audio datasets (registering modules).
+from . import synthetic  # noqa: E402,F401  AddingProblem, CopyMemory

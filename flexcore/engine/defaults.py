@@ -109,7 +109,7 @@ def main(args: argparse.Namespace):
 
 def cli_entry(argv: Optional[List[str]] = None) -> int:
     """``flexcore-train`` / ``tools/train_net.py``: parse flags and launch :func:`main`."""
-    from flexcore.engine.launch import launch
+    from flexcore.engine.launch import LaunchError, launch
 
     args = default_argument_parser().parse_args(argv)
     try:
@@ -117,4 +117,7 @@ def cli_entry(argv: Optional[List[str]] = None) -> int:
     except ConfigError as exc:
         print(f"Config error: {exc}", file=sys.stderr)
         return 2
+    except LaunchError as exc:
+        print(f"Launch error: {exc}", file=sys.stderr)
+        return 1
     return 0

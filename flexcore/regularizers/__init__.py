@@ -1,1 +1,4 @@
-"""TODO(owner): filled by its issue."""
+"""Loss terms added to the task loss; importing this package registers them in ``REGULARIZERS``."""
+from .antialiasing import AntiAliasing, frequency_summaries, layer_frequencies
+
+__all__ = ["AntiAliasing", "frequency_summaries", "layer_frequencies"]

@@ -1,0 +1,236 @@
+"""DDP process groups: spawn one process per device, or join one torchrun/SLURM set up.
+
+Every path ends in :func:`run_in_process_group`, which exports the ranks, initialises
+torch.distributed and calls ``main(args)``, so the trainer sees the same world however it
+was started.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import logging
+import os
+import pickle
+import socket
+import tempfile
+from typing import Any, Callable, Dict, Optional
+
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+
+from flexcore.utils import comm
+
+__all__ = [
+    "LaunchError",
+    "DDPConfig",
+    "find_free_port",
+    "resolve_backend",
+    "torchrun_env",
+    "launch_ddp",
+    "launch_torchrun",
+    "run_in_process_group",
+]
+
+logger = logging.getLogger("flexcore")
+
+# What torchrun (and torch.distributed.launch) export to each worker.
+_TORCHRUN_VARS = ("RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
+
+
+class LaunchError(RuntimeError):
+    """The job could not be launched, or a process/job of it failed (message says which)."""
+
+
+def find_free_port() -> int:
+    """A TCP port free on this machine right now (the OS picks it)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def resolve_backend(backend: str, use_gpus: bool) -> str:
+    """``auto`` -> nccl for GPU processes, gloo for CPU ones; checks nccl has GPUs."""
+    if backend == "auto":
+        return "nccl" if use_gpus else "gloo"
+    if backend == "nccl" and not use_gpus:
+        raise LaunchError("--dist-backend nccl needs GPU processes (--num-gpus N); CPU processes use gloo.")
+    return backend
+
+
+@dataclasses.dataclass(frozen=True)
+class DDPConfig:
+    """How many processes, where, and how they meet."""
+
+    procs_per_machine: int = 1
+    num_machines: int = 1
+    machine_rank: int = 0
+    dist_url: str = "auto"
+    backend: str = "gloo"
+    use_gpus: bool = False
+
+    @property
+    def world_size(self) -> int:
+        return self.procs_per_machine * self.num_machines
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace) -> "DDPConfig":
+        """Validate ``--num-gpus/--num-processes/--num-machines/...`` into a config."""
+        if args.num_gpus < 0 or args.num_processes < 1:
+            raise LaunchError("--num-gpus must be >= 0 and --num-processes >= 1.")
+        if args.num_gpus > 0 and args.num_processes > 1:
+            raise LaunchError(
+                "Give either --num-gpus N (one process per GPU) or --num-processes N (CPU processes), not both."
+            )
+        use_gpus = args.num_gpus > 0
+        if use_gpus and args.num_gpus > torch.cuda.device_count():
+            raise LaunchError(
+                f"--num-gpus {args.num_gpus} asked for more GPUs than this machine has "
+                f"({torch.cuda.device_count()}). For DDP on CPU use --num-processes {args.num_gpus}."
+            )
+        if args.num_machines < 1 or not 0 <= args.machine_rank < args.num_machines:
+            raise LaunchError(
+                f"--machine-rank must be in [0, --num-machines - 1]; got {args.machine_rank} "
+                f"with --num-machines {args.num_machines}."
+            )
+        if args.num_machines > 1 and args.dist_url == "auto":
+            raise LaunchError(
+                "Several machines need a shared rendezvous: pass --dist-url tcp://<machine 0 address>:<port> "
+                "(the same on every machine) and --machine-rank on each."
+            )
+        return cls(
+            procs_per_machine=args.num_gpus or args.num_processes,
+            num_machines=args.num_machines,
+            machine_rank=args.machine_rank,
+            dist_url=args.dist_url,
+            backend=resolve_backend(args.dist_backend, use_gpus),
+            use_gpus=use_gpus,
+        )
+
+
+def torchrun_env() -> Optional[Dict[str, int]]:
+    """Ranks exported by torchrun (or torch.distributed.launch) to this process, else None."""
+    if not all(name in os.environ for name in _TORCHRUN_VARS):
+        return None
+    world_size = int(os.environ["WORLD_SIZE"])
+    return {
+        "rank": int(os.environ["RANK"]),
+        "world_size": world_size,
+        "local_rank": int(os.environ.get("LOCAL_RANK", 0)),
+        "local_world_size": int(os.environ.get("LOCAL_WORLD_SIZE", world_size)),
+    }
+
+
+def run_in_process_group(
+    main: Callable[[argparse.Namespace], Any],
+    args: argparse.Namespace,
+    *,
+    backend: str,
+    init_method: str,
+    world_size: int,
+    rank: int,
+    local_rank: int,
+    local_world_size: int,
+) -> Any:
+    """Join the process group, run ``main(args)``, leave the group (also on errors)."""
+    os.environ.update(
+        RANK=str(rank),
+        WORLD_SIZE=str(world_size),
+        LOCAL_RANK=str(local_rank),
+        LOCAL_WORLD_SIZE=str(local_world_size),
+    )
+    if backend == "nccl":
+        torch.cuda.set_device(local_rank)
+    dist.init_process_group(backend=backend, init_method=init_method, world_size=world_size, rank=rank)
+    try:
+        comm.synchronize()  # every rank is in before anyone builds anything
+        return main(args)
+    finally:
+        if dist.is_initialized():
+            dist.destroy_process_group()
+
+
+def launch_torchrun(main: Callable[[argparse.Namespace], Any], args: argparse.Namespace, env: Dict[str, int], backend: str = "auto") -> Any:
+    """Run as one worker of a torchrun job: the world comes from its environment."""
+    if args.num_gpus > 1 or args.num_processes > 1:
+        logger.warning(
+            "Under torchrun the world size comes from torchrun (%d); --num-gpus/--num-processes are ignored.",
+            env["world_size"],
+        )
+    if env["world_size"] == 1:
+        return main(args)
+    use_gpus = torch.cuda.is_available()
+    return run_in_process_group(
+        main, args,
+        backend=resolve_backend(backend, use_gpus),
+        init_method="env://",
+        world_size=env["world_size"],
+        rank=env["rank"],
+        local_rank=env["local_rank"],
+        local_world_size=env["local_world_size"],
+    )
+
+
+def _ddp_worker(local_rank: int, main, args, config: DDPConfig, url: str, result_file: str) -> None:
+    rank = config.machine_rank * config.procs_per_machine + local_rank
+    try:
+        result = run_in_process_group(
+            main, args,
+            backend=config.backend,
+            init_method=url,
+            world_size=config.world_size,
+            rank=rank,
+            local_rank=local_rank,
+            local_world_size=config.procs_per_machine,
+        )
+    except SystemExit as exc:
+        # torch.multiprocessing only forwards exceptions: turn an exit message into one.
+        if exc.code in (None, 0):
+            return
+        raise RuntimeError(f"rank {rank} exited: {exc.code}") from exc
+    if rank == 0:
+        try:
+            with open(result_file, "wb") as f:
+                pickle.dump(result, f)
+        except Exception as exc:  # noqa: BLE001 - an unpicklable result must not fail the run
+            logger.warning("main()'s return value could not be passed back (%s); returning None.", exc)
+
+
+def launch_ddp(main: Callable[[argparse.Namespace], Any], args: argparse.Namespace, config: DDPConfig) -> Any:
+    """Spawn ``config.procs_per_machine`` processes on this machine, each running ``main(args)``.
+
+    Returns rank 0's return value (None on machines other than 0).
+    Raises:
+        LaunchError: a process failed; the message holds its rank and traceback.
+    """
+    url = config.dist_url
+    if url == "auto":
+        url = f"tcp://127.0.0.1:{find_free_port()}"
+    logger.info(
+        "DDP: %d process(es) x %d machine(s) = world size %d (%s, %s)",
+        config.procs_per_machine, config.num_machines, config.world_size, config.backend, url,
+    )
+    with tempfile.TemporaryDirectory(prefix="flexcore-ddp-") as tmp:
+        result_file = os.path.join(tmp, "result.pkl")
+        try:
+            mp.start_processes(
+                _ddp_worker,
+                args=(main, args, config, url, result_file),
+                nprocs=config.procs_per_machine,
+                join=True,
+                start_method="spawn",
+            )
+        except mp.ProcessRaisedException as exc:
+            rank = config.machine_rank * config.procs_per_machine + exc.error_index
+            trace = exc.msg.split("following error:\n", 1)[-1].rstrip()
+            raise LaunchError(f"DDP process of rank {rank} failed:\n{trace}") from None
+        except mp.ProcessExitedException as exc:
+            rank = config.machine_rank * config.procs_per_machine + exc.error_index
+            raise LaunchError(
+                f"DDP process of rank {rank} died ({exc.msg}); the other processes were stopped. "
+                "A signal such as SIGKILL usually means the machine ran out of memory."
+            ) from None
+        if not os.path.exists(result_file):
+            return None
+        with open(result_file, "rb") as f:
+            return pickle.load(f)
