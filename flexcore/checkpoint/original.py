@@ -1,0 +1,237 @@
+"""Convert state dicts of the original FlexConv code (rjbruin/flexconv) to flexcore's names.
+
+Small composable functions: each converts one component found under a key prefix of the
+original state dict and returns flexcore entries under a new prefix, so conv-layer and
+whole-model converters are a few calls to them.
+
+Kernel nets (the original's ``<conv>.Kernel.*``; 1x1 conv weights ``[out, in, 1(, 1)]``
+become ``[out, in]`` matrices, ``weight_g`` ``[out, 1, 1(, 1)]`` becomes ``[out, 1]``; every
+other tensor is copied unchanged):
+
+============================================  =========================================
+original (after the ``Kernel.`` prefix)       flexcore kernel net
+============================================  =========================================
+MAGNet / Gabor / Fourier (``MFNBase``)
+``linear.{i}.{weight,bias}``                  ``linear.{i}.{weight,bias}``  (i < L)
+``output_linear.{weight,bias}``               ``output_linear.{weight,bias}``
+``filters.{l}.linear.{weight,bias}``          ``filters.{l}.linear.{weight,bias}``  (l <= L)
+``filters.{l}.{mu,gamma,theta}``              ``filters.{l}.{mu,gamma,theta}``
+SIREN / nSIREN (``kernel_net`` Sequential: sine layer, Sine, ..., output linear)
+``kernel_net.{2k}.{weight,bias,omega_0}``     ``hidden.{k}.{weight,bias,omega_0}``  (k < L-1)
+``kernel_net.{2(L-1)}.{weight,bias}``         ``output_linear.{weight,bias}``
+MLP (``kernel_net`` Sequential: Linear, Norm, Act, ..., output linear)
+``kernel_net.{3k}.{weight,bias}``             ``hidden.{k}.{weight,bias}``  (k < L-1)
+``kernel_net.{3k+1}.*`` (BatchNorm)           ``norms.{k}.*``
+``kernel_net.{3k+1}.layer_norm.{weight,bias}``  ``norms.{k}.{weight,bias}`` (LayerNorm)
+``kernel_net.{3(L-1)}.{weight,bias}``         ``output_linear.{weight,bias}``
+============================================  =========================================
+
+With weight norm, ``weight`` is ``weight_g`` + ``weight_v`` on both sides.
+"""
+from __future__ import annotations
+
+import re
+from typing import Any, Dict, Mapping, Optional, Tuple
+
+import torch
+import torch.nn as nn
+
+__all__ = [
+    "OriginalCheckpointError",
+    "KERNEL_FAMILIES",
+    "canonical_kernel_family",
+    "pointwise_to_matrix",
+    "convert_kernel_net",
+    "load_original_kernel_net",
+    "ckconv_kwargs_from_config",
+    "kernel_net_config",
+]
+
+# Original `kernel.type` names (and flexcore class names) -> converter family.
+KERNEL_FAMILIES = {
+    "magnet": "mfn",
+    "gabor": "mfn",
+    "gabornet": "mfn",
+    "fourier": "mfn",
+    "fouriernet": "mfn",
+    "siren": "siren",
+    "nsiren": "siren",
+    "mlp": "mlp",
+}
+
+
+class OriginalCheckpointError(ValueError):
+    """An original state dict does not have the layout its converter expects."""
+
+
+def canonical_kernel_family(family: str) -> str:
+    """``"mfn"``, ``"siren"`` or ``"mlp"`` for an original ``kernel.type`` or flexcore name."""
+    key = str(family).lower()
+    if key not in KERNEL_FAMILIES:
+        raise OriginalCheckpointError(
+            f"Unknown kernel family {family!r}; the original's kernel types are "
+            "MAGNet, Gabor, Fourier, SIREN, nSIREN and MLP."
+        )
+    return KERNEL_FAMILIES[key]
+
+
+def pointwise_to_matrix(tensor: torch.Tensor) -> torch.Tensor:
+    """A 1x1 conv weight ``[out, in, 1, ...]`` as the matrix ``[out, in]`` (others unchanged)."""
+    if tensor.dim() > 2 and all(s == 1 for s in tensor.shape[2:]):
+        return tensor.reshape(tensor.shape[0], tensor.shape[1])
+    return tensor
+
+
+def _sequential_rename(index: int, stride: int, last: int, rest: str, prefix_norm: bool) -> Optional[str]:
+    """Map ``kernel_net.{index}.{rest}`` of an MLP/SIREN Sequential to flexcore names."""
+    layer, offset = divmod(index, stride)
+    if offset == 0:
+        return f"output_linear.{rest}" if layer == last else f"hidden.{layer}.{rest}"
+    if prefix_norm and offset == 1:
+        return f"norms.{layer}.{rest.replace('layer_norm.', '', 1)}"
+    return None
+
+
+def convert_kernel_net(
+    original_sd: Mapping[str, torch.Tensor],
+    prefix: str,
+    family: str,
+    new_prefix: str = "",
+) -> Dict[str, torch.Tensor]:
+    """Convert the entries of one original kernel net to a flexcore kernel net's state dict.
+
+    Args:
+        original_sd: an original state dict (a whole model's is fine).
+        prefix: the kernel net's key prefix in it, e.g. ``"Kernel."`` or
+            ``"blocks.0.cconv1.Kernel."``.
+        family: the original's ``kernel.type`` (``MAGNet``, ``Gabor``, ``Fourier``, ``SIREN``,
+            ``nSIREN``, ``MLP``) or the flexcore class name.
+        new_prefix: prepended to every returned key (e.g. ``"blocks.0.cconv1.kernel_net."``).
+
+    Returns:
+        ``{new_prefix + flexcore key: tensor}``.
+    """
+    kind = canonical_kernel_family(family)
+    entries = {k[len(prefix):]: v for k, v in original_sd.items() if k.startswith(prefix)}
+    if not entries:
+        raise OriginalCheckpointError(
+            f"No entries under prefix {prefix!r} in the original state dict "
+            f"(first keys: {list(original_sd)[:5]})."
+        )
+    out: Dict[str, torch.Tensor] = {}
+    if kind == "mfn":
+        for key, value in entries.items():
+            if not re.match(r"(linear\.\d+|output_linear|filters\.\d+\.(linear|mu|gamma|theta))", key):
+                raise OriginalCheckpointError(f"Unexpected key {prefix + key!r} for a {family} kernel net.")
+            out[new_prefix + key] = pointwise_to_matrix(value)
+        return out
+
+    stride = 2 if kind == "siren" else 3
+    indices = sorted({int(k.split(".")[1]) for k in entries if re.match(r"kernel_net\.\d+\.", k)})
+    if not indices or len(entries) != sum(1 for k in entries if k.startswith("kernel_net.")):
+        raise OriginalCheckpointError(
+            f"A {family} kernel net's keys are `{prefix}kernel_net.<i>.*`; got {sorted(entries)[:6]}."
+        )
+    last = indices[-1] // stride
+    for key, value in entries.items():
+        _, index, rest = key.split(".", 2)
+        new_key = _sequential_rename(int(index), stride, last, rest, prefix_norm=kind == "mlp")
+        if new_key is None:
+            raise OriginalCheckpointError(f"Unexpected key {prefix + key!r} for a {family} kernel net.")
+        out[new_prefix + new_key] = pointwise_to_matrix(value)
+    return out
+
+
+def load_original_kernel_net(
+    net: nn.Module, original_sd: Mapping[str, torch.Tensor], prefix: str = "Kernel.", family: Optional[str] = None
+) -> nn.Module:
+    """Load an original kernel net's weights into ``net`` (strict), with a clear error on mismatch.
+
+    Args:
+        net: a flexcore kernel net built with the same hyper-parameters.
+        original_sd: the original state dict.
+        prefix: the kernel net's prefix in it.
+        family: the original's kernel type; default: ``net``'s class name.
+    """
+    family = family or type(net).__name__
+    converted = convert_kernel_net(original_sd, prefix, family)
+    expected = net.state_dict()
+    missing = sorted(set(expected) - set(converted))
+    unexpected = sorted(set(converted) - set(expected))
+    wrong = [
+        f"{k}: original {tuple(converted[k].shape)} vs {tuple(expected[k].shape)}"
+        for k in sorted(set(expected) & set(converted))
+        if converted[k].shape != expected[k].shape
+    ]
+    if missing or unexpected or wrong:
+        raise OriginalCheckpointError(
+            f"The original {family} kernel net under {prefix!r} does not fit {type(net).__name__} "
+            f"({net.extra_repr()}): missing {missing}, unexpected {unexpected}, shape mismatches "
+            f"{wrong}. Build the net with the original's hyper-parameters (hidden_channels, "
+            "num_layers, out_channels = C_out*C_in, norm, weight_norm, steerable)."
+        )
+    net.load_state_dict(converted)
+    return net
+
+
+# Original kernel.type -> flexcore KERNEL_NETS name.
+_KERNEL_NAMES = {"MLP": "MLP", "SIREN": "SIREN", "nSIREN": "nSIREN", "Fourier": "FourierNet",
+                 "Gabor": "GaborNet", "MAGNet": "MAGNet"}
+
+
+def ckconv_kwargs_from_config(config: Mapping[str, Any]) -> Dict[str, Any]:
+    """The original's resolved Hydra config (groups ``kernel``, ``conv``, ``mask``) as the
+    ``kernel_*`` / ``conv_*`` / ``mask_*`` keyword arguments its models pass to CKConv/FlexConv."""
+    kwargs: Dict[str, Any] = {}
+    for group in ("kernel", "conv", "mask"):
+        for key, value in config.get(group, {}).items():
+            if not isinstance(value, Mapping):  # kernel.regularize_params, kernel.srf
+                kwargs[f"{group}_{key}"] = value
+    return kwargs
+
+
+def kernel_net_config(ckconv_kwargs: Mapping[str, Any]) -> Tuple[str, Dict[str, Any]]:
+    """flexcore kernel-net name and hyper-parameters equivalent to an original CKConv/FlexConv.
+
+    Reproduces what the original constructor forwards: MLP ignores ``bias_init``; Fourier gets
+    no ``input_scale`` (its default 256 is used); FlexConv (``mask_init_value`` given) replaces
+    ``init_spatial_value`` by ``1.667 * mask_init_value`` for a Gaussian mask; values > 1 clamp to 1.
+
+    Args:
+        ckconv_kwargs: ``kernel_type``, ``kernel_no_hidden``, ``kernel_no_layers``, ``conv_bias``,
+            ... as in the original CKConv/FlexConv signature (missing keys take its defaults).
+
+    Returns:
+        ``(name, hp)``: build with ``KERNEL_NETS.build(name, dim, C_out * C_in, **hp)`` where
+        ``dim = ckconv_kwargs["kernel_dim_linear"]``.
+    """
+    kw = {
+        "kernel_type": "MAGNet", "kernel_no_hidden": 32, "kernel_no_layers": 3,
+        "kernel_activ_function": "ReLU", "kernel_norm": "BatchNorm", "kernel_omega_0": 0.0,
+        "kernel_learn_omega_0": False, "kernel_weight_norm": False, "kernel_steerable": False,
+        "kernel_init_spatial_value": 1.0, "kernel_bias_init": None, "kernel_input_scale": 25.6,
+        "conv_bias": True, **ckconv_kwargs,
+    }
+    kernel_type = kw["kernel_type"]
+    if kernel_type not in _KERNEL_NAMES:
+        raise OriginalCheckpointError(f"Unknown original kernel type {kernel_type!r}; known: {list(_KERNEL_NAMES)}.")
+    spatial = kw["kernel_init_spatial_value"]
+    if "mask_init_value" in ckconv_kwargs and kw.get("mask_type", "gaussian") == "gaussian":
+        spatial = kw["mask_init_value"] * 1.667  # FlexConv's override, same float expression
+    spatial = min(spatial, 1.0)
+    hp: Dict[str, Any] = {
+        "hidden_channels": kw["kernel_no_hidden"], "num_layers": kw["kernel_no_layers"], "bias": kw["conv_bias"],
+    }
+    if kernel_type == "MLP":
+        hp.update(activation=kw["kernel_activ_function"], norm=kw["kernel_norm"] or None,
+                  weight_norm=kw["kernel_weight_norm"])
+    elif kernel_type in ("SIREN", "nSIREN"):
+        hp.update(omega_0=kw["kernel_omega_0"], learn_omega_0=kw["kernel_learn_omega_0"],
+                  bias_init=kw["kernel_bias_init"], weight_norm=kw["kernel_weight_norm"])
+    elif kernel_type == "Fourier":
+        hp.update(bias_init=kw["kernel_bias_init"])
+    else:
+        hp.update(bias_init=kw["kernel_bias_init"], input_scale=kw["kernel_input_scale"], init_spatial_value=spatial)
+        if kernel_type == "MAGNet":
+            hp["steerable"] = kw["kernel_steerable"]
+    return _KERNEL_NAMES[kernel_type], hp
