@@ -8,7 +8,7 @@ from flexcore.layers import (BakedConv1d, CKConv, Conv, FlexConv, SeparableFlexC
                              clear_kernel_caches, refresh_crops)
 from flexcore.layers.masks import GaussianMask
 
-from conftest import TinyKernelNet
+from layer_test_utils import TinyKernelNet
 
 
 class BNKernelNet(TinyKernelNet):

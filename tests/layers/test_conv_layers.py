@@ -1,3 +1,5 @@
+import functools
+
 import gin
 import pytest
 import torch
@@ -6,9 +8,9 @@ import torch.nn as nn
 from flexcore.config import ConfigError, parse_config
 from flexcore.layers import CKConv, Conv, ContinuousConv, FlexConv, SeparableFlexConv, SRFConv, continuous_convs
 from flexcore.layers.masks import GaussianMask, HannMask, NoMask, SigmoidMask
-from flexcore.registry import CONVS, UnknownNameError
+from flexcore.registry import CONVS, KERNEL_NETS, UnknownNameError
 
-from conftest import TinyKernelNet
+from layer_test_utils import TinyKernelNet
 
 
 def build(name, c_in, c_out, dim, causal=False, kernel_net=TinyKernelNet, **kw):
@@ -41,6 +43,27 @@ def test_every_conv_builds_runs_and_backprops(name, dim, causal):
     assert torch.isfinite(y).all() and torch.isfinite(x.grad).all()
     grads = [p.grad for p in layer.parameters() if p.requires_grad]
     assert grads and all(g is not None and torch.isfinite(g).all() for g in grads)
+
+
+@pytest.mark.parametrize("net", ["MAGNet", "SIREN", "MLP", "GaborNet"])
+@pytest.mark.parametrize("name", ["CKConv", "FlexConv", "SeparableFlexConv"])
+@pytest.mark.parametrize("dim,causal", GEOMETRIES)
+def test_continuous_convs_with_real_kernel_nets(name, net, dim, causal):
+    torch.manual_seed(0)
+    factory = functools.partial(KERNEL_NETS.get(net), hidden_channels=8, num_layers=2)
+    kw = {} if name == "CKConv" else {"mask": functools.partial(GaussianMask, init_value=0.3)}  # > 1 point (BatchNorm)
+    layer = CONVS.get(name)(2, 3, dim, causal=causal, kernel_net=factory, horizon=7, **kw)
+    x = torch.randn(2, 2, *([6] * dim))
+    y = layer(x)
+    assert y.shape == (2, 3, *([6] * dim))
+    y.square().mean().backward()
+    assert torch.isfinite(y).all()
+    assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in layer.parameters() if p.requires_grad)
+
+
+def test_default_kernel_net_is_magnet():
+    layer = FlexConv(2, 3, 2)
+    assert type(layer.kernel_net).__name__ == "MAGNet" and layer.kernel_net.out_channels == 6
 
 
 @pytest.mark.parametrize("mask", [GaussianMask, SigmoidMask, HannMask, NoMask])

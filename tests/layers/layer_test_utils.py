@@ -1,5 +1,4 @@
-"""Shared fixtures of the layer tests."""
-import pytest
+"""Helpers shared by the layer tests."""
 import torch
 import torch.nn as nn
 
@@ -15,8 +14,3 @@ class TinyKernelNet(nn.Module):
 
     def forward(self, positions):
         return self.out(torch.sin(4.0 * self.first(positions)))
-
-
-@pytest.fixture
-def tiny_kernel_net():
-    return TinyKernelNet
