@@ -16,5 +16,12 @@ from .base import (
     holdout_indices,
 )
 
+from . import transforms  # noqa: E402
+from .images import ImageClassificationDataset  # noqa: E402
+
+# Image datasets (registering modules).
+from .cifar import CIFAR10, CIFAR100  # noqa: E402,F401
+from .digits import Digits  # noqa: E402,F401
+
 # Sequence and audio datasets (registering modules).
 from . import synthetic  # noqa: E402,F401  AddingProblem, CopyMemory

@@ -8,9 +8,13 @@ without the data (``--fake-data``).
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
-from typing import Any, Dict, Optional, Sequence, Tuple
+import pickle
+import zipfile
+import zlib
+from typing import Any, Dict, Iterator, Optional, Sequence, Tuple, Union
 
 import gin
 import numpy as np
@@ -25,6 +29,7 @@ __all__ = [
     "SPLITS",
     "default_root",
     "dataset_dir",
+    "reading_file",
     "holdout_indices",
     "FakeDataset",
     "build_dataset",
@@ -85,35 +90,132 @@ def default_root(root: Optional[str] = None) -> str:
     return os.path.expanduser(os.environ.get(ENV_ROOT, "datasets"))
 
 
-def dataset_dir(root: Optional[str], name: str, subdir: str, expected: Sequence[str], source: str) -> str:
+def _present(base: str, entry: Union[str, Sequence[str]]) -> Optional[str]:
+    names = (entry,) if isinstance(entry, str) else tuple(entry)
+    return next((n for n in names if os.path.exists(os.path.join(base, n))), None)
+
+
+def _entry_text(entry: Union[str, Sequence[str]]) -> str:
+    return entry if isinstance(entry, str) else " or ".join(entry)
+
+
+def dataset_dir(
+    root: Optional[str],
+    name: str,
+    subdir: Union[str, Sequence[str]],
+    expected: Sequence[Union[str, Sequence[str]]],
+    source: str,
+) -> str:
     """The dataset's folder ``<root>/<subdir>``, or a :class:`MissingDatasetError` saying what goes there.
 
     Args:
         root: user root (see :func:`default_root`).
         name: dataset name for the message.
-        subdir: folder under the root holding the published files.
-        expected: file names that must exist inside it.
+        subdir: folder under the root holding the published files, or several candidate
+            folders tried in order (e.g. torchvision's ``MNIST/raw`` and a flat ``MNIST``).
+        expected: file names that must exist inside it; an entry may be a tuple of
+            alternatives (``("train-images-idx3-ubyte", "train-images-idx3-ubyte.gz")``).
         source: where to get them (URL or instructions).
     """
-    base = os.path.join(default_root(root), subdir)
-    missing = [f for f in expected if not os.path.exists(os.path.join(base, f))]
-    if missing:
-        raise MissingDatasetError(
-            f"{name}: files not found in {os.path.abspath(base)!r}: missing {', '.join(missing)}. "
-            f"Expected there: {', '.join(expected)}. Get them from {source} and unpack so that "
-            f"{os.path.join(subdir, expected[0])} lies under the dataset root (set the root with "
-            f"build_dataset.root / the dataset's `root` argument or ${ENV_ROOT}; default ./datasets)."
-        )
-    return base
+    candidates = [subdir] if isinstance(subdir, str) else list(subdir)
+    base_root = default_root(root)
+    looked = []
+    for cand in candidates:
+        base = os.path.join(base_root, cand)
+        missing = [_entry_text(e) for e in expected if _present(base, e) is None]
+        if not missing:
+            return base
+        state = f"missing {', '.join(missing)}" if os.path.isdir(base) else "no such folder"
+        looked.append(f"{os.path.abspath(base)!r} ({state})")
+    where = looked[0] if len(looked) == 1 else "any of " + "; ".join(looked)
+    if os.path.isdir(base_root):
+        entries = sorted(os.listdir(base_root))
+        shown = ", ".join(entries[:10]) + (", ..." if len(entries) > 10 else "")
+        where += f"; the root {os.path.abspath(base_root)!r} holds: {shown or '(nothing)'}"
+    else:
+        where += f"; the root {os.path.abspath(base_root)!r} does not exist"
+    raise MissingDatasetError(
+        f"{name}: files not found in {where}. "
+        f"Expected there: {', '.join(_entry_text(e) for e in expected)}. Get them from {source} and "
+        f"unpack so that {os.path.join(candidates[0], _entry_text(expected[0]))} lies under the dataset "
+        f"root (set the root with build_dataset.root / the dataset's `root` argument or ${ENV_ROOT}; "
+        f"default ./datasets)."
+    )
 
 
-def holdout_indices(num_samples: int, fraction: float, seed: int) -> Tuple[np.ndarray, np.ndarray]:
-    """Seeded (train, val) index split of ``range(num_samples)``; val has ``round(fraction*n)`` items."""
+# What a damaged file raises while being parsed: truncated gzip/zip/pickle, bad headers.
+_READ_ERRORS = (
+    OSError,
+    EOFError,
+    ValueError,
+    KeyError,
+    IndexError,
+    TypeError,
+    AttributeError,
+    pickle.UnpicklingError,
+    zipfile.BadZipFile,
+    zlib.error,
+)
+
+
+@contextlib.contextmanager
+def reading_file(path: str, name: str, fix: str = "delete it and download or unpack it again") -> Iterator[None]:
+    """Turn any parse error raised inside the block into a :class:`CorruptDatasetError` naming ``path``.
+
+    Args:
+        path: the file being read.
+        name: dataset name for the message.
+        fix: what the user should do about it.
+    """
+    try:
+        yield
+    except DatasetError:
+        raise
+    except _READ_ERRORS as exc:
+        raise CorruptDatasetError(
+            f"{name}: cannot read {os.path.abspath(path)!r}: the file is truncated or not in the expected "
+            f"format ({type(exc).__name__}: {exc}). Fix: {fix}."
+        ) from exc
+
+
+def holdout_indices(
+    num_samples: int, fraction: float, seed: int, labels: Optional[Sequence[int]] = None
+) -> Tuple[np.ndarray, np.ndarray]:
+    """Seeded (train, val) index split of ``range(num_samples)``; val has ``round(fraction*n)`` items.
+
+    Args:
+        num_samples: size of the set being split.
+        fraction: share held out for validation, in (0, 1).
+        seed: split seed; the same seed gives the same split on every machine and rank.
+        labels: optional class labels ``(num_samples,)``; if given, the hold-out is stratified:
+            each class contributes ``fraction`` of its samples (rounded so the total is still
+            exactly ``round(fraction * n)``; leftover slots go to the classes with the largest
+            remainders, ties broken by the seed).
+
+    Returns:
+        Sorted index arrays ``(train, val)``, disjoint, together ``range(num_samples)``.
+    """
     if not 0.0 < fraction < 1.0:
         raise ValueError(f"val_fraction must be in (0, 1), got {fraction}")
-    order = np.random.default_rng(seed).permutation(num_samples)
+    rng = np.random.default_rng(seed)
     n_val = int(round(fraction * num_samples))
-    return np.sort(order[n_val:]), np.sort(order[:n_val])
+    if labels is None:
+        order = rng.permutation(num_samples)
+        return np.sort(order[n_val:]), np.sort(order[:n_val])
+    labels = np.asarray(labels)
+    if labels.shape != (num_samples,):
+        raise ValueError(f"labels must have shape ({num_samples},), got {labels.shape}")
+    classes, counts = np.unique(labels, return_counts=True)
+    ideal = counts * (n_val / num_samples)
+    quota = np.floor(ideal).astype(np.int64)
+    # Largest remainders first; a seeded shuffle before the stable sort breaks ties.
+    shuffle = rng.permutation(len(classes))
+    by_remainder = shuffle[np.argsort(-(ideal - quota)[shuffle], kind="stable")]
+    quota[by_remainder[: n_val - int(quota.sum())]] += 1
+    val = [rng.permutation(np.flatnonzero(labels == c))[:q] for c, q in zip(classes, quota)]
+    val = np.sort(np.concatenate(val)) if val else np.zeros(0, dtype=np.int64)
+    train = np.setdiff1d(np.arange(num_samples), val, assume_unique=True)
+    return train, val
 
 
 class FakeDataset(Dataset):
