@@ -24,9 +24,9 @@ __all__ = ["LaunchError", "add_launch_arguments", "launch"]
 MainFn = Callable[[argparse.Namespace], Any]
 
 
-def _key_value(text: str) -> str:
-    if "=" not in text or text.startswith("="):
-        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+def _sbatch_option(text: str) -> str:
+    if not text.strip() or text.startswith("="):
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE (or a bare flag KEY), got {text!r}")
     return text
 
 
@@ -53,7 +53,7 @@ def add_launch_arguments(parser: argparse.ArgumentParser) -> None:
 
     slurm = parser.add_argument_group("SLURM (--launcher slurm, through submitit)")
     slurm.add_argument("--partition", default=None, help="SLURM partition")
-    slurm.add_argument("--nodes", type=int, default=1, help="nodes per job")
+    slurm.add_argument("--nodes", type=int, default=None, help="nodes per job (default: --num-machines)")
     slurm.add_argument(
         "--tasks-per-node", type=int, default=None, metavar="N",
         help="processes per node (default: --gpus-per-node, else --num-processes)",
@@ -68,8 +68,8 @@ def add_launch_arguments(parser: argparse.ArgumentParser) -> None:
     slurm.add_argument("--comment", default=None)
     slurm.add_argument("--job-name", default=None, help="default: flexcore-<output dir name>")
     slurm.add_argument(
-        "--slurm-additional", action="append", default=[], type=_key_value, metavar="KEY=VALUE",
-        help="any other sbatch option, e.g. mail-type=END (repeatable)",
+        "--slurm-additional", action="append", default=[], type=_sbatch_option, metavar="KEY=VALUE",
+        help="any other sbatch option, e.g. mail-type=END or a bare flag like exclusive (repeatable)",
     )
     slurm.add_argument(
         "--slurm-setup", action="append", default=[], metavar="CMD",

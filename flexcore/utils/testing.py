@@ -62,7 +62,7 @@ def pytest_collection_modifyitems(config, items):
                 item.add_marker(
                     pytest.mark.skip(
                         reason="no SLURM cluster answers `scontrol ping`; start one with "
-                        ".ci/start-slurm.sh (or ../shared/slurm/start-local-slurm.sh)"
+                        ".ci/start-local-slurm.sh (as root)"
                     )
                 )
 

@@ -134,3 +134,19 @@ def test_kernel_nets_are_unknown_name_friendly():
 def test_parameter_counts_match_reference(name, kwargs, base, out_channels):
     net = KERNEL_NETS.build(name, 2, out_channels, **kwargs)
     assert sum(p.numel() for p in net.parameters()) == base + 33 * out_channels
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("name", NAMES)
+def test_cuda_matches_cpu(name):
+    torch.manual_seed(0)
+    net = KERNEL_NETS.build(name, 2, 8).eval()
+    grid = _grid(2, 9)
+    with torch.no_grad():
+        ref = net(grid)
+        out = net.cuda()(grid.cuda())
+    torch.testing.assert_close(out.cpu(), ref, rtol=1e-4, atol=1e-5)
+    if hasattr(net, "set_spatial_init"):  # the unit-draw buffers moved with the net
+        torch.manual_seed(0)
+        fresh = KERNEL_NETS.build(name, 2, 8).cuda()
+        fresh.set_spatial_init(0.125025)

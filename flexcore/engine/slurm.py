@@ -1,0 +1,270 @@
+"""SLURM through submitit: submit the main job, run DDP inside it, requeue on preemption.
+
+A job carries only what re-creates the experiment in a fresh process — absolute gin file
+paths, bindings, plugin names and the output dir — never gin state: the worker parses the
+config again (``main`` -> ``default_setup``). On preemption or time-out submitit calls
+:meth:`SlurmJob.checkpoint`, which requeues the job with ``resume=True``; the new start
+continues from the last complete checkpoint in the output dir.
+"""
+from __future__ import annotations
+
+import argparse
+import copy
+import logging
+import os
+import shutil
+import sys
+import time
+from typing import Any, Callable, Dict, List, Optional, Sequence
+
+import submitit
+import torch
+
+from flexcore.engine.distributed import LaunchError, resolve_backend, run_in_process_group
+
+__all__ = ["SlurmJob", "portable_args", "make_executor", "launch_slurm", "wait_for_jobs", "job_log_paths", "job_failure"]
+
+logger = logging.getLogger("flexcore")
+
+NO_SLURM_MESSAGE = (
+    "--launcher slurm needs SLURM's `sbatch`, and there is none on this machine's PATH. "
+    "Run from a SLURM login node, or run here instead: drop --launcher slurm (add "
+    "--num-processes N or --num-gpus N for DDP on this machine; sweeps then run one after another)."
+)
+
+
+class SlurmJob(submitit.helpers.Checkpointable):
+    """What a SLURM job runs: ``main(args)``, as DDP when the job has several tasks.
+
+    Args:
+        main: the module-level main function (pickled by reference).
+        args: flags made portable by :func:`portable_args` (paths, bindings, plugin names).
+    """
+
+    def __init__(self, main: Callable[[argparse.Namespace], Any], args: argparse.Namespace):
+        self.main = main
+        self.args = args
+
+    def __call__(self, resume: bool = False) -> Any:
+        args = copy.copy(self.args)
+        args.resume = bool(args.resume or resume)
+        env = submitit.JobEnvironment()
+        if env.num_tasks == 1:
+            return self.main(args)
+        dist_env = submitit.helpers.TorchDistributedEnvironment().export(set_cuda_visible_devices=False, overwrite=True)
+        return run_in_process_group(
+            self.main, args,
+            backend=resolve_backend(args.dist_backend, torch.cuda.is_available()),
+            init_method="env://",
+            world_size=dist_env.world_size,
+            rank=dist_env.rank,
+            local_rank=dist_env.local_rank,
+            local_world_size=dist_env.local_world_size,
+        )
+
+    def checkpoint(self, resume: bool = False) -> submitit.helpers.DelayedSubmission:
+        """Preempted or timed out: requeue a fresh copy that resumes from the output dir."""
+        print(
+            f"flexcore: preempted or timed out; requeued to resume from the last complete checkpoint "
+            f"in {self.args.output_dir}",
+            flush=True,
+        )
+        return submitit.helpers.DelayedSubmission(SlurmJob(self.main, self.args), resume=True)
+
+
+def _absolute_plugin(plugin: str) -> str:
+    """``.py`` paths become absolute (the job may start elsewhere); module names stay."""
+    return os.path.abspath(plugin) if plugin.endswith(".py") or os.sep in plugin else plugin
+
+
+def portable_args(args: argparse.Namespace, bindings: Sequence[str] = (), output_dir: Optional[str] = None) -> argparse.Namespace:
+    """The flags a job needs to re-create the experiment anywhere: absolute paths, no launch.
+
+    Args:
+        args: the parsed command line.
+        bindings: extra gin bindings (a sweep point), applied after ``args.bindings``.
+        output_dir: overrides ``args.output_dir`` (a sweep run's own folder).
+    """
+    from flexcore.config import resolve_config_file
+    from flexcore.engine.defaults import DEFAULT_CONFIG, default_output_dir
+
+    out = copy.copy(args)
+    config_files = list(args.config_files) or [DEFAULT_CONFIG]
+    out.config_files = [resolve_config_file(f) for f in config_files]
+    out.bindings = list(args.bindings) + list(bindings)
+    out.plugins = [_absolute_plugin(p) for p in args.plugins]
+    out.output_dir = os.path.abspath(output_dir or args.output_dir or default_output_dir(config_files))
+    if args.weights and os.path.exists(args.weights):
+        out.weights = os.path.abspath(args.weights)
+    # Inside the job the launch is done: main() runs directly.
+    out.launcher, out.sweep, out.wait = "local", [], False
+    out.num_gpus, out.num_processes, out.num_machines, out.machine_rank = 0, 1, 1, 0
+    return out
+
+
+def check_config(args: argparse.Namespace) -> None:
+    """Parse the job's config here first, so a typo fails now rather than in the queue."""
+    import gin
+
+    from flexcore.config import parse_config
+
+    bindings = list(args.bindings) + ([f"seed = {args.seed}"] if args.seed is not None else [])
+    try:
+        parse_config(args.config_files, bindings, plugins=args.plugins, finalize=False)
+    finally:
+        gin.clear_config()
+
+
+def _additional_parameters(items: Sequence[str]) -> Dict[str, Any]:
+    params: Dict[str, Any] = {}
+    for item in items:
+        key, _, value = item.partition("=")
+        params[key.strip().lstrip("-")] = value.strip() if value.strip() else True
+    return params
+
+
+def require_slurm() -> None:
+    if shutil.which("sbatch") is None:
+        raise LaunchError(NO_SLURM_MESSAGE)
+
+
+def make_executor(args: argparse.Namespace, folder: str, name: str) -> submitit.AutoExecutor:
+    """A SLURM executor from the command line's SLURM flags (job files in ``folder``)."""
+    require_slurm()
+    gpus_per_node = args.gpus_per_node or args.num_gpus
+    nodes = args.nodes if args.nodes is not None else args.num_machines
+    tasks_per_node = args.tasks_per_node or gpus_per_node or args.num_processes
+    # cluster= always: AutoExecutor would pick SLURM by itself whenever srun is on PATH.
+    executor = submitit.AutoExecutor(folder=folder, cluster="slurm", slurm_max_num_timeout=args.max_requeue)
+    params = {
+        "name": args.job_name or name,
+        "timeout_min": args.timeout_min,
+        "nodes": nodes,
+        "tasks_per_node": tasks_per_node,
+        "gpus_per_node": gpus_per_node or None,  # --gpus-per-node=0 upsets clusters without GRES
+        "cpus_per_task": args.cpus_per_task,
+        "mem_gb": args.mem_gb,
+        "slurm_partition": args.partition,
+        "slurm_account": args.account,
+        "slurm_qos": args.qos,
+        "slurm_constraint": args.constraint,
+        "slurm_comment": args.comment,
+        "slurm_setup": list(args.slurm_setup) or None,
+        "slurm_additional_parameters": _additional_parameters(args.slurm_additional) or None,
+        "slurm_array_parallelism": args.array_parallelism,
+    }
+    executor.update_parameters(**{k: v for k, v in params.items() if v is not None})
+    return executor
+
+
+def job_log_paths(job: submitit.Job) -> Dict[str, str]:
+    """Rank 0's stdout and stderr files of a job."""
+    return {"out": str(job.paths.stdout).replace("%t", "0"), "err": str(job.paths.stderr).replace("%t", "0")}
+
+
+class _LogTail:
+    """Prints what was appended to a file since the last call (a requeued job appends)."""
+
+    def __init__(self, path: str, stream):
+        self.path, self.stream, self.offset = path, stream, 0
+
+    def flush(self) -> None:
+        try:
+            with open(self.path, "r", encoding="utf-8", errors="replace") as f:
+                f.seek(self.offset)
+                text = f.read()
+                self.offset = f.tell()
+        except FileNotFoundError:
+            return
+        if text:
+            self.stream.write(text)
+            self.stream.flush()
+
+
+def wait_for_jobs(
+    jobs: Sequence[submitit.Job],
+    stream: Optional[submitit.Job] = None,
+    poll_s: float = 2.0,
+    state_poll_s: float = 15.0,
+    timeout_s: Optional[float] = None,
+    on_done: Optional[Callable[[submitit.Job], None]] = None,
+) -> None:
+    """Block until every job ended, printing ``stream``'s log as it grows.
+
+    Args:
+        poll_s: how often the logs and result files are looked at.
+        state_poll_s: how often SLURM is asked (one sacct call for all jobs), for jobs
+            that end without a result file (cancelled, killed).
+        timeout_s: give up (TimeoutError) after this long; None waits as long as it takes.
+        on_done: called once per job as it ends.
+    """
+    tails = []
+    if stream is not None:
+        paths = job_log_paths(stream)
+        tails = [_LogTail(paths["out"], sys.stdout), _LogTail(paths["err"], sys.stderr)]
+    start = last_state = time.time()
+    pending = list(jobs)
+    while True:
+        for tail in tails:
+            tail.flush()
+        for job in list(pending):
+            if job.done():
+                pending.remove(job)
+                if on_done is not None:
+                    on_done(job)
+        if not pending:
+            break
+        now = time.time()
+        if timeout_s is not None and now - start > timeout_s:
+            raise TimeoutError(f"jobs {[j.job_id for j in pending]} still running after {timeout_s:.0f} s")
+        if now - last_state > state_poll_s:
+            pending[0].get_info(mode="force")  # refreshes the shared watcher for every job
+            last_state = now
+        time.sleep(poll_s)
+    for tail in tails:
+        tail.flush()
+
+
+def job_failure(job: submitit.Job) -> Optional[str]:
+    """None if the job succeeded, else what went wrong and where its log is."""
+    error = job.exception()
+    if error is None:
+        return None
+    paths = job_log_paths(job)
+    return f"SLURM job {job.job_id} failed:\n{error}\nLog: {paths['out']}\nErrors: {paths['err']}"
+
+
+def print_submission(job: submitit.Job, output_dir: str, what: str = "job") -> None:
+    paths = job_log_paths(job)
+    print(
+        f"Submitted SLURM {what} {job.job_id} ({job.num_tasks} task(s))\n"
+        f"  output dir: {output_dir}\n"
+        f"  log:        {paths['out']}\n"
+        f"  errors:     {paths['err']}\n"
+        f"  follow with `tail -f {paths['out']}`, cancel with `scancel {job.job_id}`",
+        flush=True,
+    )
+
+
+def launch_slurm(main: Callable[[argparse.Namespace], Any], args: argparse.Namespace) -> Any:
+    """Submit ``main(args)`` as one SLURM job; with ``--wait``, block and return its result.
+
+    Raises:
+        LaunchError: no SLURM here, or (with ``--wait``) the job failed.
+    """
+    require_slurm()
+    job_args = portable_args(args)
+    check_config(job_args)
+    folder = os.path.join(job_args.output_dir, "slurm")
+    executor = make_executor(args, folder, name=f"flexcore-{os.path.basename(job_args.output_dir)}")
+    job = executor.submit(SlurmJob(main, job_args))
+    print_submission(job, job_args.output_dir)
+    if not args.wait:
+        return job
+    wait_for_jobs([job], stream=job)
+    failure = job_failure(job)
+    if failure is not None:
+        raise LaunchError(failure)
+    result = job.results()[0]
+    print(f"SLURM job {job.job_id} completed; results in {job_args.output_dir}", flush=True)
+    return result

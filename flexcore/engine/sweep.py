@@ -1,0 +1,302 @@
+"""Sweeps: the cartesian grid of ``--sweep`` bindings, as one SLURM job array or local runs.
+
+    tools/train_net.py --sweep "MAGNet.hidden_channels=16,32" --sweep "seed=0,1,2" --launcher slurm
+
+Each run gets its own output dir named from its bindings (``hidden_channels-16_seed-0``)
+inside the sweep's dir, which also holds ``sweep.json`` (the runs and their jobs) and, once
+every run ended, ``sweep_summary.md`` / ``sweep_summary.json`` (bindings -> final and best
+metrics). ``python -m flexcore.engine.sweep DIR`` writes the summary again at any time.
+"""
+from __future__ import annotations
+
+import argparse
+import copy
+import dataclasses
+import hashlib
+import itertools
+import json
+import logging
+import os
+import re
+import sys
+import traceback
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+
+from tabulate import tabulate
+
+from flexcore.engine.distributed import LaunchError
+
+__all__ = ["SweepRun", "parse_sweep", "sweep_runs", "launch_sweep", "summarize_sweep"]
+
+logger = logging.getLogger("flexcore")
+
+MANIFEST = "sweep.json"
+_OPEN, _CLOSE = "([{", ")]}"
+
+
+@dataclasses.dataclass
+class SweepRun:
+    """One point of the grid."""
+
+    name: str
+    bindings: List[str]
+    values: Dict[str, str]
+    output_dir: str
+    job_id: Optional[str] = None
+    status: Optional[str] = None  # local runs: "completed" / "failed: ..."
+
+
+def _split_values(text: str) -> List[str]:
+    """Split on commas outside brackets and quotes: ``[1,2],[3,4]`` -> two values."""
+    values, depth, quote, start = [], 0, None, 0
+    for i, char in enumerate(text):
+        if quote:
+            quote = None if char == quote else quote
+        elif char in "'\"":
+            quote = char
+        elif char in _OPEN:
+            depth += 1
+        elif char in _CLOSE:
+            depth -= 1
+        elif char == "," and depth == 0:
+            values.append(text[start:i].strip())
+            start = i + 1
+    values.append(text[start:].strip())
+    return values
+
+
+def parse_sweep(specs: Sequence[str]) -> List[Tuple[str, List[str]]]:
+    """``["A.b=1,2", "seed=0,1"]`` -> ``[("A.b", ["1", "2"]), ("seed", ["0", "1"])]``."""
+    axes, seen = [], set()
+    for spec in specs:
+        key, sep, values_text = spec.partition("=")
+        key = key.strip()
+        values = _split_values(values_text) if sep else []
+        if not key or not values or any(not v for v in values):
+            raise LaunchError(
+                f"--sweep {spec!r}: expected BINDING=V1,V2,... with gin values, e.g. "
+                "--sweep \"MAGNet.hidden_channels=16,32\" (lists: --sweep \"A.b=[1,2],[3,4]\")."
+            )
+        if key in seen:
+            raise LaunchError(f"--sweep names {key!r} twice; give all its values in one --sweep.")
+        seen.add(key)
+        axes.append((key, values))
+    return axes
+
+
+def _safe(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9.+-]+", "_", text.strip().strip("'\"")).strip("_") or "_"
+
+
+def _short_keys(keys: Sequence[str]) -> Dict[str, str]:
+    """``MAGNet.hidden_channels`` -> ``hidden_channels`` unless two keys would then collide."""
+    short = {k: re.split(r"[./]", k)[-1] for k in keys}
+    counts = {s: list(short.values()).count(s) for s in short.values()}
+    return {k: _safe(s if counts[s] == 1 else k) for k, s in short.items()}
+
+
+def run_name(values: Dict[str, str], short: Dict[str, str], max_len: int = 120) -> str:
+    """A filesystem-safe folder name from a run's bindings."""
+    name = "_".join(f"{short[k]}-{_safe(v)}" for k, v in values.items())
+    if len(name) > max_len:
+        digest = hashlib.sha1(name.encode()).hexdigest()[:8]
+        name = f"{name[: max_len - 9]}-{digest}"
+    return name
+
+
+def sweep_runs(axes: Sequence[Tuple[str, List[str]]], sweep_dir: str) -> List[SweepRun]:
+    """The cartesian grid, first axis slowest, each run with its own output dir."""
+    short = _short_keys([k for k, _ in axes])
+    runs, names = [], set()
+    for combo in itertools.product(*[values for _, values in axes]):
+        values = {k: v for (k, _), v in zip(axes, combo)}
+        name = run_name(values, short)
+        if name in names:  # values that differ only in unsafe characters
+            name = f"{name}-{len(runs)}"
+        names.add(name)
+        bindings = [f"{k} = {v}" for k, v in values.items()]
+        runs.append(SweepRun(name, bindings, values, os.path.join(sweep_dir, name)))
+    return runs
+
+
+def _write_manifest(sweep_dir: str, axes, runs: Sequence[SweepRun], launcher: str) -> None:
+    os.makedirs(sweep_dir, exist_ok=True)
+    manifest = {"axes": [[k, v] for k, v in axes], "launcher": launcher, "runs": [dataclasses.asdict(r) for r in runs]}
+    tmp = os.path.join(sweep_dir, MANIFEST + ".tmp")
+    with open(tmp, "w") as f:
+        json.dump(manifest, f, indent=1)
+    os.replace(tmp, os.path.join(sweep_dir, MANIFEST))
+
+
+def _metric_goal(key: str) -> Optional[str]:
+    """Which metrics a summary shows: accuracies (higher is better) and losses."""
+    low = key.lower()
+    if any(tag in low for tag in ("acc", "top1", "top5", "top-1", "top-5")):
+        return "max"
+    return "min" if "loss" in low else None
+
+
+def summarize_metrics(output_dir: str) -> Dict[str, Dict[str, float]]:
+    """Final values (and best accuracies) of a run's ``metrics.json`` (one JSON object a line)."""
+    path = os.path.join(output_dir, "metrics.json")
+    final: Dict[str, float] = {}
+    best: Dict[str, float] = {}
+    if not os.path.exists(path):
+        return {}
+    with open(path) as f:
+        for line in f:
+            try:
+                record = json.loads(line)
+            except ValueError:  # a line cut short by a killed job
+                continue
+            for key, value in record.items():
+                if not isinstance(value, (int, float)) or isinstance(value, bool):
+                    continue
+                goal = _metric_goal(key)
+                if key in ("iteration", "epoch") or goal:
+                    final[key] = value
+                if goal == "max":
+                    best[key] = max(value, best.get(key, value))
+    return {"final": final, "best": best}
+
+
+def _slurm_status(sweep_dir: str, job_id: str) -> str:
+    """A SLURM run's outcome from submitit's result file (no scheduler call needed)."""
+    from submitit.core.utils import pickle_load
+
+    path = os.path.join(sweep_dir, "slurm", f"{job_id}_0_result.pkl")
+    if not os.path.exists(path):
+        return "not finished"
+    outcome, payload = pickle_load(path)
+    if outcome == "success":
+        return "completed"
+    last = [line for line in str(payload).strip().splitlines() if line.strip()][-1:]
+    return f"failed: {last[0] if last else 'error'}"
+
+
+def summarize_sweep(sweep_dir: str, print_table: bool = True) -> List[Dict[str, Any]]:
+    """Write ``sweep_summary.md`` + ``.json`` (bindings -> status, final and best metrics)."""
+    with open(os.path.join(sweep_dir, MANIFEST)) as f:
+        manifest = json.load(f)
+    keys = [k for k, _ in manifest["axes"]]
+    rows = []
+    for run in manifest["runs"]:
+        status = run.get("status") or (_slurm_status(sweep_dir, run["job_id"]) if run.get("job_id") else "not run")
+        metrics = summarize_metrics(run["output_dir"])
+        rows.append({"run": run["name"], "job_id": run.get("job_id"), "bindings": run["values"], "status": status,
+                     "output_dir": run["output_dir"], **metrics})
+    columns: List[str] = []
+    for row in rows:
+        for part in ("final", "best"):
+            columns += [f"{part} {k}" for k in row.get(part, {}) if f"{part} {k}" not in columns]
+    table = [
+        [row["run"]] + [row["bindings"][k] for k in keys] + [row["status"][:40]]
+        + [row.get(c.split(" ", 1)[0], {}).get(c.split(" ", 1)[1], "") for c in columns]
+        for row in rows
+    ]
+    text = tabulate(table, headers=["run"] + keys + ["status"] + columns, tablefmt="github", floatfmt=".4g")
+    with open(os.path.join(sweep_dir, "sweep_summary.md"), "w") as f:
+        f.write(f"# Sweep {os.path.basename(os.path.normpath(sweep_dir))}\n\n{text}\n")
+    with open(os.path.join(sweep_dir, "sweep_summary.json"), "w") as f:
+        json.dump(rows, f, indent=1)
+    if print_table:
+        print(f"Sweep summary ({sweep_dir}/sweep_summary.md):\n{text}", flush=True)
+    return rows
+
+
+def _run_args(args: argparse.Namespace, run: SweepRun) -> argparse.Namespace:
+    out = copy.copy(args)
+    out.bindings = list(args.bindings) + run.bindings
+    out.output_dir, out.sweep = run.output_dir, []
+    return out
+
+
+def _launch_local_runs(main, args, axes, runs, sweep_dir) -> List[Dict[str, Any]]:
+    import gin
+
+    from flexcore.engine.launch import launch_local
+
+    for i, run in enumerate(runs):
+        print(f"Sweep run {i + 1}/{len(runs)}: {run.name} ({', '.join(run.bindings)})", flush=True)
+        gin.clear_config()  # each run parses its own config, as it would in its own process
+        try:
+            launch_local(main, _run_args(args, run))
+            run.status = "completed"
+        except (Exception, SystemExit) as exc:  # noqa: BLE001 - one failed run must not stop the grid
+            traceback.print_exc()
+            run.status = f"failed: {type(exc).__name__}: {exc}".splitlines()[0]
+        _write_manifest(sweep_dir, axes, runs, "local")
+    gin.clear_config()
+    return summarize_sweep(sweep_dir)
+
+
+def _launch_slurm_array(main, args, axes, runs, sweep_dir):
+    import submitit
+
+    from flexcore.engine.slurm import (SlurmJob, make_executor, portable_args, print_submission, require_slurm,
+                                       wait_for_jobs)
+
+    require_slurm()
+    folder = os.path.join(sweep_dir, "slurm")
+    name = os.path.basename(sweep_dir)
+    executor = make_executor(args, folder, name=f"flexcore-sweep-{name}")
+    jobs = executor.submit_array([SlurmJob(main, portable_args(args, r.bindings, r.output_dir)) for r in runs])
+    for run, job in zip(runs, jobs):
+        run.job_id = job.job_id
+    _write_manifest(sweep_dir, axes, runs, "slurm")
+    # One small job writes the summary once every run ended, whether or not anyone waits.
+    summary_executor = submitit.AutoExecutor(folder=folder, cluster="slurm")
+    array_id = jobs[0].job_id.split("_")[0]
+    summary_executor.update_parameters(
+        name=f"flexcore-sweep-summary-{name}", timeout_min=10, nodes=1, tasks_per_node=1,
+        **{f"slurm_{k}": getattr(args, k) for k in ("partition", "account", "qos") if getattr(args, k)},
+        slurm_dependency=f"afterany:{array_id}",
+    )
+    summary_job = summary_executor.submit(summarize_sweep, sweep_dir)
+    print(f"Submitted sweep of {len(runs)} runs as SLURM job array {array_id} "
+          f"(at most {args.array_parallelism} at once) in {sweep_dir}", flush=True)
+    for run, job in zip(runs, jobs):
+        print(f"  {job.job_id}: {run.name}  log {job.paths.stdout}".replace("%t", "0"), flush=True)
+    print_submission(summary_job, sweep_dir, what="summary job (runs when the array ends)")
+    if not args.wait:
+        return jobs
+
+    def report(job):
+        run = next(r for r in runs if r.job_id == job.job_id)
+        print(f"Sweep run {run.name} (job {job.job_id}): {_slurm_status(sweep_dir, job.job_id)}", flush=True)
+
+    wait_for_jobs(jobs, on_done=report)
+    wait_for_jobs([summary_job], timeout_s=600)
+    return summarize_sweep(sweep_dir)
+
+
+def launch_sweep(main: Callable[[argparse.Namespace], Any], args: argparse.Namespace):
+    """Run the ``--sweep`` grid: one SLURM job array, or one local run after another.
+
+    Raises:
+        LaunchError: a malformed ``--sweep``, a binding gin rejects, or (local) failed runs.
+    """
+    from flexcore.engine.defaults import DEFAULT_CONFIG, default_output_dir
+    from flexcore.engine.slurm import check_config, portable_args
+
+    axes = parse_sweep(args.sweep)
+    sweep_dir = os.path.abspath(args.output_dir or default_output_dir(args.config_files or [DEFAULT_CONFIG]))
+    runs = sweep_runs(axes, sweep_dir)
+    for run in runs:  # a typo fails before any run starts
+        check_config(portable_args(args, run.bindings, run.output_dir))
+    if args.launcher == "slurm":
+        return _launch_slurm_array(main, args, axes, runs, sweep_dir)
+    _write_manifest(sweep_dir, axes, runs, "local")
+    rows = _launch_local_runs(main, args, axes, runs, sweep_dir)
+    failed = [r["run"] for r in rows if r["status"] != "completed"]
+    if failed:
+        raise LaunchError(f"{len(failed)} of {len(rows)} sweep runs failed: {', '.join(failed)} "
+                          f"(tracebacks above; summary in {sweep_dir}/sweep_summary.md)")
+    return rows
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description="Write a sweep's summary table again.")
+    parser.add_argument("sweep_dir")
+    summarize_sweep(parser.parse_args().sweep_dir)
+    sys.exit(0)
