@@ -372,7 +372,8 @@ class Trainer(TrainerBase):
                     if "top5" in ev.results[key]:
                         results[label.format("top5")] = ev.results[key]["top5"]
         rows = [(k, f"{v:,}" if isinstance(v, int) else f"{v:.4g}" if isinstance(v, float) else v) for k, v in results.items()]
-        logger.info("Summary of %s:\n%s", self.output_dir, tabulate(rows, headers=["", "value"], tablefmt="github"))
+        table = tabulate(rows, headers=["", "value"], tablefmt="github", disable_numparse=True, colalign=("left", "right"))
+        logger.info("Summary of %s:\n%s", self.output_dir, table)
         if comm.is_main_process():
             with atomic_open(os.path.join(self.output_dir, "summary.json"), "w") as f:
                 json.dump(results, f, indent=2)
@@ -380,14 +381,16 @@ class Trainer(TrainerBase):
 
     def _flops(self) -> Optional[int]:
         """Inference FLOPs (fvcore's convention: a multiply-add counts 1) of one sample, if countable."""
-        try:
-            from flexcore.analysis import count_flops
-        except ImportError:
-            return None
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*torch.jit.script.*")  # fvcore.nn's import, torch 2.14
+            try:
+                from flexcore.analysis import count_flops
+            except ImportError:
+                return None
         sample = self.train_set[0][0].unsqueeze(0).to(self.device)
         try:
             with warnings.catch_warnings():
-                warnings.filterwarnings("ignore", message=".*torch.jit.script.*")  # fvcore's import, torch 2.14
+                warnings.filterwarnings("ignore", message=".*torch.jit.script.*")
                 return int(count_flops(unwrap_model(self.model), sample))
         except Exception as exc:  # noqa: BLE001 - a missing count must not fail a finished run
             logger.warning("FLOPs not counted (%s: %s); the summary leaves them out.", type(exc).__name__, exc)
