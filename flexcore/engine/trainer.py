@@ -30,7 +30,7 @@ from flexcore.solver import Adam, Constant, build_param_groups
 from flexcore.utils import comm
 from flexcore.utils.env import seed_all_rng, set_deterministic
 from flexcore.utils.events import CommonMetricPrinter, JSONWriter, TensorboardWriter
-from flexcore.utils.file_io import atomic_open
+from flexcore.utils.file_io import atomic_open, path_manager
 
 __all__ = ["Trainer", "count_parameters"]
 
@@ -138,6 +138,8 @@ class Trainer(TrainerBase):
                 "(e.g. --gin 'Trainer.epochs = 10')."
             )
         self.output_dir = output_dir
+        if comm.is_main_process():
+            path_manager.mkdirs(output_dir)
         self.dataset_name = dataset
         self.dataset_options = dict(dataset_options or {})
         self.batch_size = batch_size
