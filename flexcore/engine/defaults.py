@@ -18,7 +18,7 @@ from flexcore.config import ConfigError, list_config_files, parse_config, write_
 from flexcore.data.base import DatasetError
 from flexcore.engine.cross_resolution import CrossResolution
 from flexcore.engine.train_loop import NonFiniteLossError
-from flexcore.engine.trainer import Trainer
+from flexcore.engine.trainer import Trainer, experiment
 from flexcore.utils.logger import setup_logger
 
 __all__ = [
@@ -146,16 +146,6 @@ def default_setup(args: argparse.Namespace, rank: int = 0) -> str:
             write_config_files(output_dir, operative=False)
     logger.info("flexcore run in %s; configs: %s; bindings: %s", output_dir, args.config_files, bindings)
     return output_dir
-
-
-@gin.configurable(module="engine")
-def experiment(job: Optional[Callable[..., Any]] = None) -> Callable[..., Any]:
-    """The job ``main`` runs: ``@Trainer`` (default) or another, e.g. ``experiment.job = @CrossResolution``.
-
-    A job is built as ``job(output_dir, **overrides)`` and offers ``resume_or_load(resume,
-    weights)``, ``train()`` and ``evaluate_only(weights)``.
-    """
-    return job or Trainer
 
 
 def build_trainer(args: argparse.Namespace, output_dir: str) -> Any:

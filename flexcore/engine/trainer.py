@@ -32,7 +32,7 @@ from flexcore.utils.env import seed_all_rng, set_deterministic
 from flexcore.utils.events import CommonMetricPrinter, JSONWriter, TensorboardWriter
 from flexcore.utils.file_io import atomic_open, path_manager
 
-__all__ = ["Trainer", "count_parameters"]
+__all__ = ["Trainer", "count_parameters", "experiment"]
 
 logger = logging.getLogger("flexcore")
 
@@ -423,3 +423,13 @@ class Trainer(TrainerBase):
             with atomic_open(os.path.join(self.output_dir, "eval_results.json"), "w") as f:
                 json.dump({"weights": label, **results}, f, indent=2)
         return results
+
+
+@gin.configurable(module="engine")
+def experiment(job: Optional[Callable[..., Any]] = None) -> Callable[..., Any]:
+    """The job ``main`` runs: ``@Trainer`` (default) or another, e.g. ``experiment.job = @CrossResolution``.
+
+    A job is built as ``job(output_dir, **overrides)`` and offers ``resume_or_load(resume,
+    weights)``, ``train()`` and ``evaluate_only(weights)``.
+    """
+    return job or Trainer
