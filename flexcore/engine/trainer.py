@@ -90,6 +90,9 @@ class Trainer(TrainerBase):
         weights_only: safe checkpoint loading (``--unsafe-load`` turns it off).
         extra_hooks: ``HOOKS`` factories ``() -> HookBase`` run after the built-in ones.
         tensorboard: write TensorBoard event files.
+        num_threads: CPU threads for torch's ops in this process (None: torch's default, one
+            per core). Small models gain nothing from more, and on a machine shared with
+            other jobs extra threads slow every step down badly.
         profile_steps: profile this many steps with ``TorchProfiler`` (``--profile N``).
     """
 
@@ -127,6 +130,7 @@ class Trainer(TrainerBase):
         weights_only: bool = True,
         extra_hooks: Sequence[Callable[[], HookBase]] = (),
         tensorboard: bool = True,
+        num_threads: Optional[int] = None,
         profile_steps: int = 0,
     ):
         super().__init__()
@@ -153,6 +157,8 @@ class Trainer(TrainerBase):
         self.validation_result: Optional[Dict[str, Any]] = None
         self.results: Dict[str, Any] = {}
 
+        if num_threads:
+            torch.set_num_threads(num_threads)
         set_deterministic(deterministic)
         self.seed = seed_all_rng(seed)
 
