@@ -19,13 +19,8 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import torch
 
-from flexcore.checkpoint.original import OriginalCheckpointError, convert_original_model
-from flexcore.checkpoint.original_spec import (
-    OriginalModelSpec,
-    spec_from_config,
-    spec_from_state_dict,
-    strip_module_prefix,
-)
+from flexcore.checkpoint.original import OriginalCheckpointError, convert_original_model, strip_module_prefix
+from flexcore.checkpoint.original_spec import OriginalModelSpec, spec_from_config, spec_from_state_dict
 
 __all__ = ["load_original_checkpoint", "read_original_config", "convert_original_checkpoint", "main"]
 

@@ -62,6 +62,7 @@ __all__ = [
     "load_original_conv",
     "conv_from_original",
     "convert_original_model",
+    "strip_module_prefix",
 ]
 
 # Original `kernel.type` names (and flexcore class names) -> converter family.
@@ -385,6 +386,13 @@ def conv_from_original(original_class: str, ckconv_kwargs: Mapping[str, Any], ff
 _MODEL_CONV_PREFIX = re.compile(r"^(cconv1|(?:blocks|backbone)\.\d+\.cconv[12])\.")
 
 
+def strip_module_prefix(state_dict: Mapping[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
+    """Drop a ``module.`` prefix (DataParallel/DDP) from every key, if all keys carry it."""
+    if state_dict and all(k.startswith("module.") for k in state_dict):
+        return {k[len("module."):]: v for k, v in state_dict.items()}
+    return dict(state_dict)
+
+
 def convert_original_model(
     original_sd: Mapping[str, torch.Tensor], kernel_type: Optional[str], dim: int
 ) -> Dict[str, torch.Tensor]:
@@ -398,9 +406,7 @@ def convert_original_model(
         kernel_type: the original's ``kernel.type`` of its continuous convs (None if it has none).
         dim: spatial dims of the model (1 sequences, 2 images).
     """
-    sd = dict(original_sd)
-    if sd and all(k.startswith("module.") for k in sd):
-        sd = {k[len("module."):]: v for k, v in sd.items()}
+    sd = strip_module_prefix(original_sd)
     prefixes = sorted({m.group(0) for k in sd for m in [_MODEL_CONV_PREFIX.match(k)] if m and ".Kernel." in k})
     if prefixes and kernel_type is None:
         raise OriginalCheckpointError(f"{prefixes[0].rstrip('.')} is a continuous conv: give the kernel_type.")

@@ -25,9 +25,10 @@ from flexcore.checkpoint.original import (
     OriginalCheckpointError,
     ckconv_kwargs_from_config,
     kernel_net_config,
+    strip_module_prefix,
 )
 
-__all__ = ["OriginalModelSpec", "spec_from_config", "spec_from_state_dict", "strip_module_prefix", "HINTS"]
+__all__ = ["OriginalModelSpec", "spec_from_config", "spec_from_state_dict", "HINTS"]
 
 # Settings a state dict does not store, with the paper's values as defaults.
 HINTS: Dict[str, Any] = {
@@ -139,13 +140,6 @@ def _gin_value(value: Any) -> str:
     if value is None or isinstance(value, (bool, int, float, str)):
         return repr(value)
     raise TypeError(f"cannot write {value!r} as a gin value")
-
-
-def strip_module_prefix(state_dict: Mapping[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
-    """Drop a ``module.`` prefix (DataParallel/DDP) from every key, if all keys carry it."""
-    if state_dict and all(k.startswith("module.") for k in state_dict):
-        return {k[len("module."):]: v for k, v in state_dict.items()}
-    return dict(state_dict)
 
 
 def _f32(tensor: torch.Tensor) -> float:
@@ -366,21 +360,26 @@ def _norm_of(sd: Mapping[str, torch.Tensor], prefix: str) -> str:
     return "LayerNorm" if prefix + "weight" in sd else "none"
 
 
+def _width(sd: Mapping[str, torch.Tensor], prefix: str) -> int:
+    """Output width of the stem (``prefix=""``) or of a block (``"blocks.3."``)."""
+    for key in ("norm1.weight", "cconv1.bias", "cconv1.weight"):
+        if prefix + key in sd:
+            return int(sd[prefix + key].shape[0])
+    raise OriginalCheckpointError(f"Cannot tell the width of {prefix.rstrip('.') or 'the stem'!r}.")
+
+
 def _resnet_like_spec(sd: Mapping[str, torch.Tensor], hints: Dict[str, Any]) -> OriginalModelSpec:
     tcn = "finallyr.weight" in sd
     blocks_key = "backbone" if tcn else "blocks"
     count = len({int(m.group(1)) for key in sd for m in [re.match(rf"{blocks_key}\.(\d+)\.", key)] if m})
     if count == 0 and tcn:
         raise OriginalCheckpointError("A TCN state dict without blocks (backbone.<i>.*).")
-    widths = [int(_require(sd, f"{blocks_key}.{i}.norm1.weight", "block norm").shape[0]) if
-              f"{blocks_key}.{i}.norm1.weight" in sd else int(sd[f"{blocks_key}.{i}.cconv1.bias"].shape[0])
-              for i in range(count)]
+    widths = [_width(sd, f"{blocks_key}.{i}.") for i in range(count)]
     head = sd["finallyr.weight" if tcn else "out_layer.weight"]
     dim = 1 if tcn else head.dim() - 2
     stem = f"{blocks_key}.0.cconv1." if tcn else "cconv1."
     norm_prefix = f"{blocks_key}.0.norm1." if tcn else "norm1."
-    stem_width = widths[0] if tcn else int(
-        sd["norm1.weight"].shape[0] if "norm1.weight" in sd else sd["cconv1.bias"].shape[0])
+    stem_width = widths[0] if tcn else _width(sd, "")
     # Input channels: the stem's kernel (Cout*Cin outputs of the kernel net, or a conv weight).
     spec = OriginalModelSpec("TCN" if tcn else "FlexNet", 0, int(head.shape[0]), dim)
     _conv_spec(spec, sd, stem, hints)
