@@ -11,12 +11,11 @@ from __future__ import annotations
 import argparse
 import contextlib
 import copy
-import logging
 import os
 import shutil
 import sys
 import time
-from typing import Any, Callable, Dict, List, Optional, Sequence
+from typing import Any, Callable, Dict, Optional, Sequence
 
 import submitit
 import torch
@@ -25,7 +24,6 @@ from flexcore.engine.distributed import LaunchError, resolve_backend, run_in_pro
 
 __all__ = ["SlurmJob", "portable_args", "make_executor", "launch_slurm", "wait_for_jobs", "job_log_paths", "job_failure"]
 
-logger = logging.getLogger("flexcore")
 
 NO_SLURM_MESSAGE = (
     "--launcher slurm needs SLURM's `sbatch`, and there is none on this machine's PATH. "

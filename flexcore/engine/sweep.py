@@ -15,7 +15,6 @@ import dataclasses
 import hashlib
 import itertools
 import json
-import logging
 import os
 import re
 import sys
@@ -28,7 +27,6 @@ from flexcore.engine.distributed import LaunchError
 
 __all__ = ["SweepRun", "parse_sweep", "sweep_runs", "launch_sweep", "summarize_sweep", "read_run_results"]
 
-logger = logging.getLogger("flexcore")
 
 MANIFEST = "sweep.json"
 _OPEN, _CLOSE = "([{", ")]}"
