@@ -67,7 +67,6 @@ def normalization_stats(
     scale: float = 1.0,
     drop_rate: float = 0.0,
     drop_seed: int = 0,
-    chunk: int = 1024,
 ) -> Optional[Tuple[torch.Tensor, torch.Tensor]]:
     """Mean and unbiased std of ``features[indices] * scale`` over the observed values.
 
@@ -90,6 +89,7 @@ def normalization_stats(
     axis_len = channels if mode == "channel" else length
     total = (np.zeros(axis_len), np.zeros(axis_len), np.zeros(axis_len))
     indices = np.asarray(indices, dtype=np.int64)
+    chunk = max(1, 2_000_000 // (channels * length))  # ~16 MB of float64 per pass (raw audio: 125 clips)
     for start in range(0, len(indices), chunk):
         ids = indices[start : start + chunk]
         x = features[torch.from_numpy(ids)].double().numpy() * scale  # (B, C, L)
@@ -168,6 +168,11 @@ class IrregularSequenceDataset(Dataset):
 
     def __len__(self) -> int:
         return len(self.indices)
+
+    @property
+    def targets(self) -> torch.Tensor:
+        """Labels of this split's samples, ``(len(self),)`` int64."""
+        return self.labels[torch.from_numpy(self.indices)]
 
     def sample_id(self, index: int) -> int:
         """Row of ``features`` (the drop-mask id) behind item ``index``."""
