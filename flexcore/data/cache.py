@@ -76,14 +76,7 @@ def load_or_build(
     return first if comm.is_main_process() else _load_or_build(*args)
 
 
-def _load_or_build(
-    path: str,
-    key: Dict[str, Any],
-    fingerprint: str,
-    build: Callable[[], Dict[str, Any]],
-    mmap: bool = False,
-    what: str = "cache",
-) -> Tuple[Dict[str, Any], bool]:
+def _load_or_build(path, key, fingerprint, build, mmap, what) -> Tuple[Dict[str, Any], bool]:
     record = {"format": CACHE_FORMAT, "key": json.loads(json.dumps(key)), "fingerprint": fingerprint}
     if os.path.exists(path):
         try:
@@ -94,7 +87,7 @@ def _load_or_build(
             if isinstance(payload, dict) and payload.get("__cache__") == record:
                 logger.info("%s: using cache %s", what, path)
                 return payload, False
-            logger.info("%s: cache %s is stale (other parameters or changed source files); rebuilding it.", what, path)
+            logger.info("%s: cache %s is stale (other parameters or changed sources); rebuilding it.", what, path)
     payload = build()
     payload["__cache__"] = record
     tmp = f"{path}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"

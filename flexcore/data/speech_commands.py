@@ -122,7 +122,8 @@ class SpeechCommands(IrregularSequenceDataset):
         self.cache_path = os.path.join(cache_dir, f"{key['features']}-{cache_key_hash(key)}.pt")
         fingerprint = fingerprint_files((rel, size) for _, rel, size in clips)
         data, self.cache_built = load_or_build(
-            self.cache_path, key, fingerprint, lambda: self._build(base, clips, key), mmap=True, what="SpeechCommands"
+            self.cache_path, key, fingerprint, lambda: self._build(base, clips, key), mmap=True,
+            what="SpeechCommands",
         )
         files: List[str] = list(data["files"])
         labels = data["labels"]
@@ -173,7 +174,9 @@ class SpeechCommands(IrregularSequenceDataset):
         if not 0 <= drop_rate < 100:
             raise ValueError(f"SpeechCommands: drop_rate is a percentage in [0, 100), got {drop_rate}")
         if mfcc and (n_fft < 2 or n_mfcc > n_mels):
-            raise ValueError(f"SpeechCommands: need n_fft >= 2 and n_mfcc <= n_mels, got {n_fft}, {n_mfcc}, {n_mels}")
+            raise ValueError(
+                f"SpeechCommands: need n_fft >= 2 and n_mfcc <= n_mels, got {n_fft}, {n_mfcc}, {n_mels}"
+            )
         length = 1 + CLIP_LENGTH // (n_fft // 2) if mfcc else CLIP_LENGTH
         sizes = ORIGINAL_SPLIT_SIZES if split_scheme == "original" and not pad_short else {}
         return DatasetMetadata(
@@ -194,7 +197,8 @@ class SpeechCommands(IrregularSequenceDataset):
             if not download:
                 raise
         base = os.path.join(default_root(root), "SpeechCommands")
-        comm.on_main_process(lambda: extract_tar(download_url(URL, os.path.join(base, os.path.basename(URL))), base))
+        archive = os.path.join(base, os.path.basename(URL))
+        comm.on_main_process(lambda: extract_tar(download_url(URL, archive), base))
         return dataset_dir(root, "SpeechCommands", "SpeechCommands", expected, SOURCE)
 
     @staticmethod
@@ -208,7 +212,9 @@ class SpeechCommands(IrregularSequenceDataset):
         logger.info("SpeechCommands: %d of %d clips are %s; computing %s features.", len(kept), len(clips),
                     "at most one second" if key["pad_short"] else "exactly one second", key["features"])
         if not kept:
-            raise CorruptDatasetError(f"{base}: none of the {len(clips)} clips has {CLIP_LENGTH} samples at {SAMPLE_RATE} Hz.")
+            raise CorruptDatasetError(
+                f"{base}: none of the {len(clips)} clips has {CLIP_LENGTH} samples at {SAMPLE_RATE} Hz."
+            )
         mfcc = key["features"] == "mfcc"
         if mfcc:
             frames = 1 + CLIP_LENGTH // (key["n_fft"] // 2)
@@ -245,7 +251,9 @@ class SpeechCommands(IrregularSequenceDataset):
                 f"{os.path.join(base, LISTS['val'])} and {LISTS['test']} both list {sorted(both)[0]} "
                 f"(and {len(both) - 1} more); the published lists are disjoint: re-extract them."
             )
-        part = np.array(["val" if f in members["val"] else "test" if f in members["test"] else "train" for f in files])
+        part = np.array(
+            ["val" if f in members["val"] else "test" if f in members["test"] else "train" for f in files]
+        )
         return {s: np.flatnonzero(part == s) for s in SPLITS}
 
     def __repr__(self) -> str:

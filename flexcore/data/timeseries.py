@@ -3,8 +3,9 @@
 Irregular sampling drops ``int(L * drop_rate / 100)`` time steps per sample (all
 channels together); inputs are normalised with training-split statistics that ignore the
 dropped (and missing, NaN) values, those values become 0, and with ``drop_rate > 0`` an
-"exists" channel (1 = observed) is appended, as in the original (reference §7). Everything per sample happens lazily in
-``__getitem__``, so raw 16 kHz audio stays compact (int16, memory-mapped) in memory.
+"exists" channel (1 = observed) is appended, as in the original (reference §7).
+Everything per sample happens lazily in ``__getitem__``, so raw 16 kHz audio stays
+compact (int16, memory-mapped) in memory.
 """
 from __future__ import annotations
 
@@ -130,7 +131,9 @@ def stratified_split(labels: Sequence[int]) -> Tuple[np.ndarray, np.ndarray, np.
         )
         val, test = train_test_split(rest, train_size=0.5, random_state=1, shuffle=True, stratify=rest_labels)
     except ValueError as exc:  # sklearn: too few samples per class for a stratified split
-        raise ValueError(f"Cannot make the original stratified 70/15/15 split of {len(labels)} samples: {exc}") from exc
+        raise ValueError(
+            f"Cannot make the original stratified 70/15/15 split of {len(labels)} samples: {exc}"
+        ) from exc
     return np.sort(train), np.sort(val), np.sort(test)
 
 

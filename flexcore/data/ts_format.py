@@ -100,7 +100,7 @@ def read_ts(path: str) -> TsFile:
     header: Dict[str, str] = {}
     series: List[np.ndarray] = []
     labels: List[str] = []
-    in_data = False
+    in_data, with_labels, class_labels, equal_length = False, False, [], False
     try:
         with open(path, encoding="utf-8") as f:
             lines = f.read().splitlines()
@@ -114,7 +114,9 @@ def read_ts(path: str) -> TsFile:
             continue
         if not in_data:
             if not line.startswith("@"):
-                raise CorruptDatasetError(f"{path}, line {number}: expected an @key header line before @data, found {line[:60]!r}.")
+                raise CorruptDatasetError(
+                    f"{path}, line {number}: expected an @key header line before @data, found {line[:60]!r}."
+                )
             key, _, value = line[1:].partition(" ")
             key = key.lower()
             if key == "data":
@@ -131,7 +133,8 @@ def read_ts(path: str) -> TsFile:
             label = label.strip()
             if class_labels and label not in class_labels:
                 raise CorruptDatasetError(
-                    f"{path}, line {number}: label {label!r} is not among the @classLabel values {' '.join(class_labels)}."
+                    f"{path}, line {number}: label {label!r} is not among the @classLabel values "
+                    f"{' '.join(class_labels)}."
                 )
             labels.append(label)
         if dims is None:
@@ -141,7 +144,9 @@ def read_ts(path: str) -> TsFile:
         values = [_values(path, number, d, p) for d, p in enumerate(parts)]
         length = max(len(v) for v in values)
         if "serieslength" in header and length != int(header["serieslength"]):
-            raise CorruptDatasetError(f"{path}, line {number}: length {length}, but @seriesLength is {header['serieslength']}.")
+            raise CorruptDatasetError(
+                f"{path}, line {number}: length {length}, but @seriesLength is {header['serieslength']}."
+            )
         # dimensions of unequal length within a case: pad each with its last value (the original's rule)
         series.append(np.stack([np.pad(v, (0, length - len(v)), mode="edge") for v in values]))
     if not in_data:
@@ -154,7 +159,11 @@ def read_ts(path: str) -> TsFile:
 
 
 def _check_header(path: str, number: int, header: Dict[str, str]) -> Tuple[Optional[int], bool, List[str], bool]:
-    """Validate the header at ``@data``; returns (dimensions or None, labelled?, declared labels, equal length?)."""
+    """Validate the header at ``@data``.
+
+    Returns:
+        (dimensions or None, labelled?, declared labels, equal length?)
+    """
     missing = [k for k in ("problemname", "timestamps") if k not in header]
     if "classlabel" not in header and "targetlabel" not in header:
         missing.append("classlabel")
@@ -175,7 +184,9 @@ def _check_header(path: str, number: int, header: Dict[str, str]) -> Tuple[Optio
     if "serieslength" in header:
         _int(path, number, "seriesLength", header["serieslength"])
     if "targetlabel" in header:
-        raise CorruptDatasetError(f"{path}: a regression .ts file (@targetLabel); a classification file is expected.")
+        raise CorruptDatasetError(
+            f"{path}: a regression .ts file (@targetLabel); a classification file is expected."
+        )
     flag, _, rest = header["classlabel"].partition(" ")
     with_labels = _bool(path, number, "classLabel", flag)
     class_labels = rest.split()

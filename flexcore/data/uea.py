@@ -16,7 +16,15 @@ from flexcore.registry import DATASETS
 from flexcore.utils import comm
 
 from .archives import download_url, extract_zip_members
-from .base import SPLITS, CorruptDatasetError, DatasetMetadata, MissingDatasetError, dataset_dir, default_root, holdout_indices
+from .base import (
+    SPLITS,
+    CorruptDatasetError,
+    DatasetMetadata,
+    MissingDatasetError,
+    dataset_dir,
+    default_root,
+    holdout_indices,
+)
 from .images import check_choice
 from .timeseries import NORMALIZATIONS, IrregularSequenceDataset, normalization_stats, stratified_split
 from .ts_format import TsFile, read_ts
@@ -111,6 +119,8 @@ class UEAClassification(IrregularSequenceDataset):
         check_choice(cls.__name__, "split_scheme", split_scheme, SPLIT_SCHEMES)
         if not 0 <= drop_rate < 100:
             raise ValueError(f"{cls.PROBLEM}: drop_rate is a percentage in [0, 100), got {drop_rate}")
+        if not 0.0 < val_fraction < 1.0:
+            raise ValueError(f"{cls.__name__}: val_fraction must be in (0, 1), got {val_fraction}")
         if split_scheme == "original":
             sizes = _original_split_sizes(cls.TRAIN_SIZE + cls.TEST_SIZE)
         else:
@@ -137,9 +147,8 @@ class UEAClassification(IrregularSequenceDataset):
             if not download:
                 raise
         base = os.path.join(default_root(root), cls.PROBLEM)
-        comm.on_main_process(
-            lambda: extract_zip_members(download_url(cls.url(), os.path.join(base, f"{cls.PROBLEM}.zip")), base, expected)
-        )
+        archive = os.path.join(base, f"{cls.PROBLEM}.zip")
+        comm.on_main_process(lambda: extract_zip_members(download_url(cls.url(), archive), base, expected))
         return dataset_dir(root, cls.PROBLEM, cls.PROBLEM, expected, source)
 
     @classmethod
@@ -151,20 +160,28 @@ class UEAClassification(IrregularSequenceDataset):
             if f.channels != cls.CHANNELS:
                 raise CorruptDatasetError(f"{name}: {f.channels} dimensions, {cls.PROBLEM} has {cls.CHANNELS}.")
             if len(f.labels) != len(f.series):
-                raise CorruptDatasetError(f"{name}: cases without class labels; {cls.PROBLEM} is a classification set.")
+                raise CorruptDatasetError(
+                    f"{name}: cases without class labels; {cls.PROBLEM} is a classification set."
+                )
         longest = max(s.shape[1] for s in series)
         if longest > length:
-            raise ValueError(f"{cls.PROBLEM}: a series has {longest} steps, more than length={length}; pass length={longest}.")
+            raise ValueError(
+                f"{cls.PROBLEM}: a series has {longest} steps, more than length={length}; pass length={longest}."
+            )
         names: List[str] = list(dict.fromkeys(raw_labels))
         if len(names) > cls.NUM_CLASSES:
-            raise CorruptDatasetError(f"{cls.PROBLEM}: {len(names)} distinct labels, the problem has {cls.NUM_CLASSES}.")
+            raise CorruptDatasetError(
+                f"{cls.PROBLEM}: {len(names)} distinct labels, the problem has {cls.NUM_CLASSES}."
+            )
         index = {name: i for i, name in enumerate(names)}
         padded = np.stack([np.pad(s, ((0, 0), (0, length - s.shape[1])), mode="edge") for s in series])
         labels = torch.tensor([index[label] for label in raw_labels], dtype=torch.int64)
         return torch.from_numpy(padded).float(), labels, names
 
     @staticmethod
-    def _split(n_train: int, labels: torch.Tensor, scheme: str, val_fraction: float, seed: int) -> Dict[str, np.ndarray]:
+    def _split(
+        n_train: int, labels: torch.Tensor, scheme: str, val_fraction: float, seed: int
+    ) -> Dict[str, np.ndarray]:
         if scheme == "original":
             return dict(zip(SPLITS, stratified_split(labels.numpy())))
         train, val = holdout_indices(n_train, val_fraction, seed, labels=labels[:n_train].numpy())
@@ -172,7 +189,8 @@ class UEAClassification(IrregularSequenceDataset):
 
     def __repr__(self) -> str:
         meta = self.metadata
-        return f"{type(self).__name__}(split={self.split!r}, samples={len(self)}, input=({meta.in_channels}, {meta.shape[0]}))"
+        shape = (meta.in_channels, meta.shape[0])
+        return f"{type(self).__name__}(split={self.split!r}, samples={len(self)}, input={shape})"
 
 
 @DATASETS.register(aliases=("CharTrajectories",))
