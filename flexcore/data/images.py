@@ -9,8 +9,13 @@ files unless ``val_source="test"``), the per-sample transform pipeline, metadata
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import logging
 import os
+import shutil
+import tarfile
+import urllib.request
+import zipfile
 from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
@@ -22,7 +27,15 @@ from flexcore.utils import comm
 from .base import SPLITS, DatasetMetadata, MissingDatasetError, dataset_dir, default_root, holdout_indices
 from .transforms import AUGMENTATIONS, Size, as_size, build_image_transform
 
-__all__ = ["VAL_SOURCES", "NORMALIZATIONS", "ImageClassificationDataset", "check_choice", "download_files"]
+__all__ = [
+    "VAL_SOURCES",
+    "NORMALIZATIONS",
+    "ImageClassificationDataset",
+    "check_choice",
+    "download_files",
+    "fetch_url",
+    "extract_archive",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -39,24 +52,55 @@ def check_choice(dataset: str, option: str, value: Any, choices: Sequence[Any]) 
         raise ValueError(f"{dataset}: {option}={value!r} is not one of {tuple(choices)}")
 
 
+def _md5(path: str) -> str:
+    digest = hashlib.md5()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def fetch_url(url: str, path: str, md5: Optional[str] = None) -> None:
+    """Download ``url`` to ``path`` (via ``path.part``, renamed when complete and its MD5 checks out)."""
+    if os.path.exists(path) and (md5 is None or _md5(path) == md5):
+        return
+    part = path + ".part"
+    try:
+        with urllib.request.urlopen(url, timeout=60) as response, open(part, "wb") as out:
+            shutil.copyfileobj(response, out, 1 << 20)
+        if md5 is not None and _md5(part) != md5:
+            raise ValueError(f"MD5 of the download is {_md5(part)}, expected {md5}")
+        os.replace(part, path)
+    finally:
+        if os.path.exists(part):
+            os.remove(part)
+
+
+def extract_archive(path: str, folder: str) -> None:
+    """Unpack a ``.tar.gz``/``.tgz``/``.tar``/``.zip`` archive into ``folder`` (no paths outside it)."""
+    if path.endswith((".tar.gz", ".tgz", ".tar")):
+        with tarfile.open(path) as archive:
+            archive.extractall(folder, filter="data")
+    elif path.endswith(".zip"):
+        with zipfile.ZipFile(path) as archive:
+            archive.extractall(folder)
+
+
 def download_files(dataset: str, downloads: Sequence[Tuple[str, str, Optional[str]]], folder: str) -> None:
     """Download (and unpack archives) into ``folder`` on the main process; the others wait.
 
     Args:
         downloads: ``(url, file name, md5 or None)``; ``.tar.gz``/``.zip`` archives are extracted.
     """
-    from torchvision.datasets.utils import download_and_extract_archive, download_url
-
     error = None
     if comm.is_main_process():
         os.makedirs(folder, exist_ok=True)
         for url, filename, md5 in downloads:
             logger.info("%s: downloading %s to %s", dataset, url, folder)
             try:
-                if filename.endswith((".tar.gz", ".tgz", ".zip", ".tar")):
-                    download_and_extract_archive(url, folder, filename=filename, md5=md5)
-                else:
-                    download_url(url, folder, filename=filename, md5=md5)
+                path = os.path.join(folder, filename)
+                fetch_url(url, path, md5)
+                extract_archive(path, folder)
             except Exception as exc:  # network errors come in many types; report them all the same way
                 error = f"{dataset}: download of {url} failed ({type(exc).__name__}: {exc})"
                 break
@@ -137,6 +181,8 @@ class ImageClassificationDataset(Dataset):
         part = "test" if split == "test" or (split == "val" and val_source == "test") else "train"
         self.root = self._locate(root, part, download)
         images, labels = self._read(self.root, part)
+        if type(images) is np.ndarray:  # in memory (not memory-mapped): index as a tensor
+            images = torch.from_numpy(images if images.flags.writeable else images.copy())
         self.images = images
         self.indices: Optional[np.ndarray] = None
         if part == "train" and val_source == "holdout":
@@ -252,7 +298,7 @@ class ImageClassificationDataset(Dataset):
         j = int(self.indices[index]) if self.indices is not None else index
         image = self.images[j]
         if isinstance(image, np.ndarray):  # memory-mapped arrays
-            image = torch.from_numpy(np.ascontiguousarray(image))
+            image = torch.from_numpy(np.array(image))
         return self._finish(self.transform(image)), self._target_list[index]
 
     def __repr__(self) -> str:

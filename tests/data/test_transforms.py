@@ -1,3 +1,4 @@
+import random
 import math
 
 import numpy as np
@@ -87,7 +88,7 @@ def test_flip_and_crop_geometry():
     img = T.to_float_image(_uint8_image(5))
     assert torch.equal(T.RandomHorizontalFlip(p=1.0)(img), img.flip(-1))
     assert torch.equal(T.RandomHorizontalFlip(p=0.0)(img), img)
-    torch.manual_seed(0)
+    random.seed(0)
     crop = T.RandomCrop(32, padding=4)
     padded = torch.nn.functional.pad(img, (4, 4, 4, 4))
     for _ in range(5):
@@ -98,7 +99,7 @@ def test_flip_and_crop_geometry():
 
 
 def test_cutout_zeroes_one_clipped_square():
-    torch.manual_seed(1)
+    random.seed(1)
     x = torch.ones(3, 32, 32)
     for _ in range(20):
         out = T.Cutout(1, 16)(x)
@@ -112,7 +113,7 @@ def test_cutout_zeroes_one_clipped_square():
 
 
 def test_random_erasing_mnist_setting_erases_an_11px_square():
-    torch.manual_seed(2)
+    random.seed(2)
     erase = T.RandomErasing(p=1.0, scale=(4 / 28, 4 / 28), ratio=(1.0, 1.0), value=0.0)
     out = erase(torch.ones(1, 28, 28))
     assert int((out == 0).sum()) == 11 * 11  # round(sqrt(784 * 4/28)) = 11
@@ -121,9 +122,9 @@ def test_random_erasing_mnist_setting_erases_an_11px_square():
 def test_standard_augmentation_keeps_shape_and_is_seeded():
     img = T.to_float_image(_uint8_image(6, c=1, h=28, w=28))
     tf = T.build_image_transform((0.1307,), (0.3081,), (28, 28), augment="standard")
-    torch.manual_seed(3)
+    random.seed(3)
     a = [tf(img) for _ in range(8)]
-    torch.manual_seed(3)
+    random.seed(3)
     b = [tf(img) for _ in range(8)]
     assert all(torch.equal(x, y) for x, y in zip(a, b))
     assert all(x.shape == (1, 28, 28) for x in a)
@@ -138,6 +139,24 @@ def test_pipeline_order_blur_augment_normalize_erase_resize():
     assert names == ["ToFloat", "GaussianBlur", "RandomHorizontalFlip", "RandomCrop", "Normalize", "Cutout", "Resize"]
     out = tf(_uint8_image(7))
     assert out.shape == (3, 16, 16) and out.dtype == torch.float32
+    # Without blur, flips and crops run on the uint8 values; normalising makes them float.
+    tf = T.build_image_transform((0.5,) * 3, (0.25,) * 3, (32, 32), augment="resnet")
+    assert [type(t).__name__ for t in tf.transforms] == ["RandomHorizontalFlip", "RandomCrop", "Normalize"]
+    random.seed(4)
+    on_uint8 = tf(_uint8_image(7))
+    random.seed(4)
+    on_float = tf(_uint8_image(7).float() / 255)
+    assert on_uint8.dtype == torch.float32 and torch.allclose(on_uint8, on_float, atol=1e-6)
+
+
+def test_normalize_stage_fuses_scaling_and_matches_the_formula():
+    img = _uint8_image(9)
+    stage = T.Normalize((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
+    ref = T.normalize(img.float() / 255, (0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
+    assert torch.allclose(stage(img), ref, atol=1e-6) and torch.allclose(stage(img.float() / 255), ref, atol=1e-6)
+    assert torch.allclose(T.Normalize(None, None)(img), img.float() / 255)
+    digits = T.Normalize((0.3,), (0.4,), scale=16.0)
+    assert torch.allclose(digits(torch.full((1, 2, 2), 8, dtype=torch.uint8)), torch.full((1, 2, 2), 0.5))
 
 
 def test_deterministic_pipeline_matches_formulas():
@@ -159,3 +178,10 @@ def test_unknown_augmentation_and_callable_augmentation():
     assert torch.allclose(tf(x), 1 - x)
     assert T.augmentation_stages(None, 8) == ([], [])
     assert T.augmentation_stages("None", 8) == ([], [])
+
+
+@pytest.mark.parametrize("n_in,n_out", [(32, 16), (32, 20), (16, 32), (96, 48), (8, 32)])
+def test_bilinear_resize_matrices_equal_torch_antialiased_interpolate(n_in, n_out):
+    x = torch.rand(2, 3, n_in, n_in + 4)
+    ref = torch.nn.functional.interpolate(x, size=(n_out, n_out + 3), mode="bilinear", antialias=True)
+    assert torch.allclose(T.resize(x, (n_out, n_out + 3)), ref, atol=3e-6)
