@@ -87,6 +87,20 @@ class _DownsampledImageNet(ImageClassificationDataset):
             split_seed=split_seed, val_source=val_source, download=download,
         )
 
+    # Spawned DataLoader workers and DDP processes receive the dataset pickled: send the
+    # cache file's path, not a copy of a memory-mapped split (gigabytes).
+    def __getstate__(self):
+        state = self.__dict__.copy()
+        if isinstance(self.images, np.memmap):
+            state["images"] = ("memmap", self.images.filename)
+        return state
+
+    def __setstate__(self, state):
+        images = state["images"]
+        if isinstance(images, tuple) and images[0] == "memmap":
+            state["images"] = np.load(images[1], mmap_mode="r")
+        self.__dict__.update(state)
+
     # -- files ---------------------------------------------------------------------------------
     @classmethod
     def _file_names(cls, part: str) -> List[str]:

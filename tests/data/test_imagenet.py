@@ -120,3 +120,17 @@ def test_missing_wrong_and_corrupt_files(tmp_path):
     np.savez(os.path.join(root, "Imagenet8", "val_data.npz"), data=np.zeros((2, 192), np.uint8), labels=[0, 1])
     with pytest.raises(CorruptDatasetError, match=r"labels outside 1\.\.1000"):
         build_dataset("ImageNet8", "test", root=root)
+
+
+def test_pickling_sends_the_cache_path_not_the_mapped_split(inet8):
+    import pickle
+
+    root, _ = inet8
+    ds = build_dataset("ImageNet8", "train", root=root, val_fraction=0.25)
+    assert ds.__getstate__()["images"] == ("memmap", ds.images.filename)  # no copy of the pixels
+    clone = pickle.loads(pickle.dumps(ds))
+    assert isinstance(clone.images, np.memmap) and clone.images.filename == ds.images.filename
+    assert torch.equal(clone[5][0], ds[5][0]) and clone[5][1] == ds[5][1]
+    loader = torch.utils.data.DataLoader(ds, batch_size=8, num_workers=1, multiprocessing_context="spawn")
+    x, y = next(iter(loader))
+    assert x.shape == (8, 3, 8, 8) and torch.equal(x[3], ds[3][0])
