@@ -92,6 +92,7 @@ setup(
     entry_points={
         "console_scripts": [
             "flexcore-train=flexcore.cli:train_main",
+            "flexcore-analyze=flexcore.cli:analyze_main",
         ],
     },
     classifiers=[

@@ -6,3 +6,9 @@ def train_main() -> None:
     from flexcore.engine.defaults import cli_entry
 
     sys.exit(cli_entry())
+
+
+def analyze_main() -> None:
+    from flexcore.analysis.cli import main
+
+    sys.exit(main())

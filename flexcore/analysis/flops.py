@@ -14,7 +14,7 @@ kernel generation does not grow with the batch, so it is also reported on its ow
 from __future__ import annotations
 
 import copy
-import dataclasses
+import functools
 import logging
 from collections import Counter
 from typing import Dict, List, Optional, Tuple, Union
@@ -34,6 +34,9 @@ __all__ = [
     "kernel_generation_flops",
     "FlopReport",
     "flop_report",
+    "count_flops",
+    "baked_copy",
+    "uncounted_ops",
     "format_count",
     "convention_note",
 ]
@@ -116,12 +119,20 @@ def _continuous_convs(model: nn.Module) -> List[Tuple[str, nn.Module]]:
     return list(continuous_convs(model))
 
 
-def _bake(model: nn.Module) -> nn.Module:
+def baked_copy(model: nn.Module, inputs: Inputs) -> nn.Module:
+    """An eval-mode copy of ``model`` with every continuous conv baked into a fixed ``nn.ConvNd``.
+
+    One forward pass on ``inputs`` runs first: layers fix their grid size on their first call.
+    """
+    copied = copy.deepcopy(model).eval()
     try:
         from flexcore.layers import bake_model
-    except ImportError:
-        return model
-    return bake_model(model)
+    except ImportError:  # no layers package: nothing to bake
+        return copied
+    if _continuous_convs(copied):
+        with torch.no_grad():
+            copied(*(inputs if isinstance(inputs, tuple) else (inputs,)))
+    return bake_model(copied).eval()
 
 
 class _KernelGeneration(nn.Module):
@@ -135,17 +146,31 @@ class _KernelGeneration(nn.Module):
         return self.conv.generate_kernel()
 
 
-def kernel_generation_flops(model: nn.Module, convention: str = "mac") -> Dict[str, float]:
-    """FLOPs of generating (and masking) each continuous conv's kernel once, by layer name.
+def _kernel_generators(model: nn.Module) -> List[Tuple[str, nn.Module]]:
+    """Outermost modules that compute their kernel (``generate_kernel()``) and can be baked."""
+    found: List[Tuple[str, nn.Module]] = []
+    for name, module in model.named_modules():
+        if callable(getattr(module, "generate_kernel", None)) and callable(getattr(module, "bake", None)):
+            if not any(name.startswith(outer + ".") for outer, _ in found if outer):
+                found.append((name, module))
+    return found
 
-    Run a forward pass first: layers fix their grid size on the first call.
+
+def kernel_generation_flops(model: nn.Module, convention: str = "mac") -> Dict[str, float]:
+    """FLOPs of computing each layer's kernel once (kernel net, mask, basis), by layer name.
+
+    Covers every flexcore conv with ``generate_kernel()``; layers whose kernel is a plain
+    parameter (``Conv``) cost nothing and are left out. Run a forward pass first: layers
+    fix their grid size on the first call.
     """
     result = {}
-    for name, conv in _continuous_convs(model):
+    for name, conv in _kernel_generators(model):
         analysis = FlexcoreFlopCountAnalysis(_KernelGeneration(conv), (), convention)
         analysis.uncalled_modules_warnings(False).tracer_warnings("none")
-        result[name] = float(analysis.total())
-        assert_all_ops_counted(analysis, f"{name}.generate_kernel()")
+        flops = float(analysis.total())
+        assert_all_ops_counted(analysis, f"{name or type(conv).__name__}.generate_kernel()")
+        if flops > 0:
+            result[name] = flops
     return result
 
 
@@ -165,30 +190,39 @@ def convention_note(convention: str) -> str:
     return "Counts in FLOPs (torch FlopCounterMode's convention: one multiply-add = 2 FLOPs)."
 
 
-@dataclasses.dataclass
 class FlopReport:
     """Training and inference counts of one model on one input batch.
 
     Attributes:
         train: analysis of the model in train mode (kernels generated each forward).
         inference: analysis of the baked model in eval mode.
-        kernel_flops: per continuous conv, FLOPs of one kernel generation.
-        train_activations, inference_activations: activation counts.
+        kernel_flops: per layer that generates its kernel, FLOPs of one generation.
+        train_activations, inference_activations: activation counts (traced on first use).
         params: parameter counts by module (``""`` = total), of the unbaked model.
         inference_params: the same for the baked model.
         input_shape: shape of the analysed input batch.
         convention: ``"mac"`` or ``"flop"``.
+        notes: remarks on how the counts were taken (shown under the summary).
     """
 
-    train: FlexcoreFlopCountAnalysis
-    inference: FlexcoreFlopCountAnalysis
-    kernel_flops: Dict[str, float]
-    train_activations: FlexcoreActivationCountAnalysis
-    inference_activations: FlexcoreActivationCountAnalysis
-    params: Dict[str, int]
-    inference_params: Dict[str, int]
-    input_shape: Tuple[int, ...]
-    convention: str
+    def __init__(self, train, inference, kernel_flops, params, inference_params, input_shape, convention,
+                 notes=()):
+        self.train: FlexcoreFlopCountAnalysis = train
+        self.inference: FlexcoreFlopCountAnalysis = inference
+        self.kernel_flops: Dict[str, float] = kernel_flops
+        self.params: Dict[str, int] = params
+        self.inference_params: Dict[str, int] = inference_params
+        self.input_shape: Tuple[int, ...] = input_shape
+        self.convention = convention
+        self.notes: List[str] = list(notes)
+
+    @functools.cached_property
+    def train_activations(self) -> FlexcoreActivationCountAnalysis:
+        return _activations(self.train)
+
+    @functools.cached_property
+    def inference_activations(self) -> FlexcoreActivationCountAnalysis:
+        return _activations(self.inference)
 
     def totals(self) -> Dict[str, Dict[str, float]]:
         """Plain numbers (also what ``flops.json`` holds)."""
@@ -227,6 +261,7 @@ class FlopReport:
         ]
         head = ["", "training (kernel generated each forward)", "inference (baked kernels)"]
         note = f"{convention_note(self.convention)} Input batch {tuple(self.input_shape)}."
+        note += "".join(f"\nNote: {n}" for n in self.notes)
         return note + "\n" + tabulate(table, headers=head, tablefmt=tablefmt, colalign=("left", "right", "right"))
 
     def operator_table(self, tablefmt: str = "github") -> str:
@@ -262,10 +297,16 @@ def _analyse(model: nn.Module, inputs: Inputs, convention: str, strict: bool, wh
         flops.total()
     if strict:
         assert_all_ops_counted(flops, what)
-    acts = FlexcoreActivationCountAnalysis(model, inputs).uncalled_modules_warnings(False)
+    return flops
+
+
+def _activations(flops: FlexcoreFlopCountAnalysis) -> FlexcoreActivationCountAnalysis:
+    """Activation counts of the model and inputs a FLOP analysis traced."""
+    acts = FlexcoreActivationCountAnalysis(flops._model, flops._inputs)  # noqa: SLF001
+    acts.uncalled_modules_warnings(False)
     with torch.no_grad():
         acts.total()
-    return flops, acts
+    return acts
 
 
 def flop_report(model: nn.Module, inputs: Inputs, convention: str = "mac", strict: bool = False) -> FlopReport:
@@ -284,23 +325,58 @@ def flop_report(model: nn.Module, inputs: Inputs, convention: str = "mac", stric
         raise ValueError(f"Unknown FLOP convention {convention!r}; use one of {CONVENTIONS}.")
     inputs = inputs if isinstance(inputs, tuple) else (inputs,)
     train_model = copy.deepcopy(model).train()
-    train, train_acts = _analyse(train_model, inputs, convention, strict, "the model in train mode")
+    notes = []
+    try:
+        train = _analyse(train_model, inputs, convention, strict, "the model in train mode")
+    except ValueError as exc:
+        if "Expected more than 1 value per channel" not in str(exc):
+            raise
+        # A batch of one has no BatchNorm statistics where the spatial size reaches 1x1.
+        train_model = copy.deepcopy(model).train()
+        for module in train_model.modules():
+            if isinstance(module, nn.modules.batchnorm._BatchNorm):
+                module.eval()
+        train = _analyse(train_model, inputs, convention, strict, "the model in train mode")
+        notes.append("BatchNorm layers were traced in eval mode for the training count (a batch of one has "
+                     "no batch statistics); use a batch of 2 or more to count them in train mode.")
     with torch.no_grad():
         kernel = kernel_generation_flops(train_model, convention)
-    baked = _bake(copy.deepcopy(model).eval()).eval()
-    inference, inference_acts = _analyse(baked, inputs, convention, strict, "the baked model")
+    baked = baked_copy(model, inputs)
+    inference = _analyse(baked, inputs, convention, strict, "the baked model")
     first = next((x for x in inputs if isinstance(x, torch.Tensor)), None)
     return FlopReport(
         train=train,
         inference=inference,
         kernel_flops=kernel,
-        train_activations=train_acts,
-        inference_activations=inference_acts,
         params=dict(parameter_count(model)),
         inference_params=dict(parameter_count(baked)),
         input_shape=tuple(first.shape) if first is not None else (),
         convention=convention,
+        notes=notes,
     )
+
+
+def count_flops(model: nn.Module, inputs: Inputs, convention: str = "mac", mode: str = "inference") -> int:
+    """Total forward FLOPs of ``model`` on ``inputs`` (e.g. one sample ``(1, C, *spatial)``).
+
+    Args:
+        model: the model (left untouched: a copy is traced).
+        inputs: a tensor or a tuple of forward inputs.
+        convention: ``"mac"`` (fvcore) or ``"flop"`` (a multiply-add counts 2).
+        mode: ``"inference"`` (baked kernels, eval mode) or ``"train"`` (kernels generated,
+            train mode).
+    """
+    if mode not in ("inference", "train"):
+        raise ValueError(f"count_flops: mode must be 'inference' or 'train', got {mode!r}")
+    inputs = inputs if isinstance(inputs, tuple) else (inputs,)
+    if mode == "train":
+        traced = copy.deepcopy(model).train()
+    else:
+        traced = baked_copy(model, inputs)
+    analysis = FlexcoreFlopCountAnalysis(traced, inputs, convention)
+    analysis.uncalled_modules_warnings(False)
+    with torch.no_grad():
+        return int(round(analysis.total()))
 
 
 def uncounted_ops(report: FlopReport) -> Counter:

@@ -38,3 +38,13 @@ def test_flop_convention_doubles_multiply_adds_only():
     flop = flop_report(model, (x,), convention="flop").totals()["inference"]["total"]
     conv_linear = 4 * 3 * 9 * 25 + 4 * 10
     assert flop - mac == conv_linear
+
+
+def test_count_flops_inference_and_train():
+    from flexcore.analysis import count_flops
+
+    model = small_net()
+    x = torch.randn(1, 3, 5, 5)
+    conv_linear_pool = 4 * 3 * 9 * 25 + 4 * 10 + 4 * 25
+    assert count_flops(model, x) == conv_linear_pool + 2 * 4 * 25
+    assert count_flops(model, (x,), mode="train") == conv_linear_pool + 5 * 4 * 25
