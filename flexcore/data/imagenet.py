@@ -81,11 +81,7 @@ class _DownsampledImageNet(ImageClassificationDataset):
     ):
         self.in_ram = bool(in_ram)
         self.cache_dir = cache_dir
-        super().__init__(
-            root=root, split=split, augment=augment, resolution=resolution, interpolation=interpolation,
-            blur_sigma=blur_sigma, normalize=normalize, cutout_length=cutout_length, val_fraction=val_fraction,
-            split_seed=split_seed, val_source=val_source, download=download,
-        )
+        super().__init__(**self.base_options(locals()))
 
     # Spawned DataLoader workers and DDP processes receive the dataset pickled: send the
     # cache file's path, not a copy of a memory-mapped split (gigabytes).
