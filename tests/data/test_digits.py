@@ -1,6 +1,7 @@
+import random
+
 import numpy as np
 import pytest
-import random
 import torch
 
 from flexcore.data import build_dataset, describe_dataset
