@@ -161,3 +161,14 @@ def test_gin_bindings_reach_the_dataset_and_its_description(cifar10):
     assert describe_dataset("CIFAR10") == ds.metadata
     fake = build_dataset("cifar10", "train", fake=True, fake_length=4)
     assert fake[0][0].shape == (3, 16, 16) and len(fake) == 4
+
+
+def test_scoped_bindings_reach_the_description_and_fake_data():
+    import gin
+
+    gin.parse_config(["CIFAR10.normalize = 'dataset'", "train/CIFAR10.resolution = 16"])
+    with gin.config_scope("train"):
+        assert describe_dataset("cifar10").shape == (16, 16)
+        assert build_dataset("cifar10", "train", fake=True)[0][0].shape == (3, 16, 16)
+    test_meta = describe_dataset("cifar10")
+    assert test_meta.shape == (32, 32) and test_meta.extras["normalize"] == "dataset"
