@@ -9,6 +9,17 @@ import torch.nn as nn
 from flexcore.registry import DuplicateNameError, Registry, UnknownNameError
 
 
+@pytest.fixture(autouse=True)
+def forget_test_registries_in_gin():
+    """Registries made here are throwaway; drop their gin configurables so a later
+    ``@FlexNet`` in another test is not ambiguous with ``test_xxxx.FlexNet``."""
+    yield
+    from gin import config as gin_config
+
+    for selector in [s for s in list(gin_config._REGISTRY._selector_map) if s.startswith("test_")]:
+        gin_config._REGISTRY.pop(selector)
+
+
 def fresh(**kw) -> Registry:
     return Registry(f"test_{uuid.uuid4().hex[:8]}", contract="factory(a) -> object", **kw)
 
