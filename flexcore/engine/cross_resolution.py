@@ -25,7 +25,7 @@ from __future__ import annotations
 import json
 import logging
 import os
-from typing import Any, Callable, Dict, Optional
+from typing import Any, Dict, Optional
 
 import gin
 import torch.nn as nn
@@ -223,12 +223,4 @@ class CrossResolution:
     def evaluate_only(self, weights: Optional[str] = None) -> Dict[str, Any]:
         """Evaluate ``weights`` (default: the fine-tuned stage's last checkpoint) at the target resolution."""
         trainer = self._stage("target", self.target_resolution)
-        path = weights or (trainer.checkpointer.get_checkpoint_file() if trainer.checkpointer.has_checkpoint() else "")
-        if not path:
-            raise FileNotFoundError(
-                f"--eval-only needs weights: pass --weights PATH, or point --output-dir at a cross-resolution run "
-                f"({os.path.join(self.output_dir, 'target')} has no last_checkpoint)."
-            )
-        trainer.checkpointer.load(path, checkpointables=[])
-        self._adapt(trainer, self.target_resolution)
-        return trainer.evaluate_loaded(path)
+        return trainer.evaluate_only(weights, after_load=lambda t: self._adapt(t, self.target_resolution))

@@ -8,7 +8,7 @@ import argparse
 import logging
 import os
 import sys
-from typing import Any, Callable, List, Optional
+from typing import Any, List, Optional
 
 import gin
 from tabulate import tabulate

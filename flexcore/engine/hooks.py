@@ -231,7 +231,8 @@ class EvalHook(HookBase):
             self.best = {k: v for k, v in result.items() if k not in ("samples", "time")}
             self.best.update(iteration=it, epoch=epoch if epoch is not None else -1.0)
             model = unwrap_model(self.trainer.model)
-            self._best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+            # On the CPU: the copy must not cost accelerator memory.
+            self._best_state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
             if self.checkpointer is not None:
                 self.checkpointer.save("model_best", tag_last=False, include_checkpointables=False, best=dict(self.best))
 
@@ -265,8 +266,7 @@ class EvalHook(HookBase):
     def after_train(self) -> None:
         if not self.trainer.completed or self.test_loader is None:
             return
-        if self.select_on_test:  # the selection split is the test split: nothing new to measure
-            self.results["test"] = self.results.get("test", {})
+        if self.select_on_test:  # validations ran on the test split: the last is the final model's test
             self.results["test_best"] = {k: v for k, v in self.best.items() if k not in ("iteration", "epoch")}
             return
         self._test("test", self.trainer.model)

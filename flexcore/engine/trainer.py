@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import os
 import time
 import warnings
@@ -19,14 +18,15 @@ import torch
 import torch.nn as nn
 from tabulate import tabulate
 
-from flexcore.checkpoint import Checkpointer, get_rng_state, set_rng_state
+from flexcore.checkpoint import CheckpointError, Checkpointer, get_rng_state, set_rng_state
 from flexcore.data.base import build_dataset
 from flexcore.data.samplers import TrainingBatchSampler, build_test_loader, build_train_loader, per_rank_batch_size
 from flexcore.engine import hooks as H
 from flexcore.engine.evaluation import build_task, evaluate
 from flexcore.engine.train_loop import HookBase, NonFiniteLossError, SimpleTrainer, TrainerBase, unwrap_model
 from flexcore.modeling.build import build_model
-from flexcore.solver import Adam, Constant, build_param_groups
+from flexcore.registry import LR_SCHEDULES, OPTIMIZERS
+from flexcore.solver import build_param_groups
 from flexcore.utils import comm
 from flexcore.utils.env import seed_all_rng, set_deterministic
 from flexcore.utils.events import CommonMetricPrinter, JSONWriter, TensorboardWriter
@@ -64,8 +64,9 @@ class Trainer(TrainerBase):
         num_workers: loader worker processes per rank.
         epochs, max_iter: the run's length; give exactly one.
         lr: base learning rate (groups scale it by their ``lr_factor``).
-        optimizer: ``OPTIMIZERS`` factory ``(param_groups, lr) -> Optimizer`` (``@Adam``).
-        schedule: ``LR_SCHEDULES`` factory ``(optimizer, max_iter, iters_per_epoch)`` (``@Cosine``).
+        optimizer: ``OPTIMIZERS`` factory ``(param_groups, lr) -> Optimizer`` (default ``@Adam``).
+        schedule: ``LR_SCHEDULES`` factory ``(optimizer, max_iter, iters_per_epoch)``
+            (default ``@Constant``; e.g. ``@Cosine``).
         param_groups: ``(model) -> groups`` (``build_param_groups``: mask/omega_0 lr factors,
             weight-decay rules).
         regularizers: name -> ``REGULARIZERS`` factory (or a list of factories), each
@@ -107,8 +108,8 @@ class Trainer(TrainerBase):
         epochs: int = 0,
         max_iter: int = 0,
         lr: float = 1e-3,
-        optimizer: Callable[..., torch.optim.Optimizer] = Adam,
-        schedule: Callable[..., Any] = Constant,
+        optimizer: Optional[Callable[..., torch.optim.Optimizer]] = None,
+        schedule: Optional[Callable[..., Any]] = None,
         param_groups: Callable[[nn.Module], List[Dict[str, Any]]] = build_param_groups,
         regularizers: Union[Mapping[str, Callable[[], Callable]], Sequence[Callable[[], Callable]]] = (),
         grad_clip: float = 0.0,
@@ -198,7 +199,9 @@ class Trainer(TrainerBase):
             self.max_iter / self.iters_per_epoch,
         )
 
-        # Solver.
+        # Solver. Defaults are looked up by name so their gin bindings (Adam.betas = ...) apply.
+        optimizer = optimizer or OPTIMIZERS.get("Adam")
+        schedule = schedule or LR_SCHEDULES.get("Constant")
         self.optimizer = optimizer(param_groups(unwrap_model(model)), lr=lr)
         self.scheduler = schedule(self.optimizer, max_iter=self.max_iter, iters_per_epoch=self.iters_per_epoch)
         self.regularizers = self._build_regularizers(regularizers)
@@ -404,15 +407,24 @@ class Trainer(TrainerBase):
             logger.warning("FLOPs not counted (%s: %s); the summary leaves them out.", type(exc).__name__, exc)
             return None
 
-    def evaluate_only(self, weights: Optional[str] = None) -> Dict[str, Dict[str, float]]:
-        """Evaluate ``weights`` (default: the output dir's last checkpoint) on the val and test splits."""
+    def evaluate_only(self, weights: Optional[str] = None,
+                      after_load: Optional[Callable[["Trainer"], None]] = None) -> Dict[str, Dict[str, float]]:
+        """Evaluate ``weights`` (default: the output dir's last checkpoint) on the val and test splits.
+
+        Args:
+            weights: checkpoint path or URI.
+            after_load: called with the trainer once the weights are in (e.g. to adapt the
+                model to another resolution).
+        """
         path = weights or (self.checkpointer.get_checkpoint_file() if self.checkpointer.has_checkpoint() else "")
         if not path:
-            raise FileNotFoundError(
+            raise CheckpointError(
                 f"--eval-only needs weights: pass --weights PATH, or point --output-dir at a run with a checkpoint "
                 f"({self.output_dir} has no last_checkpoint)."
             )
         self.checkpointer.load(path, checkpointables=[])
+        if after_load is not None:
+            after_load(self)
         return self.evaluate_loaded(path)
 
     def evaluate_loaded(self, label: str = "the current model") -> Dict[str, Dict[str, float]]:

@@ -67,6 +67,9 @@ def test_three_stages_adapt_the_convs_and_report_three_accuracies(tmp_path, tiny
     again = job.train()
     assert again["target"]["iterations"] == 0
     assert again["ootb_test_accuracy"] == summary["ootb_test_accuracy"]
+    # --eval-only: the fine-tuned model, adapted to 16 px again after loading.
+    evaluated = _job(tmp_path).evaluate_only()
+    assert evaluated["test"]["accuracy"] == pytest.approx(summary["target"]["test_accuracy_final_model"])
 
 
 def test_bad_resolutions_are_refused(tmp_path):
