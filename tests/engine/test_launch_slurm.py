@@ -143,14 +143,16 @@ def test_preempted_job_requeues_and_resumes_without_losing_an_epoch(tmp_path, sl
 @with_marks(slurm_test)
 def test_failing_job_shows_its_error_and_log_path(tmp_path, slurm):
     """Rank 1 of a 2-task DDP job raises: reported with its traceback; rank 0 does not wait forever."""
-    argv = train_argv(tmp_path, "out", "--launcher", "slurm", "--tasks-per-node", "2", "--time", "5", "--wait",
+    args = train_args(tmp_path, "out", "--launcher", "slurm", "--tasks-per-node", "2", "--time", "5", "--wait",
                       gin=["Trainer.extra_hooks = [@FailOnRank]", "FailOnRank.rank = 1"])
-    result = run_cli(tmp_path, argv)
-    assert result.returncode == 1, result.stdout + result.stderr
-    assert "Launch error: SLURM job" in result.stderr and "failed (task 1)" in result.stderr
-    assert "RuntimeError: FailOnRank: rank 1 fails at iteration 1 on purpose" in result.stderr
+    with pytest.raises(LaunchError) as info:  # the CLI prints it as "Launch error: ..." with exit 1
+        launch(main, args)
+    message = str(info.value)
+    assert message.startswith("SLURM job") and "failed (task 1)" in message
+    assert "launch_plugin.py" in message  # the failing task's own traceback
+    assert "RuntimeError: FailOnRank: rank 1 fails at iteration 1 on purpose" in message
     log = next((tmp_path / "out" / "slurm").glob("*_1_log.out"))
-    assert f"Log: {log}" in result.stderr
+    assert f"Log: {log}" in message
 
 
 def test_slurm_launcher_without_sbatch_says_how_to_run_locally(tmp_path):
