@@ -131,8 +131,10 @@ def _write_manifest(sweep_dir: str, axes, runs: Sequence[SweepRun], launcher: st
     _write_atomic(os.path.join(sweep_dir, MANIFEST), json.dumps(manifest, indent=1))
 
 
-# summary.json entries the table leaves to sweep_summary.json (bookkeeping, not results).
-_SUMMARY_DETAILS = ("iterations", "epochs", "best_iteration", "best_epoch", "train_samples_per_s", "flops")
+# summary.json entries the table leaves to sweep_summary.json (bookkeeping, not results),
+# and those it shows only where they differ between runs (the model's size and cost).
+_SUMMARY_DETAILS = ("iterations", "epochs", "best_iteration", "best_epoch", "train_samples_per_s")
+_MODEL_FIGURES = ("parameters", "flops", "flops_per_sample")
 
 
 def _metric_goal(key: str) -> Optional[str]:
@@ -188,7 +190,7 @@ def _table_columns(rows: Sequence[Dict[str, Any]]) -> List[Tuple[str, str]]:
             for key, value in row["summary"].items():
                 if key in _SUMMARY_DETAILS or not isinstance(value, (int, float)) or ("summary", key) in columns:
                     continue
-                if key == "parameters" and len({r["summary"].get(key) for r in finished}) == 1:
+                if key in _MODEL_FIGURES and len({r["summary"].get(key) for r in finished}) == 1:
                     continue  # the same for every run: says nothing about the grid
                 columns.append(("summary", key))
         return columns

@@ -143,14 +143,16 @@ def test_preempted_job_requeues_and_resumes_without_losing_an_epoch(tmp_path, sl
 @with_marks(slurm_test)
 def test_failing_job_shows_its_error_and_log_path(tmp_path, slurm):
     """Rank 1 of a 2-task DDP job raises: reported with its traceback; rank 0 does not wait forever."""
-    argv = train_argv(tmp_path, "out", "--launcher", "slurm", "--tasks-per-node", "2", "--time", "5", "--wait",
+    args = train_args(tmp_path, "out", "--launcher", "slurm", "--tasks-per-node", "2", "--time", "5", "--wait",
                       gin=["Trainer.extra_hooks = [@FailOnRank]", "FailOnRank.rank = 1"])
-    result = run_cli(tmp_path, argv)
-    assert result.returncode == 1, result.stdout + result.stderr
-    assert "Launch error: SLURM job" in result.stderr and "failed (task 1)" in result.stderr
-    assert "RuntimeError: FailOnRank: rank 1 fails at iteration 1 on purpose" in result.stderr
+    with pytest.raises(LaunchError) as info:  # the CLI prints it as "Launch error: ..." with exit 1
+        launch(main, args)
+    message = str(info.value)
+    assert message.startswith("SLURM job") and "failed (task 1)" in message
+    assert "launch_plugin.py" in message  # the failing task's own traceback
+    assert "RuntimeError: FailOnRank: rank 1 fails at iteration 1 on purpose" in message
     log = next((tmp_path / "out" / "slurm").glob("*_1_log.out"))
-    assert f"Log: {log}" in result.stderr
+    assert f"Log: {log}" in message
 
 
 def test_slurm_launcher_without_sbatch_says_how_to_run_locally(tmp_path):
@@ -165,7 +167,55 @@ def test_slurm_launcher_without_sbatch_says_how_to_run_locally(tmp_path):
 
 
 @with_marks(slurm_test)
-def test_sbatch_refusal_is_one_clear_error(tmp_path, slurm):
-    args = train_args(tmp_path, "out", "--launcher", "slurm", "--partition", "no-such-partition")
-    with pytest.raises(LaunchError, match="sbatch refused the job: .*[Ii]nvalid partition"):
-        launch(main, args)
+@pytest.mark.parametrize("flags, reason", [
+    (["--partition", "no-such-partition"], "[Ii]nvalid partition"),
+    (["--constraint", "no-such-feature"], "[Ii]nvalid feature"),
+])
+def test_sbatch_refusal_is_one_clear_error(tmp_path, slurm, flags, reason):
+    with pytest.raises(LaunchError, match=f"sbatch refused the job: .*{reason}"):
+        launch(main, train_args(tmp_path, "out", "--launcher", "slurm", *flags))
+
+
+@with_marks(slurm_test)
+def test_slurm_flags_reach_sbatch(tmp_path, slurm):
+    """Every SLURM flag lands in the batch script and in the scheduler (a held job: nothing runs)."""
+    job = launch(main, train_args(
+        tmp_path, "flags", "--launcher", "slurm", "--partition", "debug", "--time", "7", "--nodes", "1",
+        "--tasks-per-node", "2", "--cpus-per-task", "1", "--mem-gb", "1", "--account", "flexacct", "--qos", "normal",
+        "--comment", "flexcore test", "--job-name", "flags-test", "--slurm-additional", "hold",
+        "--slurm-additional", "mail-type=END", "--slurm-setup", "echo setup-ran"))
+    script = (tmp_path / "flags" / "slurm" / f"{job.job_id}_submission.sh").read_text()
+    for line in ["--partition=debug", "--time=7", "--nodes=1", "--ntasks-per-node=2", "--cpus-per-task=1",
+                 "--mem=1GB", "--account=flexacct", "--qos=normal", "--comment='flexcore test'",
+                 "--job-name=flags-test", "--mail-type=END"]:
+        assert f"#SBATCH {line}\n" in script, line
+    assert "#SBATCH --hold\n" in script and "\necho setup-ran\n" in script
+    assert "srun --unbuffered" in script and "--kill-on-bad-exit=1" in script
+    info = subprocess.run(["scontrol", "show", "job", job.job_id], capture_output=True, text=True, check=True).stdout
+    # (This cluster enforces no accounts: it files the job under the default one.)
+    for field in ["JobName=flags-test", "Reason=JobHeldUser", "Partition=debug", "TimeLimit=00:07:00",
+                  "Comment=flexcore test", "NumTasks=2", "MailType=END"]:
+        assert field in info, field
+
+
+def test_a_job_pickles_paths_bindings_and_plugin_names_never_gin_state(tmp_path, monkeypatch):
+    import pickletools
+
+    import cloudpickle
+
+    from flexcore.engine.slurm import SlurmJob, portable_args
+
+    monkeypatch.chdir(tmp_path)
+    args = train_args(tmp_path, "out", "--launcher", "slurm", "--gin", "Trainer.lr = 0.5", "--seed", "3")
+    args.config_files, args.output_dir = ["tiny.gin"], "out"  # relative, as a user types them
+    job_args = portable_args(args)
+    assert job_args.config_files == [str(tmp_path / "tiny.gin")]
+    assert job_args.output_dir == str(tmp_path / "out")
+    assert all(os.path.isabs(p) and p.endswith(".py") for p in job_args.plugins)
+    assert job_args.bindings == ["Trainer.lr = 0.5"] and job_args.seed == 3
+    assert job_args.launcher == "local" and job_args.sweep == [] and not job_args.wait
+    payload = cloudpickle.dumps(SlurmJob(main, job_args))
+    strings = {arg for _, arg, _ in pickletools.genops(payload) if isinstance(arg, str)}
+    assert "flexcore.engine.defaults" in strings and "main" in strings  # main goes by reference
+    assert not [s for s in strings if s == "gin" or s.startswith("gin.")]  # no gin module, object or state
+    assert len(payload) < 4096  # strings, not a config
