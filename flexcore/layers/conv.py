@@ -17,6 +17,7 @@ from torch import Tensor
 
 from flexcore.layers import functional as FC
 from flexcore.layers.conv_base import ConvBase, make_baked_conv
+from flexcore.layers.lowrank import hidden_width, low_rank_kernel_and_spectrum, supports_low_rank
 from flexcore.layers.masks import GaussianMask
 from flexcore.registry import CONVS, KERNEL_NETS, UnknownNameError
 
@@ -224,9 +225,11 @@ class ContinuousConv(ConvBase):
         return tuple(s.stop - s.start for s in self.crop())
 
     # -- kernel ------------------------------------------------------------------------
+    def _positions(self, slices: Sequence[slice]) -> Tensor:
+        return self.full_grid()[(slice(None), slice(None), *slices)].contiguous()
+
     def _compute_kernel(self) -> Tensor:
-        slices = self.crop()
-        positions = self.full_grid()[(slice(None), slice(None), *slices)].contiguous()
+        positions = self._positions(self.crop())
         out = self.kernel_net(positions)
         c_out, c_in = self.kernel_channels
         expected = (1, c_out * c_in, *positions.shape[2:])
@@ -250,6 +253,17 @@ class ContinuousConv(ConvBase):
             return False
         return not torch.is_grad_enabled() or not any(p.requires_grad for p in self.parameters())
 
+    def _cached(self) -> Tuple[Tensor, dict]:
+        """Cached ``(kernel, {fft sizes: spectrum})`` for the current parameters (eval, no grad)."""
+        key = self._kernel_key()
+        if key is None or self._kernel_cache is None or self._kernel_cache[0] != key:
+            with torch.no_grad():
+                entry = (key, self._compute_kernel(), {})
+            if key is None:
+                return entry[1], entry[2]
+            self._kernel_cache = entry
+        return self._kernel_cache[1], self._kernel_cache[2]
+
     def generate_kernel(self) -> Tensor:
         """The kernel as convolved, ``(C_out, C_in // groups, *kernel_size)``.
 
@@ -258,23 +272,62 @@ class ContinuousConv(ConvBase):
         if not self._cacheable():
             self._kernel_cache = None
             return self._compute_kernel()
-        key = self._kernel_key()
-        if key is not None and self._kernel_cache is not None and self._kernel_cache[0] == key:
-            return self._kernel_cache[1]
-        with torch.no_grad():
-            kernel = self._compute_kernel()
-        if key is not None:
-            self._kernel_cache = (key, kernel)
-        return kernel
+        return self._cached()[0]
+
+    def _low_rank_maps(self) -> Optional[int]:
+        """Kernel transforms on the low-rank path (H + 1), or None where it does not pay."""
+        if not supports_low_rank(self.kernel_net):
+            return None
+        maps = hidden_width(self.kernel_net) + 1
+        return maps if maps < self.kernel_channels[0] * self.kernel_channels[1] else None
+
+    def _kernel_and_spectrum(self, x: Tensor) -> Tuple[Tensor, Optional[Tensor], list]:
+        """Kernel, its spectrum if the FFT path is taken (else None), and the padding."""
+        slices = self.crop()
+        ksize = [s.stop - s.start for s in slices]
+        pads = self.pads(ksize)
+        cached = self._cacheable()
+        low_rank = None if cached else self._low_rank_maps()
+        use_fft = self.fft
+        if use_fft == "auto":
+            use_fft = FC.fft_is_faster(
+                x.shape[0], self.in_channels, self.kernel_channels[0], x.shape[2:], ksize, pads, self.groups,
+                x.device.type, kernel_maps=0 if cached else low_rank,
+            )
+        if cached:
+            kernel, spectra = self._cached()
+            if not use_fft:
+                return kernel, None, pads
+            sizes = tuple(FC.plan_fft_sizes(x.shape[2:], ksize, pads))
+            if sizes not in spectra:
+                with torch.no_grad():
+                    spectra[sizes] = FC.kernel_spectrum(kernel, sizes)
+            return kernel, spectra[sizes], pads
+        self._kernel_cache = None
+        if use_fft and low_rank is not None:
+            positions = self._positions(slices)
+            mask = None if self.mask is None else self.mask(positions)
+            sizes = FC.plan_fft_sizes(x.shape[2:], ksize, pads)
+            kernel, spectrum = low_rank_kernel_and_spectrum(
+                self.kernel_net, positions, mask, self.kernel_channels, self.sampling_rate_norm, sizes
+            )
+            return kernel, spectrum, pads
+        kernel = self._compute_kernel()
+        return kernel, (FC.kernel_spectrum(kernel, FC.plan_fft_sizes(x.shape[2:], ksize, pads)) if use_fft else None), pads
+
+    def _convolve_kernel(self, x: Tensor, bias: Optional[Tensor]) -> Tensor:
+        if min(self._grid_sizes()) == 0:
+            self._fix_grid(x)
+        kernel, spectrum, pads = self._kernel_and_spectrum(x)
+        self.conv_kernel = kernel
+        if spectrum is not None:
+            return FC.conv_fft(x, kernel, bias, self.stride, pads, self.groups, weight_hat=spectrum)
+        return FC.conv_spatial(x, kernel, bias, self.stride, pads, self.groups)
 
     def forward(self, x: Tensor) -> Tensor:
         """``(B, in_channels, *spatial) -> (B, out_channels, *spatial')``."""
         self.check_input(x)
-        if min(self._grid_sizes()) == 0:
-            self._fix_grid(x)
-        kernel = self.generate_kernel()
-        self.conv_kernel = kernel
-        return self.convolve(x, kernel, self.bias, self.groups)
+        return self._convolve_kernel(x, self.bias)
 
     def bake(self) -> nn.Module:
         """An equivalent ``nn.Conv*d`` holding the current eval-mode kernel (cropped, masked)."""
@@ -380,11 +433,7 @@ class SeparableFlexConv(FlexConv):
 
     def forward(self, x: Tensor) -> Tensor:
         self.check_input(x)
-        if min(self._grid_sizes()) == 0:
-            self._fix_grid(x)
-        kernel = self.generate_kernel()
-        self.conv_kernel = kernel
-        y = self.pointwise(self.convolve(x, kernel, None, self.groups))
+        y = self.pointwise(self._convolve_kernel(x, None))
         if self.bias is not None:
             y = y + self.bias.view(1, -1, *([1] * self.dim))
         return y
