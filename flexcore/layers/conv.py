@@ -116,7 +116,7 @@ class ContinuousConv(ConvBase):
         self.register_buffer("train_length", torch.zeros(dim, dtype=torch.int32))
         if isinstance(self.horizon, int):
             self.train_length.fill_(self.horizon)
-        self.conv_kernel: Optional[Tensor] = None  # kernel of the latest forward (weight decay reads it)
+        self.conv_kernel = None  # kernel of the latest forward (weight decay reads it)
         self._length_cache: Optional[Tuple] = None
         self._grid_cache: Optional[Tuple] = None
         self._crop_cache: Optional[Tuple] = None
@@ -281,8 +281,8 @@ class ContinuousConv(ConvBase):
         maps = hidden_width(self.kernel_net) + 1
         return maps if maps < self.kernel_channels[0] * self.kernel_channels[1] else None
 
-    def _kernel_and_spectrum(self, x: Tensor) -> Tuple[Tensor, Optional[Tensor], list]:
-        """Kernel, its spectrum if the FFT path is taken (else None), and the padding."""
+    def _kernel_and_spectrum(self, x: Tensor) -> Tuple[Union[Tensor, Callable], Optional[Tensor], list]:
+        """Kernel (or a function computing it), its spectrum if the FFT path is taken, and the padding."""
         slices = self.crop()
         ksize = [s.stop - s.start for s in slices]
         pads = self.pads(ksize)
@@ -308,10 +308,10 @@ class ContinuousConv(ConvBase):
             positions = self._positions(slices)
             mask = None if self.mask is None else self.mask(positions)
             sizes = FC.plan_fft_sizes(x.shape[2:], ksize, pads)
-            kernel, spectrum = low_rank_kernel_and_spectrum(
+            kernel_fn, spectrum = low_rank_kernel_and_spectrum(
                 self.kernel_net, positions, mask, self.kernel_channels, self.sampling_rate_norm, sizes
             )
-            return kernel, spectrum, pads
+            return kernel_fn, spectrum, pads
         kernel = self._compute_kernel()
         return kernel, (FC.kernel_spectrum(kernel, FC.plan_fft_sizes(x.shape[2:], ksize, pads)) if use_fft else None), pads
 
@@ -321,8 +321,29 @@ class ContinuousConv(ConvBase):
         kernel, spectrum, pads = self._kernel_and_spectrum(x)
         self.conv_kernel = kernel
         if spectrum is not None:
-            return FC.conv_fft(x, kernel, bias, self.stride, pads, self.groups, weight_hat=spectrum)
+            ksize = [s.stop - s.start for s in self.crop()]
+            return FC.conv_fft(x, None, bias, self.stride, pads, self.groups, weight_hat=spectrum, kernel_size=ksize)
         return FC.conv_spatial(x, kernel, bias, self.stride, pads, self.groups)
+
+    def __getstate__(self):
+        # Caches and the latest kernel (possibly a closure) are transient: not pickled.
+        state = dict(self.__dict__)
+        state.update(_conv_kernel=None, _length_cache=None, _grid_cache=None, _crop_cache=None, _kernel_cache=None)
+        return state
+
+    @property
+    def conv_kernel(self) -> Optional[Tensor]:
+        """The kernel of the latest forward, with its graph (what the original's weight decay
+        penalises). The low-rank FFT path builds it only when read."""
+        kernel = self.__dict__.get("_conv_kernel")
+        if callable(kernel):
+            kernel = kernel()
+            self.__dict__["_conv_kernel"] = kernel
+        return kernel
+
+    @conv_kernel.setter
+    def conv_kernel(self, value) -> None:
+        self.__dict__["_conv_kernel"] = value
 
     def forward(self, x: Tensor) -> Tensor:
         """``(B, in_channels, *spatial) -> (B, out_channels, *spatial')``."""

@@ -13,7 +13,7 @@ kernel nets (``flexcore.layers.kernels``) are covered without it.
 """
 from __future__ import annotations
 
-from typing import Optional, Sequence, Tuple
+from typing import Callable, Optional, Sequence, Tuple
 
 import torch
 import torch.nn as nn
@@ -63,8 +63,8 @@ def low_rank_kernel_and_spectrum(
     kernel_channels: Tuple[int, int],
     scale: float,
     sizes: Sequence[int],
-) -> Tuple[Tensor, Tensor]:
-    """The masked kernel and its :func:`~flexcore.layers.functional.kernel_spectrum`.
+) -> Tuple[Callable[[], Tensor], Tensor]:
+    """The masked kernel (computed on demand) and its :func:`~flexcore.layers.functional.kernel_spectrum`.
 
     Args:
         net: a kernel net supporting the low-rank path.
@@ -74,7 +74,8 @@ def low_rank_kernel_and_spectrum(
         scale: the layer's ``sampling_rate_norm``.
         sizes: FFT lengths per dim.
     Returns:
-        kernel ``(C_out, C_in // groups, *k)`` and spectrum ``(n_freq, C_out, C_in // groups)``.
+        a function returning the kernel ``(C_out, C_in // groups, *k)`` (the FFT path does
+        not need it; regularisers may), and the spectrum ``(n_freq, C_out, C_in // groups)``.
     """
     dim, ksize = positions.shape[1], positions.shape[2:]
     out_layer = net.output_linear
@@ -82,21 +83,26 @@ def low_rank_kernel_and_spectrum(
     x = positions.reshape(dim, -1).to(weight.dtype)
     feats = hidden_features(net, x)  # (H, N)
     c_out, c_in = kernel_channels
-    # Spatial kernel in the original's order: output layer, times sampling_rate_norm, times mask.
-    kernel = (torch.mm(weight, feats) if bias is None else torch.addmm(bias.unsqueeze(1), weight, feats))
-    kernel = kernel.view(c_out, c_in, *ksize) * scale
+
+    def spatial_kernel() -> Tensor:
+        # The original's order: output layer, times sampling_rate_norm, times mask.
+        kernel = torch.mm(weight, feats) if bias is None else torch.addmm(bias.unsqueeze(1), weight, feats)
+        kernel = kernel.view(c_out, c_in, *ksize) * scale
+        return kernel if mask is None else kernel * mask.view(1, 1, *ksize)
+
     flat_mask = None if mask is None else mask.reshape(1, -1)
-    if flat_mask is not None:
-        kernel = kernel * mask.view(1, 1, *ksize)
     basis = feats if flat_mask is None else feats * flat_mask
     coef = weight
     if bias is not None:
-        ones = torch.ones_like(feats[:1]) if flat_mask is None else flat_mask
-        basis = torch.cat([basis, ones], 0)
+        basis = torch.cat([basis, torch.ones_like(feats[:1]) if flat_mask is None else flat_mask], 0)
         coef = torch.cat([weight, bias.unsqueeze(1)], 1)
     fdims = tuple(range(-dim, 0))
     basis_hat = torch.fft.rfftn(basis.view(-1, *ksize).flip(fdims), s=list(sizes), dim=fdims)
-    basis_hat = basis_hat.reshape(basis.shape[0], -1)  # (H + 1, n_freq)
-    coef_t = (coef * scale).t()  # (H + 1, C)
-    spectrum = torch.complex(basis_hat.real.t() @ coef_t, basis_hat.imag.t() @ coef_t)
-    return kernel, spectrum.view(-1, c_out, c_in)
+    rank = basis.shape[0]
+    # spectrum[f, c] = sum_h basis_hat[h, f] * coef[c, h], as ONE real GEMM whose output is
+    # already the interleaved complex (F, C): rows (f), columns (c, re/im), inner (h, re/im).
+    a = torch.view_as_real(basis_hat.reshape(rank, -1)).permute(1, 0, 2).reshape(-1, 2 * rank)
+    eye = torch.eye(2, dtype=coef.dtype, device=coef.device)
+    b = ((coef * scale).t()[:, None, :, None] * eye[None, :, None, :]).reshape(2 * rank, 2 * coef.shape[0])
+    spectrum = torch.view_as_complex((a @ b).view(-1, coef.shape[0], 2))
+    return spatial_kernel, spectrum.view(-1, c_out, c_in)
