@@ -27,16 +27,25 @@ Horizon = Union[str, int]
 
 
 def state_key(tensors: Iterable[Tensor]) -> Optional[Tuple]:
-    """Identity of a set of tensors' contents: object, version counter, storage, device, dtype.
+    """Identity of a set of tensors' contents: object, version counter and storage.
 
     Any in-place update (optimiser step, ``load_state_dict``, DDP buffer broadcast) bumps the
-    version counter; ``.to()``/``.double()`` swap the storage. Inference tensors carry no
-    version counter, hence None (= do not cache).
+    version counter; ``.to()``/``.double()``/``.cuda()`` swap the storage (new data pointer).
+    Inference tensors carry no version counter, hence None (= do not cache).
     """
     try:
-        return tuple((id(t), t._version, t.data_ptr(), t.device, t.dtype) for t in tensors)
+        return tuple((id(t), t._version, t.data_ptr()) for t in tensors)
     except RuntimeError:
         return None
+
+
+def _module_tensors(modules: Sequence[nn.Module]) -> List[Tensor]:
+    """Parameters and buffers of ``modules``, read fresh (weight norm may swap them)."""
+    out = []
+    for m in modules:
+        out.extend(t for t in m._parameters.values() if t is not None)
+        out.extend(t for t in m._buffers.values() if t is not None)
+    return out
 
 
 def _parse_horizon(layer: str, horizon) -> Horizon:
@@ -120,7 +129,24 @@ class ContinuousConv(ConvBase):
         self._length_cache: Optional[Tuple] = None
         self._grid_cache: Optional[Tuple] = None
         self._crop_cache: Optional[Tuple] = None
-        self._kernel_cache: Optional[Tuple] = None
+        self._kernel_cache: Optional[dict] = None
+        self._modules_cache: Optional[Tuple[list, list]] = None
+
+    def __setattr__(self, name: str, value) -> None:
+        if isinstance(value, nn.Module) and "_modules_cache" in self.__dict__:
+            self.__dict__["_modules_cache"] = None  # a replaced kernel net or mask
+        super().__setattr__(name, value)
+
+    def _apply(self, fn, recurse=True):
+        self.clear_cache()
+        return super()._apply(fn, recurse)
+
+    def _state_modules(self) -> Tuple[list, list]:
+        """(all submodules, mask submodules), cached: tensors are re-read from them each call."""
+        if self.__dict__.get("_modules_cache") is None:
+            mask = [] if self.mask is None else list(self.mask.modules())
+            self._modules_cache = (list(self.modules()), mask)
+        return self._modules_cache
 
     # -- grid -------------------------------------------------------------------------
     def _grid_sizes(self) -> Tuple[int, ...]:
@@ -139,6 +165,12 @@ class ContinuousConv(ConvBase):
                 f"{self.horizon!r}); run one forward pass or call set_resolution() first"
             )
         return sizes
+
+    @property
+    def grid_length(self) -> int:
+        """Side of the full position grid (0 while not fixed); the smallest side if they differ,
+        the conservative choice for the anti-aliasing regulariser's Nyquist frequency."""
+        return min(self._grid_sizes())
 
     def _fix_grid(self, x: Tensor) -> None:
         spatial = x.shape[2:]
@@ -167,6 +199,7 @@ class ContinuousConv(ConvBase):
     def clear_cache(self) -> None:
         """Drop cached grids, crops and kernels (only needed after edits through ``.data``)."""
         self._length_cache = self._grid_cache = self._crop_cache = self._kernel_cache = None
+        self._modules_cache = None
 
     def _device_dtype(self) -> Tuple[torch.device, torch.dtype]:
         """Where and in which dtype the kernel net expects its positions."""
@@ -187,8 +220,7 @@ class ContinuousConv(ConvBase):
 
     # -- cropping ---------------------------------------------------------------------
     def _crop_key(self) -> Optional[Tuple]:
-        tensors = list(self.mask.parameters()) + list(self.mask.buffers())
-        key = state_key(tensors)
+        key = state_key(_module_tensors(self._state_modules()[1]))
         return None if key is None else (key, self.grid_size(), self.dynamic_cropping)
 
     def crop(self) -> Tuple[slice, ...]:
@@ -245,24 +277,25 @@ class ContinuousConv(ConvBase):
         return kernel
 
     def _kernel_key(self) -> Optional[Tuple]:
-        key = state_key(list(self.parameters()) + list(self.buffers()))
-        return None if key is None else (key, self.sampling_rate_norm, self.dynamic_cropping)
+        key = state_key(_module_tensors(self._state_modules()[0]))
+        return None if key is None else (key, self.sampling_rate_norm, self.dynamic_cropping, self.padding, self.fft)
 
     def _cacheable(self) -> bool:
         if self.training:
             return False
         return not torch.is_grad_enabled() or not any(p.requires_grad for p in self.parameters())
 
-    def _cached(self) -> Tuple[Tensor, dict]:
-        """Cached ``(kernel, {fft sizes: spectrum})`` for the current parameters (eval, no grad)."""
+    def _cached(self) -> dict:
+        """Eval-mode cache entry for the current parameters: the kernel, its padding and, per
+        input shape, the path chosen and the kernel spectrum."""
         key = self._kernel_key()
-        if key is None or self._kernel_cache is None or self._kernel_cache[0] != key:
+        entry = self._kernel_cache
+        if key is None or entry is None or entry["key"] != key:
             with torch.no_grad():
-                entry = (key, self._compute_kernel(), {})
-            if key is None:
-                return entry[1], entry[2]
-            self._kernel_cache = entry
-        return self._kernel_cache[1], self._kernel_cache[2]
+                kernel = self._compute_kernel()
+            entry = {"key": key, "kernel": kernel, "pads": self.pads(kernel.shape[2:]), "plans": {}}
+            self._kernel_cache = entry if key is not None else None
+        return entry
 
     def generate_kernel(self) -> Tensor:
         """The kernel as convolved, ``(C_out, C_in // groups, *kernel_size)``.
@@ -272,7 +305,7 @@ class ContinuousConv(ConvBase):
         if not self._cacheable():
             self._kernel_cache = None
             return self._compute_kernel()
-        return self._cached()[0]
+        return self._cached()["kernel"]
 
     def _low_rank_maps(self) -> Optional[int]:
         """Kernel transforms on the low-rank path (H + 1), or None where it does not pay."""
@@ -281,54 +314,64 @@ class ContinuousConv(ConvBase):
         maps = hidden_width(self.kernel_net) + 1
         return maps if maps < self.kernel_channels[0] * self.kernel_channels[1] else None
 
-    def _kernel_and_spectrum(self, x: Tensor) -> Tuple[Union[Tensor, Callable], Optional[Tensor], list]:
-        """Kernel (or a function computing it), its spectrum if the FFT path is taken, and the padding."""
-        slices = self.crop()
-        ksize = [s.stop - s.start for s in slices]
-        pads = self.pads(ksize)
-        cached = self._cacheable()
-        low_rank = None if cached else self._low_rank_maps()
-        use_fft = self.fft
-        if use_fft == "auto":
-            use_fft = FC.fft_is_faster(
-                x.shape[0], self.in_channels, self.kernel_channels[0], x.shape[2:], ksize, pads, self.groups,
-                x.device.type, kernel_maps=0 if cached else low_rank,
-            )
-        if cached:
-            kernel, spectra = self._cached()
-            if not use_fft:
-                return kernel, None, pads
-            sizes = tuple(FC.plan_fft_sizes(x.shape[2:], ksize, pads))
-            if sizes not in spectra:
+    def _use_fft(self, x: Tensor, ksize: Sequence[int], pads, kernel_maps: Optional[int]) -> bool:
+        if self.fft != "auto":
+            return self.fft
+        return FC.fft_is_faster(
+            x.shape[0], self.in_channels, self.kernel_channels[0], x.shape[2:], ksize, pads, self.groups,
+            x.device.type, kernel_maps=kernel_maps,
+        )
+
+    def _eval_conv(self, x: Tensor, bias: Optional[Tensor]) -> Tensor:
+        """Eval mode without gradients: cached kernel (and spectrum); one key check per call."""
+        entry = self._cached()
+        kernel, pads = entry["kernel"], entry["pads"]
+        self.conv_kernel = kernel
+        plan = entry["plans"].get(x.shape)
+        if plan is None:
+            ksize = kernel.shape[2:]
+            spectrum = None
+            if self._use_fft(x, ksize, pads, kernel_maps=0):
                 with torch.no_grad():
-                    spectra[sizes] = FC.kernel_spectrum(kernel, sizes)
-            return kernel, spectra[sizes], pads
-        self._kernel_cache = None
-        if use_fft and low_rank is not None:
-            positions = self._positions(slices)
-            mask = None if self.mask is None else self.mask(positions)
-            sizes = FC.plan_fft_sizes(x.shape[2:], ksize, pads)
-            kernel_fn, spectrum = low_rank_kernel_and_spectrum(
-                self.kernel_net, positions, mask, self.kernel_channels, self.sampling_rate_norm, sizes
-            )
-            return kernel_fn, spectrum, pads
-        kernel = self._compute_kernel()
-        return kernel, (FC.kernel_spectrum(kernel, FC.plan_fft_sizes(x.shape[2:], ksize, pads)) if use_fft else None), pads
+                    spectrum = FC.kernel_spectrum(kernel, FC.plan_fft_sizes(x.shape[2:], ksize, pads))
+            plan = entry["plans"][x.shape] = (spectrum,)
+        if plan[0] is not None:
+            return FC.conv_fft(x, None, bias, self.stride, pads, self.groups, weight_hat=plan[0],
+                               kernel_size=kernel.shape[2:])
+        return FC.conv_spatial(x, kernel, bias, self.stride, pads, self.groups)
 
     def _convolve_kernel(self, x: Tensor, bias: Optional[Tensor]) -> Tensor:
         if min(self._grid_sizes()) == 0:
             self._fix_grid(x)
-        kernel, spectrum, pads = self._kernel_and_spectrum(x)
-        self.conv_kernel = kernel
-        if spectrum is not None:
-            ksize = [s.stop - s.start for s in self.crop()]
+        if self._cacheable():
+            return self._eval_conv(x, bias)
+        self._kernel_cache = None
+        slices = self.crop()
+        ksize = [s.stop - s.start for s in slices]
+        pads = self.pads(ksize)
+        low_rank = self._low_rank_maps()
+        if self._use_fft(x, ksize, pads, kernel_maps=low_rank):
+            sizes = FC.plan_fft_sizes(x.shape[2:], ksize, pads)
+            if low_rank is not None:
+                positions = self._positions(slices)
+                mask = None if self.mask is None else self.mask(positions)
+                kernel, spectrum = low_rank_kernel_and_spectrum(
+                    self.kernel_net, positions, mask, self.kernel_channels, self.sampling_rate_norm, sizes
+                )
+            else:
+                kernel = self._compute_kernel()
+                spectrum = FC.kernel_spectrum(kernel, sizes)
+            self.conv_kernel = kernel  # a function on the low-rank path: built only if read
             return FC.conv_fft(x, None, bias, self.stride, pads, self.groups, weight_hat=spectrum, kernel_size=ksize)
+        kernel = self._compute_kernel()
+        self.conv_kernel = kernel
         return FC.conv_spatial(x, kernel, bias, self.stride, pads, self.groups)
 
     def __getstate__(self):
         # Caches and the latest kernel (possibly a closure) are transient: not pickled.
         state = dict(self.__dict__)
-        state.update(_conv_kernel=None, _length_cache=None, _grid_cache=None, _crop_cache=None, _kernel_cache=None)
+        state.update(_conv_kernel=None, _length_cache=None, _grid_cache=None, _crop_cache=None, _kernel_cache=None,
+                     _modules_cache=None)
         return state
 
     @property
