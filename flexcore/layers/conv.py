@@ -17,6 +17,7 @@ from torch import Tensor
 
 from flexcore.layers import functional as FC
 from flexcore.layers.conv_base import ConvBase, make_baked_conv
+from flexcore.layers.lowrank import hidden_width, low_rank_kernel_and_spectrum, supports_low_rank
 from flexcore.layers.masks import GaussianMask
 from flexcore.registry import CONVS, KERNEL_NETS, UnknownNameError
 
@@ -26,16 +27,25 @@ Horizon = Union[str, int]
 
 
 def state_key(tensors: Iterable[Tensor]) -> Optional[Tuple]:
-    """Identity of a set of tensors' contents: object, version counter, storage, device, dtype.
+    """Identity of a set of tensors' contents: object, version counter and storage.
 
     Any in-place update (optimiser step, ``load_state_dict``, DDP buffer broadcast) bumps the
-    version counter; ``.to()``/``.double()`` swap the storage. Inference tensors carry no
-    version counter, hence None (= do not cache).
+    version counter; ``.to()``/``.double()``/``.cuda()`` swap the storage (new data pointer).
+    Inference tensors carry no version counter, hence None (= do not cache).
     """
     try:
-        return tuple((id(t), t._version, t.data_ptr(), t.device, t.dtype) for t in tensors)
+        return tuple((id(t), t._version, t.data_ptr()) for t in tensors)
     except RuntimeError:
         return None
+
+
+def _module_tensors(modules: Sequence[nn.Module]) -> List[Tensor]:
+    """Parameters and buffers of ``modules``, read fresh (weight norm may swap them)."""
+    out = []
+    for m in modules:
+        out.extend(t for t in m._parameters.values() if t is not None)
+        out.extend(t for t in m._buffers.values() if t is not None)
+    return out
 
 
 def _parse_horizon(layer: str, horizon) -> Horizon:
@@ -115,11 +125,28 @@ class ContinuousConv(ConvBase):
         self.register_buffer("train_length", torch.zeros(dim, dtype=torch.int32))
         if isinstance(self.horizon, int):
             self.train_length.fill_(self.horizon)
-        self.conv_kernel: Optional[Tensor] = None  # kernel of the latest forward (weight decay reads it)
+        self.conv_kernel = None  # kernel of the latest forward (weight decay reads it)
         self._length_cache: Optional[Tuple] = None
         self._grid_cache: Optional[Tuple] = None
         self._crop_cache: Optional[Tuple] = None
-        self._kernel_cache: Optional[Tuple] = None
+        self._kernel_cache: Optional[dict] = None
+        self._modules_cache: Optional[Tuple[list, list]] = None
+
+    def __setattr__(self, name: str, value) -> None:
+        if isinstance(value, nn.Module) and "_modules_cache" in self.__dict__:
+            self.__dict__["_modules_cache"] = None  # a replaced kernel net or mask
+        super().__setattr__(name, value)
+
+    def _apply(self, fn, recurse=True):
+        self.clear_cache()
+        return super()._apply(fn, recurse)
+
+    def _state_modules(self) -> Tuple[list, list]:
+        """(all submodules, mask submodules), cached: tensors are re-read from them each call."""
+        if self.__dict__.get("_modules_cache") is None:
+            mask = [] if self.mask is None else list(self.mask.modules())
+            self._modules_cache = (list(self.modules()), mask)
+        return self._modules_cache
 
     # -- grid -------------------------------------------------------------------------
     def _grid_sizes(self) -> Tuple[int, ...]:
@@ -138,6 +165,12 @@ class ContinuousConv(ConvBase):
                 f"{self.horizon!r}); run one forward pass or call set_resolution() first"
             )
         return sizes
+
+    @property
+    def grid_length(self) -> int:
+        """Side of the full position grid (0 while not fixed); the smallest side if they differ,
+        the conservative choice for the anti-aliasing regulariser's Nyquist frequency."""
+        return min(self._grid_sizes())
 
     def _fix_grid(self, x: Tensor) -> None:
         spatial = x.shape[2:]
@@ -166,6 +199,7 @@ class ContinuousConv(ConvBase):
     def clear_cache(self) -> None:
         """Drop cached grids, crops and kernels (only needed after edits through ``.data``)."""
         self._length_cache = self._grid_cache = self._crop_cache = self._kernel_cache = None
+        self._modules_cache = None
 
     def _device_dtype(self) -> Tuple[torch.device, torch.dtype]:
         """Where and in which dtype the kernel net expects its positions."""
@@ -186,8 +220,7 @@ class ContinuousConv(ConvBase):
 
     # -- cropping ---------------------------------------------------------------------
     def _crop_key(self) -> Optional[Tuple]:
-        tensors = list(self.mask.parameters()) + list(self.mask.buffers())
-        key = state_key(tensors)
+        key = state_key(_module_tensors(self._state_modules()[1]))
         return None if key is None else (key, self.grid_size(), self.dynamic_cropping)
 
     def crop(self) -> Tuple[slice, ...]:
@@ -224,9 +257,11 @@ class ContinuousConv(ConvBase):
         return tuple(s.stop - s.start for s in self.crop())
 
     # -- kernel ------------------------------------------------------------------------
+    def _positions(self, slices: Sequence[slice]) -> Tensor:
+        return self.full_grid()[(slice(None), slice(None), *slices)].contiguous()
+
     def _compute_kernel(self) -> Tensor:
-        slices = self.crop()
-        positions = self.full_grid()[(slice(None), slice(None), *slices)].contiguous()
+        positions = self._positions(self.crop())
         out = self.kernel_net(positions)
         c_out, c_in = self.kernel_channels
         expected = (1, c_out * c_in, *positions.shape[2:])
@@ -242,13 +277,25 @@ class ContinuousConv(ConvBase):
         return kernel
 
     def _kernel_key(self) -> Optional[Tuple]:
-        key = state_key(list(self.parameters()) + list(self.buffers()))
-        return None if key is None else (key, self.sampling_rate_norm, self.dynamic_cropping)
+        key = state_key(_module_tensors(self._state_modules()[0]))
+        return None if key is None else (key, self.sampling_rate_norm, self.dynamic_cropping, self.padding, self.fft)
 
     def _cacheable(self) -> bool:
         if self.training:
             return False
         return not torch.is_grad_enabled() or not any(p.requires_grad for p in self.parameters())
+
+    def _cached(self) -> dict:
+        """Eval-mode cache entry for the current parameters: the kernel, its padding and, per
+        input shape, the path chosen and the kernel spectrum."""
+        key = self._kernel_key()
+        entry = self._kernel_cache
+        if key is None or entry is None or entry["key"] != key:
+            with torch.no_grad():
+                kernel = self._compute_kernel()
+            entry = {"key": key, "kernel": kernel, "pads": self.pads(kernel.shape[2:]), "plans": {}}
+            self._kernel_cache = entry if key is not None else None
+        return entry
 
     def generate_kernel(self) -> Tensor:
         """The kernel as convolved, ``(C_out, C_in // groups, *kernel_size)``.
@@ -258,23 +305,93 @@ class ContinuousConv(ConvBase):
         if not self._cacheable():
             self._kernel_cache = None
             return self._compute_kernel()
-        key = self._kernel_key()
-        if key is not None and self._kernel_cache is not None and self._kernel_cache[0] == key:
-            return self._kernel_cache[1]
-        with torch.no_grad():
-            kernel = self._compute_kernel()
-        if key is not None:
-            self._kernel_cache = (key, kernel)
+        return self._cached()["kernel"]
+
+    def _low_rank_maps(self) -> Optional[int]:
+        """Kernel transforms on the low-rank path (H + 1), or None where it does not pay."""
+        if not supports_low_rank(self.kernel_net):
+            return None
+        maps = hidden_width(self.kernel_net) + 1
+        return maps if maps < self.kernel_channels[0] * self.kernel_channels[1] else None
+
+    def _use_fft(self, x: Tensor, ksize: Sequence[int], pads, kernel_maps: Optional[int]) -> bool:
+        if self.fft != "auto":
+            return self.fft
+        return FC.fft_is_faster(
+            x.shape[0], self.in_channels, self.kernel_channels[0], x.shape[2:], ksize, pads, self.groups,
+            x.device.type, kernel_maps=kernel_maps,
+        )
+
+    def _eval_conv(self, x: Tensor, bias: Optional[Tensor]) -> Tensor:
+        """Eval mode without gradients: cached kernel (and spectrum); one key check per call."""
+        entry = self._cached()
+        kernel, pads = entry["kernel"], entry["pads"]
+        self.conv_kernel = kernel
+        plan = entry["plans"].get(x.shape)
+        if plan is None:
+            ksize = kernel.shape[2:]
+            spectrum = None
+            if self._use_fft(x, ksize, pads, kernel_maps=0):
+                with torch.no_grad():
+                    spectrum = FC.kernel_spectrum(kernel, FC.plan_fft_sizes(x.shape[2:], ksize, pads))
+            plan = entry["plans"][x.shape] = (spectrum,)
+        if plan[0] is not None:
+            return FC.conv_fft(x, None, bias, self.stride, pads, self.groups, weight_hat=plan[0],
+                               kernel_size=kernel.shape[2:])
+        return FC.conv_spatial(x, kernel, bias, self.stride, pads, self.groups)
+
+    def _convolve_kernel(self, x: Tensor, bias: Optional[Tensor]) -> Tensor:
+        if min(self._grid_sizes()) == 0:
+            self._fix_grid(x)
+        if self._cacheable():
+            return self._eval_conv(x, bias)
+        self._kernel_cache = None
+        slices = self.crop()
+        ksize = [s.stop - s.start for s in slices]
+        pads = self.pads(ksize)
+        low_rank = self._low_rank_maps()
+        if self._use_fft(x, ksize, pads, kernel_maps=low_rank):
+            sizes = FC.plan_fft_sizes(x.shape[2:], ksize, pads)
+            if low_rank is not None:
+                positions = self._positions(slices)
+                mask = None if self.mask is None else self.mask(positions)
+                kernel, spectrum = low_rank_kernel_and_spectrum(
+                    self.kernel_net, positions, mask, self.kernel_channels, self.sampling_rate_norm, sizes
+                )
+            else:
+                kernel = self._compute_kernel()
+                spectrum = FC.kernel_spectrum(kernel, sizes)
+            self.conv_kernel = kernel  # a function on the low-rank path: built only if read
+            return FC.conv_fft(x, None, bias, self.stride, pads, self.groups, weight_hat=spectrum, kernel_size=ksize)
+        kernel = self._compute_kernel()
+        self.conv_kernel = kernel
+        return FC.conv_spatial(x, kernel, bias, self.stride, pads, self.groups)
+
+    def __getstate__(self):
+        # Caches and the latest kernel (possibly a closure) are transient: not pickled.
+        state = dict(self.__dict__)
+        state.update(_conv_kernel=None, _length_cache=None, _grid_cache=None, _crop_cache=None, _kernel_cache=None,
+                     _modules_cache=None)
+        return state
+
+    @property
+    def conv_kernel(self) -> Optional[Tensor]:
+        """The kernel of the latest forward, with its graph (what the original's weight decay
+        penalises). The low-rank FFT path builds it only when read."""
+        kernel = self.__dict__.get("_conv_kernel")
+        if callable(kernel):
+            kernel = kernel()
+            self.__dict__["_conv_kernel"] = kernel
         return kernel
+
+    @conv_kernel.setter
+    def conv_kernel(self, value) -> None:
+        self.__dict__["_conv_kernel"] = value
 
     def forward(self, x: Tensor) -> Tensor:
         """``(B, in_channels, *spatial) -> (B, out_channels, *spatial')``."""
         self.check_input(x)
-        if min(self._grid_sizes()) == 0:
-            self._fix_grid(x)
-        kernel = self.generate_kernel()
-        self.conv_kernel = kernel
-        return self.convolve(x, kernel, self.bias, self.groups)
+        return self._convolve_kernel(x, self.bias)
 
     def bake(self) -> nn.Module:
         """An equivalent ``nn.Conv*d`` holding the current eval-mode kernel (cropped, masked)."""
@@ -380,11 +497,7 @@ class SeparableFlexConv(FlexConv):
 
     def forward(self, x: Tensor) -> Tensor:
         self.check_input(x)
-        if min(self._grid_sizes()) == 0:
-            self._fix_grid(x)
-        kernel = self.generate_kernel()
-        self.conv_kernel = kernel
-        y = self.pointwise(self.convolve(x, kernel, None, self.groups))
+        y = self.pointwise(self._convolve_kernel(x, None))
         if self.bias is not None:
             y = y + self.bias.view(1, -1, *([1] * self.dim))
         return y

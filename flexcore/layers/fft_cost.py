@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import functools
 import math
-from typing import Dict, Sequence, Tuple
+from typing import Dict, Optional, Sequence, Tuple
 
 __all__ = ["next_fast_len", "fft_is_faster", "spatial_cost", "fft_cost", "COST_CONSTANTS"]
 
@@ -54,13 +54,25 @@ def spatial_cost(batch: int, c_in: int, c_out: int, out_size: Sequence[int], ker
     return float(batch * c_out * (c_in // groups)) * math.prod(out_size) * math.prod(kernel_size)
 
 
-def fft_cost(batch: int, c_in: int, c_out: int, sizes: Sequence[int], groups: int = 1) -> Tuple[float, float]:
-    """(transform units, complex multiply-adds) of the FFT path for transform ``sizes``."""
+def fft_cost(
+    batch: int, c_in: int, c_out: int, sizes: Sequence[int], groups: int = 1, kernel_maps: Optional[int] = None
+) -> Tuple[float, float]:
+    """(transform units, complex multiply-adds) of the FFT path for transform ``sizes``.
+
+    ``kernel_maps``: kernel transforms (default ``C_out * C_in/g``; ``H + 1`` on the
+    low-rank path, 0 when the spectrum is cached); the low-rank path's extra matmul is
+    counted as ``kernel_maps * C_out * C_in/g / 2`` complex multiply-adds per frequency.
+    """
     points = math.prod(sizes)
     n_log_n = points * max(math.log2(points), 1.0)
-    maps = batch * c_in + batch * c_out + c_out * (c_in // groups)
+    full_kernel = c_out * (c_in // groups)
+    kernel_maps = full_kernel if kernel_maps is None else kernel_maps
+    maps = batch * c_in + batch * c_out + kernel_maps
     freqs = points / max(sizes[-1], 1) * (sizes[-1] // 2 + 1)
-    return maps * n_log_n, float(batch * c_out * (c_in // groups)) * freqs
+    mix = float(batch * full_kernel)
+    if 0 < kernel_maps < full_kernel:
+        mix += kernel_maps * full_kernel / 2
+    return maps * n_log_n, mix * freqs
 
 
 def fft_is_faster(
@@ -72,8 +84,12 @@ def fft_is_faster(
     pads: Sequence[Tuple[int, int]],
     groups: int = 1,
     device_type: str = "cpu",
+    kernel_maps: Optional[int] = None,
 ) -> bool:
-    """True when the FFT path is predicted faster for this convolution (stride-1 output)."""
+    """True when the FFT path is predicted faster for this convolution (stride-1 output).
+
+    ``kernel_maps``: see :func:`fft_cost`.
+    """
     from flexcore.layers.functional import fft_sizes
 
     if math.prod(kernel_size) <= 1:
@@ -83,5 +99,5 @@ def fft_is_faster(
         return False
     c_direct, c_transform, c_mix = COST_CONSTANTS.get(device_type, COST_CONSTANTS["cuda"])
     t_direct = c_direct * spatial_cost(batch, c_in, c_out, out, kernel_size, groups)
-    transform, mix = fft_cost(batch, c_in, c_out, fft_sizes(spatial, kernel_size, pads), groups)
+    transform, mix = fft_cost(batch, c_in, c_out, fft_sizes(spatial, kernel_size, pads), groups, kernel_maps)
     return c_transform * transform + c_mix * mix < t_direct

@@ -24,6 +24,9 @@ __all__ = [
     "resolve_padding",
     "conv_spatial",
     "conv_fft",
+    "kernel_spectrum",
+    "fft_sizes",
+    "plan_fft_sizes",
     "conv",
     "fft_is_faster",
     "next_fast_len",
@@ -173,44 +176,75 @@ def fft_sizes(spatial: Sequence[int], kernel_size: Sequence[int], pads: Sequence
     return [next_fast_len(max(n + max(p), k)) for n, k, p in zip(spatial, kernel_size, pads)]
 
 
-def conv_fft(
-    x: Tensor,
-    weight: Tensor,
-    bias: Optional[Tensor] = None,
-    stride: Sequence[int] = (1,),
-    pads: Sequence[Tuple[int, int]] = ((0, 0),),
-    groups: int = 1,
-) -> Tensor:
-    """The same cross-correlation as :func:`conv_spatial`, computed with real FFTs.
-
-    The kernel is flipped and zero-extended by the transform itself; the padded output
-    starts at index ``k - 1 - left`` of the circular result, so no padded copy of the
-    input and no wrap-around copy of the output are made. Channels are mixed by one
-    batched complex matmul per frequency, reusing the kernel spectrum across the batch.
-    Half-precision inputs are transformed in float32.
-    """
-    dims = weight.dim() - 2
-    out_dtype = x.dtype
-    if x.dtype in (torch.float16, torch.bfloat16):
-        x = x.float()
-    if weight.dtype != x.dtype:
-        weight = weight.to(x.dtype)
-    ksize = weight.shape[2:]
-    # A left padding beyond k - 1 reads only zeros; materialise that excess (rare).
+def _shift_excess(x: Tensor, ksize: Sequence[int], pads: Sequence[Tuple[int, int]]):
+    """A left padding beyond ``k - 1`` reads only zeros; materialise that excess (rare)."""
     excess = [max(0, left - (k - 1)) for (left, _), k in zip(pads, ksize)]
     if any(excess):
         x = F.pad(x, _flat_pad([(e, 0) for e in excess]))
         pads = [(left - e, right) for (left, right), e in zip(pads, excess)]
+    return x, pads
+
+
+def kernel_spectrum(weight: Tensor, sizes: Sequence[int]) -> Tensor:
+    """Spectrum of the flipped kernel, frequency-major: ``(n_freq, C_out, C_in // groups)`` complex.
+
+    The layout :func:`conv_fft` mixes channels in; compute it once and reuse it across the
+    batch and, for a fixed kernel, across calls (the eval-mode cache does).
+    """
+    dims = weight.dim() - 2
+    fdims = tuple(range(-dims, 0))
+    w_hat = torch.fft.rfftn(weight.flip(fdims), s=list(sizes), dim=fdims)
+    return w_hat.reshape(weight.shape[0], weight.shape[1], -1).permute(2, 0, 1).contiguous()
+
+
+def plan_fft_sizes(spatial: Sequence[int], kernel_size: Sequence[int], pads: Sequence[Tuple[int, int]]) -> List[int]:
+    """The transform lengths :func:`conv_fft` will use for this geometry (key of cached spectra)."""
+    excess = [max(0, left - (k - 1)) for (left, _), k in zip(pads, kernel_size)]
+    spatial = [n + e for n, e in zip(spatial, excess)]
+    pads = [(left - e, right) for (left, right), e in zip(pads, excess)]
+    return fft_sizes(spatial, kernel_size, pads)
+
+
+def conv_fft(
+    x: Tensor,
+    weight: Optional[Tensor],
+    bias: Optional[Tensor] = None,
+    stride: Sequence[int] = (1,),
+    pads: Sequence[Tuple[int, int]] = ((0, 0),),
+    groups: int = 1,
+    weight_hat: Optional[Tensor] = None,
+    kernel_size: Optional[Sequence[int]] = None,
+) -> Tensor:
+    """The same cross-correlation as :func:`conv_spatial`, computed with real FFTs.
+
+    The transform length per dim is the smallest fast length ``>= n + max(left, right)``
+    (:func:`fft_sizes`); the kernel is flipped and zero-extended by the transform itself and
+    the padded output starts at index ``k - 1 - left`` of the circular result, so neither a
+    padded copy of the input nor a wrap-around copy of the output is made. Channels are
+    mixed by one batched complex matmul over frequencies, reusing the kernel spectrum across
+    the batch. Half-precision inputs are transformed in float32.
+
+    Args:
+        weight: the kernel, or None when ``weight_hat`` (its :func:`kernel_spectrum` at
+            :func:`fft_sizes`) and ``kernel_size`` are given.
+    """
+    ksize = tuple(weight.shape[2:]) if weight is not None else tuple(kernel_size)
+    dims = len(ksize)
+    out_dtype = x.dtype
+    if x.dtype in (torch.float16, torch.bfloat16):
+        x = x.float()
+    x, pads = _shift_excess(x, ksize, pads)
     spatial = x.shape[2:]
     out_full = [n + left + right - k + 1 for n, k, (left, right) in zip(spatial, ksize, pads)]
     if min(out_full) < 1:
-        raise ValueError(f"kernel {tuple(ksize)} larger than padded input {tuple(spatial)} with padding {pads}")
+        raise ValueError(f"kernel {ksize} larger than padded input {tuple(spatial)} with padding {pads}")
     sizes = fft_sizes(spatial, ksize, pads)
+    if weight_hat is None:
+        weight_hat = kernel_spectrum(weight.to(x.dtype), sizes)
     fdims = tuple(range(-dims, 0))
 
     x_hat = torch.fft.rfftn(x, s=sizes, dim=fdims)  # (B, C_in, *F)
-    w_hat = torch.fft.rfftn(weight.flip(fdims), s=sizes, dim=fdims)  # (C_out, C_in/g, *F)
-    y_hat = _mix_channels(x_hat, w_hat, groups)  # (B, C_out, *F)
+    y_hat = _mix_channels(x_hat, weight_hat.to(x_hat.dtype), groups)  # (B, C_out, *F)
     y = torch.fft.irfftn(y_hat, s=sizes, dim=fdims)
 
     index = [slice(None), slice(None)]
@@ -223,20 +257,47 @@ def conv_fft(
     return y.to(out_dtype).contiguous()
 
 
+class _ComplexMix(torch.autograd.Function):
+    """``y_f = x_f @ w_f^T`` for a batch of frequencies, with a backward that keeps BLAS fast.
+
+    Autograd's own backward multiplies by conjugated, transposed views, which ``bmm``
+    serves with one small copy per frequency; here the conjugates are materialised once.
+    Shapes: ``x`` ``(F, B, cin)``, ``w`` ``(F, cout, cin)``, ``y`` ``(F, B, cout)``.
+    """
+
+    @staticmethod
+    def forward(ctx, x: Tensor, w: Tensor) -> Tensor:
+        ctx.save_for_backward(x, w)
+        return torch.bmm(x, w.transpose(1, 2))
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad: Tensor):
+        x, w = ctx.saved_tensors
+        grad_x = grad_w = None
+        if ctx.needs_input_grad[0]:  # grad @ conj(w) = conj(conj(grad) @ w)
+            grad_x = torch.bmm(grad.conj().resolve_conj(), w).conj().resolve_conj()
+        if ctx.needs_input_grad[1]:  # grad^T @ conj(x)
+            grad_w = torch.bmm(grad.transpose(1, 2).contiguous(), x.conj().resolve_conj())
+        return grad_x, grad_w
+
+
 def _mix_channels(x_hat: Tensor, w_hat: Tensor, groups: int) -> Tensor:
-    """``y[b, o, f] = sum_i x[b, i, f] * w[o, i, f]`` within each group, as batched matmuls over ``f``."""
+    """``y[b, o, f] = sum_i x[b, i, f] * w[f, o, i]`` within each group, as batched matmuls over ``f``.
+
+    ``w_hat`` is frequency-major ``(n_freq, C_out, C_in // groups)``.
+    """
     batch, c_in = x_hat.shape[:2]
-    c_out = w_hat.shape[0]
     freq = x_hat.shape[2:]
-    nf = math.prod(freq)
-    cin_g, cout_g = c_in // groups, c_out // groups
+    nf, c_out, cin_g = w_hat.shape
+    cout_g = c_out // groups
     if cin_g == 1 and cout_g == 1:  # depthwise: one complex product per channel
-        return x_hat * w_hat.reshape(1, c_out, *freq)
-    # (F, G, B, cin_g) @ (F, G, cin_g, cout_g) -> (F, G, B, cout_g)
-    xf = x_hat.reshape(batch, groups, cin_g, nf).permute(3, 1, 0, 2)
-    wf = w_hat.reshape(groups, cout_g, cin_g, nf).permute(3, 0, 2, 1)
-    yf = torch.matmul(xf, wf)
-    return yf.permute(2, 1, 3, 0).reshape(batch, c_out, *freq)
+        return x_hat * w_hat.reshape(nf, c_out).t().reshape(1, c_out, *freq)
+    # (F * G, B, cin_g) @ (F * G, cin_g, cout_g) -> (F * G, B, cout_g)
+    xf = x_hat.reshape(batch, groups, cin_g, nf).permute(3, 1, 0, 2).reshape(nf * groups, batch, cin_g)
+    wf = w_hat.reshape(nf * groups, cout_g, cin_g)
+    yf = _ComplexMix.apply(xf.contiguous(), wf.contiguous())
+    return yf.view(nf, groups, batch, cout_g).permute(2, 1, 3, 0).reshape(batch, c_out, *freq)
 
 
 # -- dispatch ----------------------------------------------------------------------------
@@ -249,6 +310,7 @@ def conv(
     causal: bool = False,
     groups: int = 1,
     fft: Union[bool, str] = "auto",
+    weight_hat: Optional[Tensor] = None,
 ) -> Tensor:
     """N-D convolution (cross-correlation) by the spatial or the FFT path.
 
@@ -262,6 +324,8 @@ def conv(
         groups: as in ``nn.Conv*d``.
         fft: True, False or ``'auto'`` (the measured cost rule of
             :func:`flexcore.layers.fft_cost.fft_is_faster`).
+        weight_hat: optional precomputed :func:`kernel_spectrum` of ``weight`` at the
+            :func:`fft_sizes` of this call (used by the FFT path only).
     Returns:
         ``(B, C_out, *out)``.
     """
@@ -272,10 +336,11 @@ def conv(
     use_fft = fft
     if fft == "auto":
         use_fft = fft_is_faster(
-            x.shape[0], x.shape[1], weight.shape[0], x.shape[2:], ksize, pads, groups, device_type=x.device.type
+            x.shape[0], x.shape[1], weight.shape[0], x.shape[2:], ksize, pads, groups, device_type=x.device.type,
+            kernel_maps=0 if weight_hat is not None else None,
         )
     elif not isinstance(fft, bool):
         raise ValueError(f"fft must be True, False or 'auto', got {fft!r}")
     if use_fft:
-        return conv_fft(x, weight, bias, strides, pads, groups)
+        return conv_fft(x, weight, bias, strides, pads, groups, weight_hat=weight_hat)
     return conv_spatial(x, weight, bias, strides, pads, groups)

@@ -133,6 +133,10 @@ class GaussianMask(Mask):
         # The original starts MAGNet's Gaussian centres inside the initial mask: 1.667 * sigma.
         return 1.667 * self.init_value
 
+    def inverse_widths(self) -> Tensor:
+        """``(D,)`` ``1/|sigma_d|``, differentiable (the anti-aliasing regulariser's mask term)."""
+        return 1.0 / self.sigma.abs()
+
     def extra_repr(self) -> str:
         return f"dim={self.dim}, causal={self.causal}, init_value={self.init_value}"
 

@@ -234,3 +234,11 @@ def test_kernel_net_with_wrong_output_shape():
 
     with pytest.raises(RuntimeError, match=r"CKConv.kernel_net \(Wrong\) returned shape \(1, 7, 5, 5\).*expected \(1, 6, 5, 5\)"):
         CKConv(2, 3, 2, kernel_net=Wrong, horizon=5)(torch.randn(1, 2, 8, 8))
+
+
+def test_grid_length_for_the_regulariser():
+    layer = FlexConv(1, 1, 2, kernel_net=TinyKernelNet)
+    assert layer.grid_length == 0
+    layer(torch.randn(1, 1, 12, 16))
+    assert layer.grid_length == 12
+    assert FlexConv(1, 1, 2, kernel_net=TinyKernelNet, horizon=33).grid_length == 33

@@ -143,3 +143,13 @@ def test_bad_arguments(kwargs, match):
 def test_wrong_positions_shape():
     with pytest.raises(ValueError, match=r"GaussianMask\(dim=2\).*\(1, 2, \*grid\)"):
         GaussianMask(2)(torch.zeros(1, 1, 5))
+
+
+def test_inverse_widths_for_the_antialiasing_term():
+    mask = GaussianMask(2)
+    with torch.no_grad():
+        mask.sigma.copy_(torch.tensor([0.1, -0.25]))
+    inv = mask.inverse_widths()
+    assert inv.tolist() == pytest.approx([10.0, 4.0])
+    inv.sum().backward()
+    assert mask.sigma.grad is not None

@@ -1,0 +1,243 @@
+"""Benchmark harness behind ``tools/benchmark.py``: timing, tables, JSON, subcommand registry.
+
+Each subcommand is a function registered with :func:`register_benchmark`; it receives the
+parsed arguments and returns a :class:`Report` (tables plus target checks). Every figure
+is a median over repeated runs with its spread (interquartile range); the variants
+compared in one table are timed round-robin in the same run, so load on a shared machine
+hits them alike and their ratios stay meaningful.
+
+    python tools/benchmark.py layers --json output/benchmark/layers.json
+    python tools/benchmark.py fft --threads 2
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import math
+import os
+import platform
+import statistics
+import time
+from typing import Any, Callable, Dict, List, Optional, Sequence
+
+import torch
+
+__all__ = [
+    "Stats",
+    "Table",
+    "Check",
+    "Report",
+    "BENCHMARKS",
+    "register_benchmark",
+    "time_round_robin",
+    "environment",
+    "main",
+]
+
+
+@dataclasses.dataclass
+class Stats:
+    """Wall-clock statistics of one timed variant, in milliseconds."""
+
+    median: float
+    q1: float
+    q3: float
+    runs: int
+
+    @property
+    def spread(self) -> str:
+        return f"{self.q1:.1f}-{self.q3:.1f}"
+
+    def to_dict(self) -> Dict[str, float]:
+        return dataclasses.asdict(self)
+
+
+def _stats(samples: Sequence[float]) -> Stats:
+    ms = sorted(1e3 * s for s in samples)
+    if len(ms) >= 4:
+        q1, _, q3 = statistics.quantiles(ms, n=4)
+    else:
+        q1, q3 = ms[0], ms[-1]
+    return Stats(statistics.median(ms), q1, q3, len(ms))
+
+
+_MIN_SAMPLE_S = 0.1  # set from --min-sample
+
+
+def _sync() -> None:
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+
+
+def time_round_robin(
+    fns: Dict[str, Callable[[], Any]],
+    repeat: int = 5,
+    warmup: int = 1,
+    budget_s: float = 60.0,
+    min_sample_s: Optional[float] = None,
+) -> Dict[str, Stats]:
+    """Time each function ``repeat`` times, interleaved (a, b, a, b, ...), per call.
+
+    A sample runs a function back to back until ``min_sample_s`` has passed (the count
+    fixed in the warm-up), so millisecond-scale calls are not dominated by timer and
+    scheduler noise. Stops early (at least 2 rounds; 1 if a single round exceeds twice
+    the budget) once ``budget_s`` seconds have been spent, so slow variants (a 65x65 direct
+    conv) stay affordable.
+    """
+    min_sample_s = _MIN_SAMPLE_S if min_sample_s is None else min_sample_s
+    inner: Dict[str, int] = {}
+    for name, fn in fns.items():
+        elapsed = 0.0
+        for _ in range(max(warmup, 1)):
+            t0 = time.perf_counter()
+            fn()
+            _sync()
+            elapsed = time.perf_counter() - t0
+        inner[name] = max(1, math.ceil(min_sample_s / max(elapsed, 1e-6)))
+    samples: Dict[str, List[float]] = {name: [] for name in fns}
+    start = time.perf_counter()
+    for r in range(repeat):
+        for name, fn in fns.items():
+            t0 = time.perf_counter()
+            for _ in range(inner[name]):
+                fn()
+            _sync()
+            samples[name].append((time.perf_counter() - t0) / inner[name])
+        spent = time.perf_counter() - start
+        if spent > budget_s and (r >= 1 or spent > 2 * budget_s):
+            break
+    return {name: _stats(s) for name, s in samples.items()}
+
+
+@dataclasses.dataclass
+class Table:
+    title: str
+    headers: List[str]
+    rows: List[List[Any]] = dataclasses.field(default_factory=list)
+    note: str = ""
+
+    def render(self) -> str:
+        from tabulate import tabulate
+
+        text = f"\n## {self.title}\n" + tabulate(self.rows, headers=self.headers, tablefmt="github", floatfmt=".3g")
+        return text + (f"\n{self.note}" if self.note else "")
+
+
+@dataclasses.dataclass
+class Check:
+    """A target from the issues: ``value <= limit``."""
+
+    name: str
+    value: float
+    limit: float
+
+    @property
+    def ok(self) -> bool:
+        return self.value <= self.limit
+
+    def render(self) -> str:
+        return f"[{'PASS' if self.ok else 'MISS'}] {self.name}: {self.value:.3g} (target <= {self.limit:g})"
+
+
+@dataclasses.dataclass
+class Report:
+    tables: List[Table] = dataclasses.field(default_factory=list)
+    checks: List[Check] = dataclasses.field(default_factory=list)
+    data: Dict[str, Any] = dataclasses.field(default_factory=dict)
+
+
+BENCHMARKS: Dict[str, Dict[str, Any]] = {}
+
+
+def register_benchmark(name: str, help: str, add_arguments: Optional[Callable[[argparse.ArgumentParser], None]] = None):
+    """Register ``fn(args) -> Report`` as subcommand ``name`` of ``tools/benchmark.py``."""
+
+    def deco(fn: Callable[[argparse.Namespace], Report]):
+        BENCHMARKS[name] = {"fn": fn, "help": help, "add_arguments": add_arguments}
+        return fn
+
+    return deco
+
+
+def environment() -> Dict[str, Any]:
+    """What the numbers depend on: versions, threads, device, machine load."""
+    env = {
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "machine": platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "threads": torch.get_num_threads(),
+        "device": torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu",
+    }
+    try:
+        env["load_avg"] = [round(v, 2) for v in os.getloadavg()]
+    except OSError:  # pragma: no cover - not on every OS
+        pass
+    return env
+
+
+def _load_builtin_benchmarks() -> None:
+    import importlib
+
+    for module in ("flexcore.analysis.bench_layers",):
+        importlib.import_module(module)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    _load_builtin_benchmarks()
+    parser = argparse.ArgumentParser(
+        prog="tools/benchmark.py",
+        description="Speed benchmarks of flexcore (medians over repeated runs, ratios measured in the same run).",
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    for name, spec in BENCHMARKS.items():
+        p = sub.add_parser(name, help=spec["help"], description=spec["help"])
+        p.add_argument("--repeat", type=int, default=5, help="timed runs per variant (median reported)")
+        p.add_argument("--warmup", type=int, default=1, help="untimed runs first")
+        p.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
+        p.add_argument("--budget", type=float, default=60.0, help="seconds per table row before stopping early")
+        p.add_argument("--min-sample", type=float, default=0.1, help="seconds a timed sample lasts (calls repeated)")
+        p.add_argument("--quick", action="store_true", help="fewer, smaller cases (a smoke run)")
+        p.add_argument("--device", default="cpu", help="cpu or cuda")
+        p.add_argument("--json", default=None, help=f"write results here (default output/benchmark/{name}.json)")
+        if spec["add_arguments"]:
+            spec["add_arguments"](p)
+    return parser
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    global _MIN_SAMPLE_S
+    _MIN_SAMPLE_S = args.min_sample
+    if args.device == "cuda" and not torch.cuda.is_available():
+        raise SystemExit("benchmark: --device cuda asked for, but no CUDA device is available")
+    env_before = environment()
+    report: Report = BENCHMARKS[args.command]["fn"](args)
+    env = dict(env_before, load_avg_after=environment().get("load_avg"))
+    print(f"# benchmark {args.command}: torch {env['torch']}, {env['threads']} threads, {env['device']}, "
+          f"load {env.get('load_avg')} -> {env.get('load_avg_after')}")
+    for table in report.tables:
+        print(table.render())
+    if report.checks:
+        print("\n## Targets")
+        for check in report.checks:
+            print(check.render())
+    path = args.json or os.path.join("output", "benchmark", f"{args.command}.json")
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    payload = {
+        "benchmark": args.command,
+        "args": {k: v for k, v in vars(args).items() if k != "command"},
+        "environment": env,
+        "tables": [dataclasses.asdict(t) for t in report.tables],
+        "checks": [dict(dataclasses.asdict(c), ok=c.ok) for c in report.checks],
+        "data": report.data,
+    }
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        json.dump(payload, f, indent=1, default=str)
+    os.replace(tmp, path)  # never leave a half-written result
+    print(f"\nwrote {path}")
+    return 0

@@ -1,0 +1,16 @@
+#!/usr/bin/env python
+"""Speed benchmarks: tables of medians and spreads, ratios measured in the same run, JSON.
+
+  tools/benchmark.py layers                 # FlexConv vs nn.Conv2d; spatial vs FFT sweep ('auto')
+  tools/benchmark.py fft                    # FFT conv vs a straightforward torch.fft one
+  tools/benchmark.py fft-calibrate          # refit the 'auto' cost constants on this machine
+  tools/benchmark.py layers --quick --threads 2 --json out.json
+
+The logic lives in flexcore.analysis.benchmark (subcommands register there).
+"""
+import sys
+
+from flexcore.analysis.benchmark import main
+
+if __name__ == "__main__":
+    sys.exit(main())
