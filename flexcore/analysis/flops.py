@@ -110,13 +110,12 @@ def _modules_with_uncounted_ops(analysis: FlopCountAnalysis) -> List[str]:
 
 
 # ---------------------------------------------------------------- continuous convs
-def _continuous_convs(model: nn.Module) -> List[Tuple[str, nn.Module]]:
-    """``(name, module)`` of each continuous conv (``flexcore.layers.ContinuousConv``)."""
+def _bake(model: nn.Module) -> nn.Module:
     try:
-        from flexcore.layers import continuous_convs
-    except ImportError:  # layers not available: nothing generates kernels
-        return []
-    return list(continuous_convs(model))
+        from flexcore.layers import bake_model
+    except ImportError:  # no layers package: nothing to bake
+        return model.eval()
+    return bake_model(model).eval()
 
 
 def baked_copy(model: nn.Module, inputs: Inputs) -> nn.Module:
@@ -125,14 +124,10 @@ def baked_copy(model: nn.Module, inputs: Inputs) -> nn.Module:
     One forward pass on ``inputs`` runs first: layers fix their grid size on their first call.
     """
     copied = copy.deepcopy(model).eval()
-    try:
-        from flexcore.layers import bake_model
-    except ImportError:  # no layers package: nothing to bake
-        return copied
-    if _continuous_convs(copied):
+    if _kernel_generators(copied):
         with torch.no_grad():
             copied(*(inputs if isinstance(inputs, tuple) else (inputs,)))
-    return bake_model(copied).eval()
+    return _bake(copied)
 
 
 class _KernelGeneration(nn.Module):
@@ -144,6 +139,18 @@ class _KernelGeneration(nn.Module):
 
     def forward(self) -> torch.Tensor:
         return self.conv.generate_kernel()
+
+
+class _AllKernelGenerations(nn.Module):
+    """One trace for every layer: child ``i`` generates layer ``i``'s kernel, so fvcore
+    attributes each generation to its own scope."""
+
+    def __init__(self, convs: List[nn.Module]):
+        super().__init__()
+        self.layers = nn.ModuleList(_KernelGeneration(conv) for conv in convs)
+
+    def forward(self) -> Tuple[torch.Tensor, ...]:
+        return tuple(layer() for layer in self.layers)
 
 
 def _kernel_generators(model: nn.Module) -> List[Tuple[str, nn.Module]]:
@@ -163,12 +170,17 @@ def kernel_generation_flops(model: nn.Module, convention: str = "mac") -> Dict[s
     parameter (``Conv``) cost nothing and are left out. Run a forward pass first: layers
     fix their grid size on the first call.
     """
+    generators = _kernel_generators(model)
+    if not generators:
+        return {}
+    analysis = FlexcoreFlopCountAnalysis(_AllKernelGenerations([conv for _, conv in generators]), (), convention)
+    analysis.uncalled_modules_warnings(False).tracer_warnings("none")
+    with torch.no_grad():
+        by_module = analysis.by_module()
+    assert_all_ops_counted(analysis, "generate_kernel() of " + ", ".join(n or "<model>" for n, _ in generators))
     result = {}
-    for name, conv in _kernel_generators(model):
-        analysis = FlexcoreFlopCountAnalysis(_KernelGeneration(conv), (), convention)
-        analysis.uncalled_modules_warnings(False).tracer_warnings("none")
-        flops = float(analysis.total())
-        assert_all_ops_counted(analysis, f"{name or type(conv).__name__}.generate_kernel()")
+    for index, (name, _) in enumerate(generators):
+        flops = float(by_module.get(f"layers.{index}", 0))
         if flops > 0:
             result[name] = flops
     return result
@@ -313,7 +325,7 @@ def flop_report(model: nn.Module, inputs: Inputs, convention: str = "mac", stric
     """Count training and baked-inference FLOPs, activations and parameters of ``model``.
 
     The model is deep-copied first, so tracing (BatchNorm statistics in train mode,
-    grids fixed on the first call) leaves it untouched.
+    grids fixed on the first call, baking) leaves it untouched.
 
     Args:
         model: any ``nn.Module`` (continuous convs are found and baked automatically).
@@ -332,7 +344,6 @@ def flop_report(model: nn.Module, inputs: Inputs, convention: str = "mac", stric
         if "Expected more than 1 value per channel" not in str(exc):
             raise
         # A batch of one has no BatchNorm statistics where the spatial size reaches 1x1.
-        train_model = copy.deepcopy(model).train()
         for module in train_model.modules():
             if isinstance(module, nn.modules.batchnorm._BatchNorm):
                 module.eval()
@@ -341,7 +352,8 @@ def flop_report(model: nn.Module, inputs: Inputs, convention: str = "mac", stric
                      "no batch statistics); use a batch of 2 or more to count them in train mode.")
     with torch.no_grad():
         kernel = kernel_generation_flops(train_model, convention)
-    baked = baked_copy(model, inputs)
+    # The traced copy has its grids fixed already; parameter values do not change counts.
+    baked = _bake(copy.deepcopy(train_model).eval())
     inference = _analyse(baked, inputs, convention, strict, "the baked model")
     first = next((x for x in inputs if isinstance(x, torch.Tensor)), None)
     return FlopReport(
