@@ -27,6 +27,19 @@ MLP (``kernel_net`` Sequential: Linear, Norm, Act, ..., output linear)
 ============================================  =========================================
 
 With weight norm, ``weight`` is ``weight_g`` + ``weight_v`` on both sides.
+
+Convolution layers (the original's CKConv/FlexConv under a prefix such as ``blocks.0.cconv1.``):
+
+============================================  =========================================
+original                                      flexcore CKConv / FlexConv
+============================================  =========================================
+``bias`` [Cout]                               ``bias``
+``train_length`` int32 [1]                    ``train_length`` int32 [D] (same value per dim)
+``mask_params`` [D, 2], rows (mean, sigma)    ``mask.mean`` [D], ``mask.sigma`` [D]
+``mask_threshold`` [1]                        ``mask.threshold`` [1]
+``temperature`` [1]                           ``mask.temperature`` [1]
+``Kernel.*``                                  ``kernel_net.*`` (table above)
+============================================  =========================================
 """
 from __future__ import annotations
 
@@ -45,6 +58,9 @@ __all__ = [
     "load_original_kernel_net",
     "ckconv_kwargs_from_config",
     "kernel_net_config",
+    "convert_conv",
+    "load_original_conv",
+    "conv_from_original",
 ]
 
 # Original `kernel.type` names (and flexcore class names) -> converter family.
@@ -235,3 +251,127 @@ def kernel_net_config(ckconv_kwargs: Mapping[str, Any]) -> Tuple[str, Dict[str, 
         if kernel_type == "MAGNet":
             hp["steerable"] = kw["kernel_steerable"]
     return _KERNEL_NAMES[kernel_type], hp
+
+
+# -- convolution layers -------------------------------------------------------------------
+_CONV_KEYS = {"bias": "bias", "mask_threshold": "mask.threshold", "temperature": "mask.temperature"}
+
+
+def convert_conv(
+    original_sd: Mapping[str, torch.Tensor],
+    prefix: str,
+    kernel_family: str,
+    dim: int,
+    new_prefix: str = "",
+) -> Dict[str, torch.Tensor]:
+    """Convert one original CKConv/FlexConv (keys under ``prefix``) to flexcore's names.
+
+    Args:
+        original_sd: an original state dict (a whole model's is fine).
+        prefix: the layer's key prefix, e.g. ``""`` or ``"blocks.0.cconv1."``.
+        kernel_family: the original's ``kernel.type`` (MAGNet, Gabor, Fourier, SIREN, nSIREN, MLP).
+        dim: spatial dims of the layer (``train_length`` becomes one entry per dim).
+        new_prefix: prepended to every returned key.
+    """
+    out = convert_kernel_net(original_sd, prefix + "Kernel.", kernel_family, new_prefix + "kernel_net.")
+    for key, value in original_sd.items():
+        if not key.startswith(prefix):
+            continue
+        name = key[len(prefix):]
+        if name.startswith("Kernel.") or "." in name:
+            continue
+        if name in _CONV_KEYS:
+            out[new_prefix + _CONV_KEYS[name]] = value
+        elif name == "train_length":
+            out[new_prefix + "train_length"] = value.reshape(-1)[:1].to(torch.int32).repeat(dim)
+        elif name == "mask_params":
+            if tuple(value.shape) != (dim, 2):
+                raise OriginalCheckpointError(
+                    f"{prefix}mask_params has shape {tuple(value.shape)}; a {dim}-D FlexConv has ({dim}, 2)."
+                )
+            out[new_prefix + "mask.mean"] = value[:, 0].clone()
+            out[new_prefix + "mask.sigma"] = value[:, 1].clone()
+        elif name != "conv_kernel":  # non-persistent in the original; skip if a user saved it
+            raise OriginalCheckpointError(f"Unexpected key {key!r} for an original CKConv/FlexConv.")
+    return out
+
+
+def load_original_conv(
+    layer: nn.Module, original_sd: Mapping[str, torch.Tensor], prefix: str = "", family: Optional[str] = None
+) -> nn.Module:
+    """Load an original CKConv/FlexConv's weights into a flexcore ``layer`` (strict).
+
+    Args:
+        layer: a flexcore CKConv/FlexConv built with the original's hyper-parameters
+            (:func:`conv_from_original` builds one).
+        original_sd: the original state dict.
+        prefix: the layer's prefix in it.
+        family: the original's kernel type; default: the class name of ``layer.kernel_net``.
+    """
+    family = family or type(layer.kernel_net).__name__
+    converted = convert_conv(original_sd, prefix, family, layer.dim)
+    expected = layer.state_dict()
+    missing = sorted(set(expected) - set(converted))
+    unexpected = sorted(set(converted) - set(expected))
+    wrong = [
+        f"{k}: original {tuple(converted[k].shape)} vs {tuple(expected[k].shape)}"
+        for k in sorted(set(expected) & set(converted))
+        if converted[k].shape != expected[k].shape
+    ]
+    if missing or unexpected or wrong:
+        raise OriginalCheckpointError(
+            f"The original conv under {prefix!r} does not fit {type(layer).__name__}: missing {missing}, "
+            f"unexpected {unexpected}, shape mismatches {wrong}. Build the layer with the original's "
+            "hyper-parameters (conv_from_original does)."
+        )
+    layer.load_state_dict(converted)
+    return layer
+
+
+def conv_from_original(original_class: str, ckconv_kwargs: Mapping[str, Any], fft: Any = "auto") -> nn.Module:
+    """The flexcore layer equivalent to an original ``CKConv``/``FlexConv(**ckconv_kwargs)``.
+
+    Seed the global RNG as for the original and the new layer starts from the same
+    parameters. ``conv_use_fft`` is not copied: both paths compute the same convolution, so
+    ``fft`` (default ``'auto'``) picks the faster one.
+
+    Args:
+        original_class: ``"CKConv"`` or ``"FlexConv"`` (a dotted path is fine).
+        ckconv_kwargs: the original constructor's keyword arguments.
+        fft: the new layer's ``fft`` setting.
+    """
+    import functools
+
+    from flexcore.layers import CKConv, FlexConv, GaussianMask
+    from flexcore.registry import KERNEL_NETS
+
+    kind = original_class.rsplit(".", 1)[-1]
+    if kind not in ("CKConv", "FlexConv"):
+        raise OriginalCheckpointError(f"Unknown original conv class {original_class!r}; expected CKConv or FlexConv.")
+    kw = dict(ckconv_kwargs)
+    if kind == "FlexConv":
+        kw.setdefault("mask_init_value", 0.075)
+    name, hp = kernel_net_config(kw)
+    dim = kw.get("kernel_dim_linear", 2)
+    common = dict(
+        kernel_net=functools.partial(KERNEL_NETS.get(name), **hp),
+        horizon=kw["horizon"],
+        bias=kw.get("conv_bias", True),
+        fft=fft,
+        causal=dim == 1,  # the original's 1-D layers are always causal
+        sampling_rate_norm=kw.get("kernel_sampling_rate_norm", 1.0),
+    )
+    if kind == "CKConv":
+        return CKConv(kw["in_channels"], kw["out_channels"], dim, **common)
+    if kw.get("mask_type", "gaussian") != "gaussian" or not kw.get("mask_use", True):
+        raise OriginalCheckpointError("Only the original's working mask (mask_use=True, mask_type='gaussian') converts.")
+    mask = functools.partial(
+        GaussianMask,
+        init_value=kw["mask_init_value"],
+        threshold=kw.get("mask_threshold", 0.1),
+        temperature=kw.get("mask_temperature", 15.0),
+    )
+    return FlexConv(
+        kw["in_channels"], kw["out_channels"], dim, mask=mask,
+        dynamic_cropping=kw.get("mask_dynamic_cropping", True), **common,
+    )

@@ -1,1 +1,465 @@
-"""Hooks registered in flexcore.registry.HOOKS (filled by the engine issue)."""
+"""Hooks registered in ``HOOKS``: everything around the training step.
+
+The trainer (:class:`flexcore.engine.Trainer`) registers them in this order, which
+matters because each phase runs the hooks in sequence:
+
+1. ``IterationTimer``      times each step (first, so it brackets the others' ``before_step``)
+2. ``TorchProfiler``       only with ``--profile N``: traces N steps
+3. ``EvalHook``            validation every ``eval_period``; best checkpoint; final test
+4. ``LRScheduler``         logs the rate used by this step, then steps the schedule
+                           (after evaluation, so ``Plateau`` sees this evaluation)
+5. ``KernelSizeLogger``    each continuous conv's current (cropped) kernel size
+6. ``PeriodicCheckpointer`` after every state change above, so a checkpoint holds this
+                           step's schedule and best metric; ``model_final`` at the end
+7. user hooks              ``Trainer.extra_hooks``
+8. ``PeriodicWriter``      metrics.json, TensorBoard, console line (main process)
+9. ``Progress``            a tqdm bar when stdout is a terminal (main process)
+"""
+from __future__ import annotations
+
+import copy
+import logging
+import os
+import sys
+import time
+from typing import Any, Dict, Iterable, List, Optional, Sequence
+
+import torch
+from tabulate import tabulate
+
+from flexcore.engine.evaluation import Task, evaluate
+from flexcore.engine.train_loop import HookBase, unwrap_model
+from flexcore.registry import HOOKS
+from flexcore.utils import comm
+from flexcore.utils.continuous import named_continuous_convs
+from flexcore.utils.events import EventWriter
+
+__all__ = [
+    "IterationTimer",
+    "LRScheduler",
+    "PeriodicCheckpointer",
+    "EvalHook",
+    "PeriodicWriter",
+    "Progress",
+    "KernelSizeLogger",
+    "TorchProfiler",
+]
+
+logger = logging.getLogger("flexcore")
+
+
+def _due(iteration: int, period: int, max_iter: int) -> bool:
+    """Whether a periodic action runs after ``iteration``: every ``period`` steps and after the last."""
+    last = iteration + 1 == max_iter
+    return last or (period > 0 and (iteration + 1) % period == 0)
+
+
+@HOOKS.register()
+class IterationTimer(HookBase):
+    """Puts ``time`` (seconds per step) and sums pure training time for throughput.
+
+    Args:
+        warmup_iter: first steps excluded from the totals (startup, lazy init).
+    """
+
+    def __init__(self, warmup_iter: int = 3):
+        self.warmup_iter = warmup_iter
+        self.step_time = 0.0  # summed over counted steps
+        self.counted_steps = 0
+        self._start = 0.0
+        self._train_start = 0.0
+
+    def before_train(self) -> None:
+        self._train_start = time.perf_counter()
+
+    def before_step(self) -> None:
+        self._start = time.perf_counter()
+
+    def after_step(self) -> None:
+        elapsed = time.perf_counter() - self._start
+        if self.trainer.iter - self.trainer.start_iter >= self.warmup_iter:
+            self.step_time += elapsed
+            self.counted_steps += 1
+        self.trainer.storage.put_scalar("time", elapsed)
+
+    def after_train(self) -> None:
+        total = time.perf_counter() - self._train_start
+        steps = self.trainer.iter - self.trainer.start_iter
+        if steps > 0:
+            per_step = self.step_time / self.counted_steps if self.counted_steps else float("nan")
+            logger.info("Trained %d iterations in %.1f s (%.4f s/it in the step itself, hooks and evaluation "
+                        "included in the total)", steps, total, per_step)
+
+
+@HOOKS.register()
+class LRScheduler(HookBase):
+    """Logs ``lr`` (and ``lr/<group>`` for the other named groups), then steps the schedule.
+
+    A schedule with ``step_metric`` (``Plateau``) also receives the validation metric
+    whenever the ``EvalHook`` evaluated at this iteration.
+
+    Args:
+        optimizer: the optimiser whose rates are logged.
+        scheduler: the schedule (stepped once per iteration).
+    """
+
+    def __init__(self, optimizer: torch.optim.Optimizer, scheduler: Any):
+        self.optimizer = optimizer
+        self.scheduler = scheduler
+
+    def after_step(self) -> None:
+        storage = self.trainer.storage
+        groups = self.optimizer.param_groups
+        main = next((g for g in groups if g.get("name") == "default"), max(groups, key=lambda g: len(g["params"])))
+        storage.put_scalar("lr", main["lr"], smoothing_hint=False)
+        for group in groups:
+            if group is not main and group.get("name") and group.get("lr_factor", 1.0) != 1.0:
+                storage.put_scalar(f"lr/{group['name']}", group["lr"], smoothing_hint=False)
+        result = getattr(self.trainer, "validation_result", None)
+        if hasattr(self.scheduler, "step_metric") and result and result["iteration"] == self.trainer.iter:
+            self.scheduler.step_metric(result["value"], result["mode"])
+        self.scheduler.step()
+
+
+@HOOKS.register()
+class PeriodicCheckpointer(HookBase):
+    """Saves ``model_<iter>.pth`` every ``period`` iterations and ``model_final.pth`` on completion.
+
+    Nothing is saved after a failed run (a NaN loss, an exception): the last good
+    checkpoint stays what ``last_checkpoint`` names.
+
+    Args:
+        checkpointer: a :class:`flexcore.checkpoint.Checkpointer` (holding model, optimiser,
+            schedule and trainer state).
+        period: iterations between checkpoints (0: only the final one).
+        max_to_keep: periodic checkpoints kept (older ones are deleted after a newer one
+            is complete); None keeps all.
+        file_prefix: file name prefix.
+    """
+
+    def __init__(self, checkpointer: Any, period: int, max_to_keep: Optional[int] = None, file_prefix: str = "model"):
+        self.checkpointer = checkpointer
+        self.period = int(period)
+        self.max_to_keep = max_to_keep
+        self.file_prefix = file_prefix
+        self._kept: List[str] = []
+
+    def after_step(self) -> None:
+        it = self.trainer.iter
+        if self.period > 0 and (it + 1) % self.period == 0 and it + 1 < self.trainer.max_iter:
+            path = self.checkpointer.save(f"{self.file_prefix}_{it:07d}", iteration=it)
+            if path and self.max_to_keep:
+                self._kept.append(path)
+                while len(self._kept) > self.max_to_keep:
+                    old = self._kept.pop(0)
+                    if self.checkpointer.path_manager.exists(old):
+                        self.checkpointer.path_manager.rm(old)
+
+    def after_train(self) -> None:
+        if self.trainer.completed and self.trainer.max_iter > self.trainer.start_iter:
+            self.checkpointer.save(f"{self.file_prefix}_final", iteration=self.trainer.max_iter - 1)
+
+
+@HOOKS.register()
+class EvalHook(HookBase):
+    """Validation every ``period`` iterations (and after the last), best-checkpoint tracking, final test.
+
+    After each validation it puts ``val/<metric>`` scalars, logs a line, and when the
+    selection metric improves (accuracy up, or equal with a lower loss — the original's
+    rule; for regression the loss down) saves ``model_best.pth`` (model + ``best`` entry,
+    not tagged as last). After a completed run it tests the final model and, if another
+    iteration was best, the best model, putting ``test/...`` and ``test_best/...``.
+
+    Args:
+        period: iterations between validations (0: only after the last iteration).
+        task: how outputs are scored (:func:`flexcore.engine.evaluation.build_task`).
+        val_loader: the selection split's loader (None: select on the test split — the
+            original's image experiments did that).
+        test_loader: the test split's loader (None: no final test).
+        checkpointer: saves ``model_best`` (None: nothing saved).
+        iters_per_epoch: to report epochs in the log lines.
+    """
+
+    def __init__(self, period: int, task: Task, val_loader: Optional[Iterable], test_loader: Optional[Iterable] = None,
+                 checkpointer: Any = None, iters_per_epoch: Optional[int] = None):
+        if val_loader is None and test_loader is None:
+            raise ValueError("EvalHook needs a validation or a test loader")
+        self.period = int(period)
+        self.task = task
+        self.select_on_test = val_loader is None
+        self.val_loader = test_loader if val_loader is None else val_loader
+        self.test_loader = test_loader
+        self.checkpointer = checkpointer
+        self.iters_per_epoch = iters_per_epoch
+        self.best: Dict[str, Any] = {}
+        self.results: Dict[str, Dict[str, float]] = {}
+        self._best_state: Optional[Dict[str, torch.Tensor]] = None
+
+    @property
+    def split(self) -> str:
+        return "test" if self.select_on_test else "val"
+
+    def _epoch(self, it: int) -> Optional[float]:
+        return round((it + 1) / self.iters_per_epoch, 2) if self.iters_per_epoch else None
+
+    def _improved(self, result: Dict[str, float]) -> bool:
+        if not self.best:
+            return True
+        value, best = result[self.task.metric], self.best[self.task.metric]
+        if self.task.mode == "max":
+            return value > best or (value == best and result["loss"] <= self.best["loss"])
+        return value < best
+
+    def _validate(self) -> None:
+        it = self.trainer.iter
+        result = evaluate(self.trainer.model, self.val_loader, self.task)
+        storage = self.trainer.storage
+        for key, value in result.items():
+            if key not in ("samples", "time"):
+                storage.put_scalar(f"{self.split}/{key}", value, smoothing_hint=False)
+        shown = "  ".join(f"{k}: {v:.4f}" for k, v in result.items() if k not in ("samples", "time"))
+        epoch = self._epoch(it)
+        where = f"epoch {epoch:g} (iter {it + 1})" if epoch is not None else f"iter {it + 1}"
+        improved = self._improved(result)
+        logger.info("Validation on %s after %s: %s  [%d samples, %.1f s]%s", self.split, where, shown,
+                    int(result["samples"]), result["time"], "  *best*" if improved else "")
+        self.trainer.validation_result = {"iteration": it, "value": result[self.task.metric], "mode": self.task.mode}
+        self.results[self.split] = result
+        if improved:
+            self.best = {k: v for k, v in result.items() if k not in ("samples", "time")}
+            self.best.update(iteration=it, epoch=epoch if epoch is not None else -1.0)
+            model = unwrap_model(self.trainer.model)
+            self._best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+            if self.checkpointer is not None:
+                self.checkpointer.save("model_best", tag_last=False, include_checkpointables=False, best=dict(self.best))
+
+    def after_step(self) -> None:
+        if _due(self.trainer.iter, self.period, self.trainer.max_iter):
+            self._validate()
+
+    def _test(self, prefix: str, model: torch.nn.Module) -> Dict[str, float]:
+        result = evaluate(model, self.test_loader, self.task)
+        for key, value in result.items():
+            if key not in ("samples", "time"):
+                self.trainer.storage.put_scalar(f"{prefix}/{key}", value, smoothing_hint=False)
+        logger.info("%s: %s", "Test of the final model" if prefix == "test" else "Test of the best model",
+                    "  ".join(f"{k}: {v:.4f}" for k, v in result.items() if k not in ("samples", "time")))
+        self.results[prefix] = result
+        return result
+
+    def _best_model(self) -> Optional[torch.nn.Module]:
+        state = self._best_state
+        if state is None and self.checkpointer is not None:  # resumed run: the best lives on disk
+            path = os.path.join(self.checkpointer.save_dir, "model_best.pth")
+            if self.checkpointer.path_manager.exists(path):
+                state = self.checkpointer._load_file(path)["model"]  # noqa: SLF001 - same safe loader
+        if state is None:
+            logger.warning("No best model in memory or on disk: testing the final model only.")
+            return None
+        model = copy.deepcopy(unwrap_model(self.trainer.model))
+        model.load_state_dict(state)
+        return model
+
+    def after_train(self) -> None:
+        if not self.trainer.completed or self.test_loader is None:
+            return
+        if self.select_on_test:  # the selection split is the test split: nothing new to measure
+            self.results["test"] = self.results.get("test", {})
+            self.results["test_best"] = {k: v for k, v in self.best.items() if k not in ("iteration", "epoch")}
+            return
+        self._test("test", self.trainer.model)
+        last = self.trainer.max_iter - 1
+        if self.best and self.best["iteration"] == last:
+            self.results["test_best"] = dict(self.results["test"])
+            for key, value in self.results["test"].items():
+                if key not in ("samples", "time"):
+                    self.trainer.storage.put_scalar(f"test_best/{key}", value, smoothing_hint=False)
+        else:
+            best_model = self._best_model()
+            if best_model is not None:
+                self._test("test_best", best_model)
+
+    def state_dict(self) -> Dict[str, Any]:
+        return {"best": dict(self.best)}
+
+    def load_state_dict(self, state: Dict[str, Any]) -> None:
+        self.best = dict(state.get("best", {}))
+
+
+@HOOKS.register()
+class PeriodicWriter(HookBase):
+    """Calls each writer every ``period`` iterations, after the last, and at the end.
+
+    Args:
+        writers: :class:`flexcore.utils.events.EventWriter` instances.
+        period: iterations between writes.
+    """
+
+    def __init__(self, writers: Sequence[EventWriter], period: int = 20):
+        self.writers = list(writers)
+        self.period = int(period)
+
+    def after_step(self) -> None:
+        if _due(self.trainer.iter, self.period, self.trainer.max_iter):
+            for writer in self.writers:
+                writer.write()
+
+    def after_train(self) -> None:
+        for writer in self.writers:
+            writer.write()  # the final test's scalars
+            writer.close()
+
+
+@HOOKS.register()
+class Progress(HookBase):
+    """A tqdm progress bar over the iterations when stdout is a terminal.
+
+    In a terminal, log lines are routed above the bar; elsewhere (files, SLURM logs)
+    this hook stays silent and the console metric line of ``PeriodicWriter`` reports
+    progress periodically instead.
+
+    Args:
+        enabled: force the bar on or off (None: on when stdout is a TTY).
+    """
+
+    def __init__(self, enabled: Optional[bool] = None):
+        self.enabled = sys.stdout.isatty() if enabled is None else bool(enabled)
+        self._bar = None
+        self._redirect = None
+
+    def before_train(self) -> None:
+        if not self.enabled:
+            return
+        from tqdm.auto import tqdm
+        from tqdm.contrib.logging import logging_redirect_tqdm
+
+        self._redirect = logging_redirect_tqdm(loggers=[logger])
+        self._redirect.__enter__()
+        self._bar = tqdm(total=self.trainer.max_iter, initial=self.trainer.start_iter, unit="it", dynamic_ncols=True)
+
+    def after_step(self) -> None:
+        if self._bar is None:
+            return
+        self._bar.update(1)
+        if self.trainer.iter % 10 == 0 or self.trainer.iter + 1 == self.trainer.max_iter:
+            latest = self.trainer.storage.latest()
+            shown = {k: f"{latest[k][0]:.4g}" for k in ("total_loss", "loss", "lr", "val/accuracy") if k in latest}
+            self._bar.set_postfix(shown, refresh=False)
+
+    def after_train(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None
+        if self._redirect is not None:
+            self._redirect.__exit__(None, None, None)
+            self._redirect = None
+
+
+@HOOKS.register()
+class KernelSizeLogger(HookBase):
+    """Puts each continuous conv's current (cropped) kernel size: ``kernel_size/<layer>[/<dim>]``.
+
+    Logs a table of the sizes at the start and the end of training.
+
+    Args:
+        period: iterations between measurements.
+    """
+
+    def __init__(self, period: int = 20):
+        self.period = int(period)
+
+    def _sizes(self) -> List[tuple]:
+        rows = []
+        for name, conv in named_continuous_convs(unwrap_model(self.trainer.model)):
+            size = conv.kernel_size()
+            rows.append((name, tuple(int(s) for s in size) if isinstance(size, (tuple, list)) else (int(size),)))
+        return rows
+
+    def _put(self) -> None:
+        storage = self.trainer.storage
+        for name, size in self._sizes():
+            if len(size) == 1:
+                storage.put_scalar(f"kernel_size/{name}", size[0], smoothing_hint=False)
+            else:
+                for d, s in enumerate(size):
+                    storage.put_scalar(f"kernel_size/{name}/{d}", s, smoothing_hint=False)
+
+    def _log_table(self, when: str) -> None:
+        rows = self._sizes()
+        if rows:
+            table = tabulate([(n, "x".join(map(str, s))) for n, s in rows], headers=["continuous conv", "kernel size"],
+                             tablefmt="github")
+            logger.info("Kernel sizes %s:\n%s", when, table)
+
+    def before_train(self) -> None:
+        self._log_table("at the start")
+
+    def after_step(self) -> None:
+        if _due(self.trainer.iter, self.period, self.trainer.max_iter):
+            self._put()
+
+    def after_train(self) -> None:
+        if self.trainer.completed:
+            self._log_table("at the end")
+
+
+@HOOKS.register()
+class TorchProfiler(HookBase):
+    """Profiles ``num_steps`` steps with ``torch.profiler``; writes a Chrome trace and a top-ops table.
+
+    Outputs in ``output_dir``: ``trace.json`` (open in chrome://tracing or Perfetto) and
+    ``top_ops.txt`` (the ``top`` operators by self CPU time, also logged).
+
+    Args:
+        output_dir: folder for the outputs (main process only).
+        warmup_steps: steps after the run's start left unprofiled (lazy init, allocator warm-up).
+        num_steps: profiled steps.
+        top: rows of the table.
+    """
+
+    def __init__(self, output_dir: str, warmup_steps: int = 2, num_steps: int = 5, top: int = 25):
+        self.output_dir = output_dir
+        self.warmup_steps = int(warmup_steps)
+        self.start_iter = 0
+        self.num_steps = int(num_steps)
+        self.top = int(top)
+        self._profiler = None
+        self.table = ""
+
+    def before_train(self) -> None:
+        self.start_iter = self.trainer.start_iter + self.warmup_steps
+
+    def before_step(self) -> None:
+        if self.trainer.iter == self.start_iter and self._profiler is None:
+            from torch.profiler import ProfilerActivity, profile
+
+            activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if torch.cuda.is_available() else [])
+            self._profiler = profile(activities=activities, record_shapes=True)
+            self._profiler.__enter__()
+
+    def after_step(self) -> None:
+        if self._profiler is not None and self.trainer.iter + 1 >= self.start_iter + self.num_steps:
+            self._finish()
+
+    def after_train(self) -> None:
+        if self._profiler is not None:
+            self._finish()
+
+    def _finish(self) -> None:
+        prof, self._profiler = self._profiler, None
+        prof.__exit__(None, None, None)
+        averages = sorted(prof.key_averages(), key=lambda e: e.self_cpu_time_total, reverse=True)[: self.top]
+        steps = max(self.num_steps, 1)
+        rows = [
+            (e.key, e.count, e.self_cpu_time_total / 1e3, e.cpu_time_total / 1e3, e.self_cpu_time_total / 1e3 / steps)
+            for e in averages
+        ]
+        self.table = tabulate(rows, headers=["op", "calls", "self CPU ms", "total CPU ms", "self CPU ms / step"],
+                              tablefmt="github", floatfmt=".2f")
+        logger.info("Profile of %d steps (top %d ops by self CPU time):\n%s", self.num_steps, self.top, self.table)
+        if comm.is_main_process():
+            os.makedirs(self.output_dir, exist_ok=True)
+            prof.export_chrome_trace(os.path.join(self.output_dir, "trace.json"))
+            with open(os.path.join(self.output_dir, "top_ops.txt"), "w", encoding="utf-8") as f:
+                f.write(self.table + "\n")
+            logger.info("Profiler trace: %s", os.path.join(self.output_dir, "trace.json"))

@@ -152,6 +152,8 @@ def make_executor(args: argparse.Namespace, folder: str, name: str) -> submitit.
         "slurm_setup": list(args.slurm_setup) or None,
         "slurm_additional_parameters": _additional_parameters(args.slurm_additional) or None,
         "slurm_array_parallelism": args.array_parallelism,
+        # One failed task ends the job step: DDP peers would otherwise wait in a collective.
+        "slurm_srun_args": ["--kill-on-bad-exit=1"],
     }
     executor.update_parameters(**{k: v for k, v in params.items() if v is not None})
     return executor
@@ -226,12 +228,16 @@ def wait_for_jobs(
 
 
 def job_failure(job: submitit.Job) -> Optional[str]:
-    """None if the job succeeded, else what went wrong and where its log is."""
-    error = job.exception()
-    if error is None:
+    """None if the job succeeded, else the failing task's traceback and where its logs are."""
+    tasks = [job.task(i) for i in range(job.num_tasks)] if job.num_tasks > 1 else [job]
+    failures = [(task, task.exception()) for task in tasks]
+    failures = [(task, error) for task, error in failures if error is not None]
+    if not failures:
         return None
-    paths = job_log_paths(job)
-    return f"SLURM job {job.job_id} failed:\n{error}\nLog: {paths['out']}\nErrors: {paths['err']}"
+    # A task that raised has its traceback; the others were stopped because of it.
+    raised = [(t, e) for t, e in failures if isinstance(e, submitit.core.utils.FailedJobError)]
+    task, error = (raised or failures)[0]
+    return f"SLURM job {job.job_id} failed (task {task.task_id}):\n{error}\nLog: {task.paths.stdout}\nErrors: {task.paths.stderr}"
 
 
 def print_submission(job: submitit.Job, output_dir: str, what: str = "job") -> None:

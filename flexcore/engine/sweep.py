@@ -119,13 +119,18 @@ def sweep_runs(axes: Sequence[Tuple[str, List[str]]], sweep_dir: str) -> List[Sw
     return runs
 
 
+def _write_atomic(path: str, text: str) -> None:
+    """Readers (and a second writer) never see a half-written file."""
+    tmp = f"{path}.tmp{os.getpid()}"
+    with open(tmp, "w") as f:
+        f.write(text)
+    os.replace(tmp, path)
+
+
 def _write_manifest(sweep_dir: str, axes, runs: Sequence[SweepRun], launcher: str) -> None:
     os.makedirs(sweep_dir, exist_ok=True)
     manifest = {"axes": [[k, v] for k, v in axes], "launcher": launcher, "runs": [dataclasses.asdict(r) for r in runs]}
-    tmp = os.path.join(sweep_dir, MANIFEST + ".tmp")
-    with open(tmp, "w") as f:
-        json.dump(manifest, f, indent=1)
-    os.replace(tmp, os.path.join(sweep_dir, MANIFEST))
+    _write_atomic(os.path.join(sweep_dir, MANIFEST), json.dumps(manifest, indent=1))
 
 
 def _metric_goal(key: str) -> Optional[str]:
@@ -166,7 +171,7 @@ def _slurm_status(sweep_dir: str, job_id: str) -> str:
 
     path = os.path.join(sweep_dir, "slurm", f"{job_id}_0_result.pkl")
     if not os.path.exists(path):
-        return "not finished"
+        return "no result (running, cancelled or killed)"
     outcome, payload = pickle_load(path)
     if outcome == "success":
         return "completed"
@@ -195,10 +200,8 @@ def summarize_sweep(sweep_dir: str, print_table: bool = True) -> List[Dict[str, 
         for row in rows
     ]
     text = tabulate(table, headers=["run"] + keys + ["status"] + columns, tablefmt="github", floatfmt=".4g")
-    with open(os.path.join(sweep_dir, "sweep_summary.md"), "w") as f:
-        f.write(f"# Sweep {os.path.basename(os.path.normpath(sweep_dir))}\n\n{text}\n")
-    with open(os.path.join(sweep_dir, "sweep_summary.json"), "w") as f:
-        json.dump(rows, f, indent=1)
+    _write_atomic(os.path.join(sweep_dir, "sweep_summary.md"), f"# Sweep {os.path.basename(os.path.normpath(sweep_dir))}\n\n{text}\n")
+    _write_atomic(os.path.join(sweep_dir, "sweep_summary.json"), json.dumps(rows, indent=1))
     if print_table:
         print(f"Sweep summary ({sweep_dir}/sweep_summary.md):\n{text}", flush=True)
     return rows
@@ -233,8 +236,8 @@ def _launch_local_runs(main, args, axes, runs, sweep_dir) -> List[Dict[str, Any]
 def _launch_slurm_array(main, args, axes, runs, sweep_dir):
     import submitit
 
-    from flexcore.engine.slurm import (SlurmJob, make_executor, portable_args, print_submission, require_slurm,
-                                       wait_for_jobs)
+    from flexcore.engine.slurm import (SlurmJob, job_log_paths, make_executor, portable_args, print_submission,
+                                       require_slurm, wait_for_jobs)
 
     require_slurm()
     folder = os.path.join(sweep_dir, "slurm")
@@ -256,7 +259,7 @@ def _launch_slurm_array(main, args, axes, runs, sweep_dir):
     print(f"Submitted sweep of {len(runs)} runs as SLURM job array {array_id} "
           f"(at most {args.array_parallelism} at once) in {sweep_dir}", flush=True)
     for run, job in zip(runs, jobs):
-        print(f"  {job.job_id}: {run.name}  log {job.paths.stdout}".replace("%t", "0"), flush=True)
+        print(f"  {job.job_id}: {run.name}  log {job_log_paths(job)['out']}", flush=True)
     print_submission(summary_job, sweep_dir, what="summary job (runs when the array ends)")
     if not args.wait:
         return jobs
@@ -266,15 +269,16 @@ def _launch_slurm_array(main, args, axes, runs, sweep_dir):
         print(f"Sweep run {run.name} (job {job.job_id}): {_slurm_status(sweep_dir, job.job_id)}", flush=True)
 
     wait_for_jobs(jobs, on_done=report)
-    wait_for_jobs([summary_job], timeout_s=600)
-    return summarize_sweep(sweep_dir)
+    return summarize_sweep(sweep_dir)  # the same table the summary job writes (atomically, both)
 
 
 def launch_sweep(main: Callable[[argparse.Namespace], Any], args: argparse.Namespace):
     """Run the ``--sweep`` grid: one SLURM job array, or one local run after another.
 
+    Returns the summary rows (the submitted jobs for SLURM without ``--wait``).
     Raises:
-        LaunchError: a malformed ``--sweep``, a binding gin rejects, or (local) failed runs.
+        LaunchError: a malformed ``--sweep``, or runs that failed (after the summary).
+        ConfigError: a binding gin rejects, before any run starts.
     """
     from flexcore.engine.defaults import DEFAULT_CONFIG, default_output_dir
     from flexcore.engine.slurm import check_config, portable_args
@@ -285,13 +289,16 @@ def launch_sweep(main: Callable[[argparse.Namespace], Any], args: argparse.Names
     for run in runs:  # a typo fails before any run starts
         check_config(portable_args(args, run.bindings, run.output_dir))
     if args.launcher == "slurm":
-        return _launch_slurm_array(main, args, axes, runs, sweep_dir)
-    _write_manifest(sweep_dir, axes, runs, "local")
-    rows = _launch_local_runs(main, args, axes, runs, sweep_dir)
+        rows = _launch_slurm_array(main, args, axes, runs, sweep_dir)
+        if not args.wait:
+            return rows  # the jobs
+    else:
+        _write_manifest(sweep_dir, axes, runs, "local")
+        rows = _launch_local_runs(main, args, axes, runs, sweep_dir)
     failed = [r["run"] for r in rows if r["status"] != "completed"]
     if failed:
         raise LaunchError(f"{len(failed)} of {len(rows)} sweep runs failed: {', '.join(failed)} "
-                          f"(tracebacks above; summary in {sweep_dir}/sweep_summary.md)")
+                          f"(their logs tell why; summary in {sweep_dir}/sweep_summary.md)")
     return rows
 
 

@@ -33,18 +33,19 @@ def read_metrics(output_dir):
         return [json.loads(line) for line in f]
 
 
-def slurm_ids():
-    out = subprocess.run(["squeue", "-h", "-o", "%A"], capture_output=True, text=True, check=True).stdout
-    return set(out.split())
+def slurm_ids(under=None):
+    """Queued/running job ids, optionally only those whose batch script lies under a folder."""
+    out = subprocess.run(["squeue", "-h", "-o", "%A|%o"], capture_output=True, text=True, check=True).stdout
+    rows = [line.split("|", 1) for line in out.splitlines() if "|" in line]
+    return {job for job, command in rows if under is None or command.startswith(str(under))}
 
 
 @pytest.fixture
-def slurm(monkeypatch):
-    """The job's Python finds the test helpers; whatever a test submitted is cancelled after it."""
+def slurm(monkeypatch, tmp_path):
+    """The job's Python finds the test helpers; whatever the test left queued is cancelled."""
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join([HERE, os.environ.get("PYTHONPATH", "")]))
-    before = slurm_ids()
     yield
-    leftover = slurm_ids() - before
+    leftover = slurm_ids(under=tmp_path)  # only this test's jobs: other runs may share the cluster
     if leftover:
         subprocess.run(["scancel", *sorted(leftover)], check=False)
 
@@ -59,7 +60,8 @@ def poll(condition, timeout_s, what, every_s=0.5):
     raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
 
 
-slurm_test = [pytest.mark.slurm, pytest.mark.slow]
+# A stuck queue fails the test (its jobs are cancelled) instead of hanging the suite.
+slurm_test = [pytest.mark.slurm, pytest.mark.slow, pytest.mark.timeout(2 * JOB_TIMEOUT_S)]
 
 
 def with_marks(marks):
@@ -106,8 +108,8 @@ def test_sweep_is_one_job_array_with_a_summary(tmp_path, slurm, capsys):
     names = ["hidden-4_seed-0", "hidden-4_seed-1", "hidden-8_seed-0", "hidden-8_seed-1"]
     assert [r["run"] for r in rows] == names
     assert len({r["job_id"].split("_")[0] for r in rows}) == 1  # one array
-    script = next((sweep_dir / "slurm").glob("*_submission.sh")).read_text()
-    assert "#SBATCH --array=0-3%2" in script
+    scripts = [p.read_text() for p in (sweep_dir / "slurm").glob("*_submission.sh")]
+    assert sum("#SBATCH --array=0-3%2" in text for text in scripts) == 1  # + the summary job's script
     for row, name in zip(rows, names):
         assert row["status"] == "completed"
         assert row["final"]["epoch"] == 1
@@ -151,6 +153,7 @@ def test_preempted_job_requeues_and_resumes_without_losing_an_epoch(tmp_path, sl
 
 @with_marks(slurm_test)
 def test_failing_job_shows_its_error_and_log_path(tmp_path, slurm):
+    """Rank 1 of a 2-task DDP job raises: rank 0 must not wait for it forever."""
     script = tmp_path / "run_tiny.py"
     script.write_text(textwrap.dedent(
         """
@@ -162,16 +165,16 @@ def test_failing_job_shows_its_error_and_log_path(tmp_path, slurm):
             sys.exit(defaults.cli_entry())
         """
     ))
-    (tmp_path / "tiny.gin").write_text("tiny_experiment.fail_on_rank = 0\n")
+    (tmp_path / "tiny.gin").write_text("tiny_experiment.fail_on_rank = 1\n")
     result = subprocess.run(
         [sys.executable, str(script), "--config-file", "tiny.gin", "--output-dir", "out",
-         "--launcher", "slurm", "--time", "5", "--wait"],
+         "--launcher", "slurm", "--tasks-per-node", "2", "--time", "5", "--wait"],
         cwd=tmp_path, capture_output=True, text=True, timeout=JOB_TIMEOUT_S,
     )
     assert result.returncode == 1
-    assert "Launch error: SLURM job" in result.stderr and "failed" in result.stderr
-    assert "ValueError: tiny_main failed on purpose on rank 0" in result.stderr
-    log = next((tmp_path / "out" / "slurm").glob("*_0_log.out"))
+    assert "Launch error: SLURM job" in result.stderr and "failed (task 1)" in result.stderr
+    assert "ValueError: tiny_main failed on purpose on rank 1" in result.stderr
+    log = next((tmp_path / "out" / "slurm").glob("*_1_log.out"))
     assert f"Log: {log}" in result.stderr
 
 

@@ -118,13 +118,10 @@ class MAGNet(GaborNet):
             self.dim, self.hidden_channels, scale, concentration, beta, self.init_spatial_value, self.steerable
         )
 
-    def filter_bank(self, x: torch.Tensor) -> torch.Tensor:
+    def window_bank(self, x: torch.Tensor) -> torch.Tensor:
         if not self.steerable:
-            return super().filter_bank(x)
-        weight, bias = self._cat_linear()
-        window = rotated_gaussian_window(x, self._cat("mu"), self._cat("gamma"), self._cat("theta"))
-        out = window * torch.sin(torch.addmm(bias.unsqueeze(1), weight, x))
-        return out.view(len(self.filters), self.hidden_channels, -1)
+            return super().window_bank(x)
+        return rotated_gaussian_window(x, self._cat("mu"), self._cat("gamma"), self._cat("theta"))
 
     def extra_repr(self) -> str:
         return f"{super().extra_repr()}, steerable={self.steerable}"

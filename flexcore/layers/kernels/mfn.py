@@ -95,8 +95,9 @@ class GaborFilter(nn.Module):
         unit = 2 * torch.rand(hidden_channels, dim) - 1
         self.init_spatial_value = init_spatial_value
         self.mu = nn.Parameter(init_spatial_value * unit)
-        # The unit draw, so set_spatial_init reproduces construction with another value bit for bit.
-        self.register_buffer("mu_unit", unit, persistent=False)
+        # The unit draw, so set_spatial_init reproduces construction with another value bit
+        # for bit. A plain attribute, not a buffer: no DDP broadcast, not in named_buffers().
+        self._mu_unit = unit
         shape = (hidden_channels, dim if anisotropic else 1)
         self.gamma = nn.Parameter(torch.distributions.Gamma(alpha, beta).sample(shape))
         with torch.no_grad():
@@ -106,13 +107,14 @@ class GaborFilter(nn.Module):
     def set_spatial_init(self, value: float) -> None:
         """Re-spread the initial μ over ``[-value, value]^D`` (exactly as if built with ``value``)."""
         value = clamp_spatial_value(type(self).__name__, value)
+        unit = self._mu_unit  # computed where it was drawn, then cast: exact on any device/dtype
         with torch.no_grad():
-            if not torch.equal(self.mu, self.init_spatial_value * self.mu_unit):
+            if not torch.equal(self.mu, (self.init_spatial_value * unit).to(self.mu)):
                 raise RuntimeError(
                     "set_spatial_init only applies to a freshly built kernel net: the Gaussian "
                     "centres mu changed since construction (trained or loaded weights)."
                 )
-            self.mu.copy_(value * self.mu_unit)
+            self.mu.copy_((value * unit).to(self.mu))
         self.init_spatial_value = value
 
     def window(self, x: torch.Tensor) -> torch.Tensor:
@@ -258,8 +260,6 @@ class GaborNet(MFNBase):
         beta: Gamma rate β.
     """
 
-    _anisotropic = False
-
     def __init__(
         self,
         dim: int,
@@ -297,10 +297,13 @@ class GaborNet(MFNBase):
             f.set_spatial_init(value)
         self.init_spatial_value = self.filters[0].init_spatial_value
 
+    def window_bank(self, x: torch.Tensor) -> torch.Tensor:
+        """Gaussian windows of all filters: ``(D, N)`` to ``((L + 1)·H, N)``."""
+        return gaussian_window(x, self._cat("mu"), self._cat("gamma"))
+
     def filter_bank(self, x: torch.Tensor) -> torch.Tensor:
         weight, bias = self._cat_linear()
-        window = gaussian_window(x, self._cat("mu"), self._cat("gamma"))
-        out = window * torch.sin(torch.addmm(bias.unsqueeze(1), weight, x))
+        out = self.window_bank(x) * torch.sin(torch.addmm(bias.unsqueeze(1), weight, x))
         return out.view(len(self.filters), self.hidden_channels, -1)
 
     def extra_repr(self) -> str:

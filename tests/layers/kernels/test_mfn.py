@@ -159,3 +159,13 @@ def test_bad_hyper_parameters(cls, kwargs, match):
 def test_bad_gabor_hyper_parameters(cls, kwargs, match):
     with pytest.raises(ValueError, match=f"{cls.__name__}: {match}"):
         cls(2, 4, **kwargs)
+
+
+def test_set_spatial_init_after_dtype_change_and_no_extra_buffers():
+    torch.manual_seed(0)
+    reference = MAGNet(2, 4, init_spatial_value=0.125025).double()
+    torch.manual_seed(0)
+    net = MAGNet(2, 4).double()
+    net.set_spatial_init(0.125025)
+    assert all(torch.equal(a.mu, b.mu) for a, b in zip(net.filters, reference.filters))
+    assert dict(net.named_buffers()) == {}  # nothing for DDP to broadcast

@@ -1,0 +1,285 @@
+"""The training loop: ``TrainerBase`` runs steps, hooks do everything around them.
+
+Shape of detectron2's loop. ``TrainerBase.train`` calls, in order,
+``before_train``, then per iteration ``before_step``, ``run_step`` (which calls
+``after_backward``), ``after_step``, and finally ``after_train`` (also after an error).
+Each hook's methods run in registration order; :mod:`flexcore.engine.hooks` documents
+the default order.
+"""
+from __future__ import annotations
+
+import logging
+import math
+import time
+import weakref
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence
+
+import torch
+import torch.nn as nn
+
+from flexcore.utils import comm
+from flexcore.utils.events import EventStorage, get_event_storage
+
+__all__ = ["HookBase", "TrainerBase", "SimpleTrainer", "NonFiniteLossError", "unwrap_model"]
+
+logger = logging.getLogger("flexcore")
+
+
+class NonFiniteLossError(FloatingPointError):
+    """The loss became NaN or infinite; training stops before the bad update is applied.
+
+    Attributes:
+        iteration: the iteration whose loss was not finite.
+        losses: every loss term of that step, as floats.
+    """
+
+    def __init__(self, iteration: int, losses: Mapping[str, float], message: str = ""):
+        self.iteration = iteration
+        self.losses = dict(losses)
+        terms = ", ".join(f"{k}={v:.4g}" for k, v in self.losses.items())
+        super().__init__(
+            message
+            or f"Loss is not finite at iteration {iteration} ({terms}); training stopped before "
+            "applying that update."
+        )
+
+
+def unwrap_model(model: nn.Module) -> nn.Module:
+    """The module inside a DistributedDataParallel / DataParallel wrapper (or the model)."""
+    return model.module if isinstance(model, (nn.parallel.DistributedDataParallel, nn.DataParallel)) else model
+
+
+class HookBase:
+    """A training-loop hook: override the phases you need.
+
+    ``self.trainer`` is set (as a weak proxy) when the hook is registered. Hooks that
+    must survive a resume return their state from :meth:`state_dict`; it is saved in
+    every checkpoint under the hook's class name.
+    """
+
+    trainer: "TrainerBase" = None  # type: ignore[assignment]
+
+    def before_train(self) -> None:
+        pass
+
+    def after_train(self) -> None:
+        pass
+
+    def before_step(self) -> None:
+        pass
+
+    def after_backward(self) -> None:
+        pass
+
+    def after_step(self) -> None:
+        pass
+
+    def state_dict(self) -> Dict[str, Any]:
+        return {}
+
+    def load_state_dict(self, state: Dict[str, Any]) -> None:
+        pass
+
+
+class TrainerBase:
+    """Runs ``run_step`` from ``start_iter`` to ``max_iter`` and calls the hooks around it.
+
+    Attributes:
+        iter: the current iteration; equals ``max_iter`` once training completed.
+        start_iter, max_iter: the range of this call to :meth:`train`.
+        completed: True once every iteration ran (hooks use it in ``after_train`` to tell
+            a finished run from one that stopped on an error).
+        storage: the :class:`EventStorage` of the running loop.
+    """
+
+    def __init__(self) -> None:
+        self._hooks: List[HookBase] = []
+        self.iter = 0
+        self.start_iter = 0
+        self.max_iter = 0
+        self.completed = False
+        self.storage: Optional[EventStorage] = None
+
+    @property
+    def hooks(self) -> List[HookBase]:
+        return list(self._hooks)
+
+    def register_hooks(self, hooks: Sequence[Optional[HookBase]]) -> None:
+        """Append hooks (``None`` entries are skipped); they run in the order given."""
+        for hook in hooks:
+            if hook is None:
+                continue
+            if not isinstance(hook, HookBase):
+                raise TypeError(f"{type(hook).__name__} is not a HookBase; hooks must subclass flexcore.engine.HookBase")
+            # A weak proxy avoids a trainer <-> hook reference cycle.
+            hook.trainer = weakref.proxy(self)
+            self._hooks.append(hook)
+
+    def train(self, start_iter: int, max_iter: int) -> None:
+        """Run iterations ``start_iter .. max_iter - 1``."""
+        logger.info("Starting training from iteration %d (of %d)", start_iter, max_iter)
+        self.iter = self.start_iter = start_iter
+        self.max_iter = max_iter
+        self.completed = False
+        with EventStorage(start_iter) as self.storage:
+            try:
+                self.before_train()
+                for self.iter in range(start_iter, max_iter):
+                    self.before_step()
+                    self.run_step()
+                    self.after_step()
+                self.iter = max_iter
+                self.completed = True
+            except NonFiniteLossError:
+                raise  # a clear, expected stop: the caller reports it without a traceback
+            except Exception:
+                logger.exception("Exception during training at iteration %d:", self.iter)
+                raise
+            finally:
+                self.after_train()
+
+    def before_train(self) -> None:
+        for hook in self._hooks:
+            hook.before_train()
+
+    def after_train(self) -> None:
+        self.storage.iter = self.iter
+        for hook in self._hooks:
+            hook.after_train()
+
+    def before_step(self) -> None:
+        self.storage.iter = self.iter
+        for hook in self._hooks:
+            hook.before_step()
+
+    def after_backward(self) -> None:
+        for hook in self._hooks:
+            hook.after_backward()
+
+    def after_step(self) -> None:
+        for hook in self._hooks:
+            hook.after_step()
+
+    def run_step(self) -> None:
+        raise NotImplementedError
+
+    def state_dict(self) -> Dict[str, Any]:
+        """Last completed iteration and hook states (for checkpoints); resume starts after it."""
+        hooks = {}
+        for hook in self._hooks:
+            state = hook.state_dict()
+            if state:
+                name = type(hook).__qualname__
+                if name in hooks:
+                    logger.warning("Two hooks of type %s hold state; only the first is checkpointed.", name)
+                    continue
+                hooks[name] = state
+        # After the loop `iter` is max_iter ("all done"); the last completed one is max_iter - 1.
+        return {"iteration": min(self.iter, self.max_iter - 1), "hooks": hooks}
+
+    def load_state_dict(self, state: Dict[str, Any]) -> None:
+        self.iter = int(state["iteration"])
+        for key, value in state.get("hooks", {}).items():
+            for hook in self._hooks:
+                if type(hook).__qualname__ == key:
+                    hook.load_state_dict(value)
+                    break
+            else:
+                logger.warning("Checkpoint holds state of hook %r, which this trainer does not have.", key)
+
+
+class SimpleTrainer(TrainerBase):
+    """One step = one batch: forward, task loss + regularisers, backward, clip, update.
+
+    Args:
+        model: the network (possibly DDP-wrapped), in training mode.
+        data_loader: an iterable of ``(inputs, targets)`` batches, consumed without end
+            (epochs are the sampler's business).
+        optimizer: the optimiser over ``model``'s parameters.
+        loss_fn: ``loss_fn(outputs, targets) -> scalar`` (the task loss).
+        regularizers: name -> ``callable(model) -> scalar``; each is added to the loss and
+            logged as ``reg/<name>``. They receive the unwrapped model.
+        grad_clip: clip threshold; 0 disables clipping.
+        grad_clip_type: ``"norm"`` (total L2 norm, as the original) or ``"value"``.
+        device: where batches are moved (default: the model's device).
+        batch_metrics: ``fn(outputs, targets) -> dict`` of extra per-batch scalars
+            (e.g. training accuracy), computed without gradients.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        data_loader: Any,
+        optimizer: torch.optim.Optimizer,
+        loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+        regularizers: Optional[Mapping[str, Callable[[nn.Module], torch.Tensor]]] = None,
+        grad_clip: float = 0.0,
+        grad_clip_type: str = "norm",
+        device: Optional[torch.device] = None,
+        batch_metrics: Optional[Callable[[torch.Tensor, torch.Tensor], Dict[str, float]]] = None,
+    ):
+        super().__init__()
+        if grad_clip_type not in ("norm", "value"):
+            raise ValueError(f"grad_clip_type must be 'norm' or 'value', got {grad_clip_type!r}")
+        model.train()
+        self.model = model
+        self.data_loader = data_loader
+        self.optimizer = optimizer
+        self.loss_fn = loss_fn
+        self.regularizers = dict(regularizers or {})
+        self.grad_clip = float(grad_clip)
+        self.grad_clip_type = grad_clip_type
+        self.device = device if device is not None else next(model.parameters()).device
+        self.batch_metrics = batch_metrics
+        self._data_iter = None
+
+    @property
+    def data_iter(self):
+        if self._data_iter is None:
+            self._data_iter = iter(self.data_loader)
+        return self._data_iter
+
+    def reset_data_iter(self) -> None:
+        """Drop the running loader iterator (after the loader was rebuilt, e.g. on resume)."""
+        self._data_iter = None
+
+    def run_step(self) -> None:
+        assert self.model.training, "SimpleTrainer.run_step: the model was left in eval mode"
+        start = time.perf_counter()
+        inputs, targets = next(self.data_iter)
+        data_time = time.perf_counter() - start
+        inputs = inputs.to(self.device, non_blocking=True)
+        targets = targets.to(self.device, non_blocking=True)
+
+        outputs = self.model(inputs)
+        losses = {"loss": self.loss_fn(outputs, targets)}
+        bare = unwrap_model(self.model)
+        for name, regularizer in self.regularizers.items():
+            losses[f"reg/{name}"] = regularizer(bare)
+        total = losses["loss"] if len(losses) == 1 else sum(losses.values())
+
+        values = {k: float(v.detach()) for k, v in losses.items()}
+        if len(losses) > 1:
+            values["total_loss"] = float(total.detach())
+        if self.batch_metrics is not None:
+            with torch.no_grad():
+                values.update(self.batch_metrics(outputs.detach(), targets))
+        values["data_time"] = data_time
+        # One reduction per step (means over ranks); a NaN on any rank reaches every rank, so all stop together.
+        values = comm.all_reduce_dict(values)
+        if not math.isfinite(values.get("total_loss", values["loss"])):
+            raise NonFiniteLossError(self.iter, {k: v for k, v in values.items() if k == "loss" or k.startswith("reg/")})
+
+        self.optimizer.zero_grad(set_to_none=True)
+        total.backward()
+        self.after_backward()
+        if self.grad_clip > 0:
+            params = [p for group in self.optimizer.param_groups for p in group["params"] if p.grad is not None]
+            if self.grad_clip_type == "norm":
+                # identical on every rank: DDP has averaged the gradients already
+                values["grad_norm"] = float(torch.nn.utils.clip_grad_norm_(params, self.grad_clip))
+            else:
+                torch.nn.utils.clip_grad_value_(params, self.grad_clip)
+        self.optimizer.step()
+
+        get_event_storage().put_scalars(**values)

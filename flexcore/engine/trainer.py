@@ -1,0 +1,405 @@
+"""The gin-configured ``Trainer``: builds data, model, solver, hooks from the config and trains.
+
+    trainer = Trainer(output_dir)            # everything else comes from gin
+    trainer.resume_or_load(resume=args.resume)
+    results = trainer.train()                # or trainer.evaluate_only(weights)
+"""
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import time
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Union
+
+import gin
+import torch
+import torch.nn as nn
+from tabulate import tabulate
+
+from flexcore.checkpoint import Checkpointer, get_rng_state, set_rng_state
+from flexcore.data.base import build_dataset
+from flexcore.data.samplers import TrainingBatchSampler, build_test_loader, build_train_loader, per_rank_batch_size
+from flexcore.engine import hooks as H
+from flexcore.engine.evaluation import build_task, evaluate
+from flexcore.engine.train_loop import HookBase, NonFiniteLossError, SimpleTrainer, TrainerBase, unwrap_model
+from flexcore.modeling.build import build_model
+from flexcore.solver import Adam, Constant, build_param_groups
+from flexcore.utils import comm
+from flexcore.utils.env import seed_all_rng, set_deterministic
+from flexcore.utils.events import CommonMetricPrinter, JSONWriter, TensorboardWriter
+from flexcore.utils.file_io import atomic_open
+
+__all__ = ["Trainer", "count_parameters"]
+
+logger = logging.getLogger("flexcore")
+
+
+def count_parameters(model: nn.Module) -> int:
+    """Trainable parameters (``requires_grad``; buffers excluded), as the original's ``no_params``."""
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+def _resolve_device(device: str) -> torch.device:
+    if device == "auto":
+        return torch.device(f"cuda:{comm.get_local_rank()}") if torch.cuda.is_available() else torch.device("cpu")
+    return torch.device(device)
+
+
+@gin.configurable(module="engine")
+class Trainer(TrainerBase):
+    """Train and evaluate one experiment; every argument but ``output_dir`` comes from gin.
+
+    Args:
+        output_dir: where checkpoints, metrics and logs go.
+        dataset: registered dataset name. Per-split options go through gin scopes
+            ``train/``, ``val/``, ``test/`` (``train/build_dataset.augment = ...`` or
+            ``train/Digits.resolution = 8``).
+        batch_size: the global batch (split evenly over DDP processes).
+        eval_batch_size: batch for evaluation (default: ``batch_size``).
+        num_workers: loader worker processes per rank.
+        epochs, max_iter: the run's length; give exactly one.
+        lr: base learning rate (groups scale it by their ``lr_factor``).
+        optimizer: ``OPTIMIZERS`` factory ``(param_groups, lr) -> Optimizer`` (``@Adam``).
+        schedule: ``LR_SCHEDULES`` factory ``(optimizer, max_iter, iters_per_epoch)`` (``@Cosine``).
+        param_groups: ``(model) -> groups`` (``build_param_groups``: mask/omega_0 lr factors,
+            weight-decay rules).
+        regularizers: name -> ``REGULARIZERS`` factory (or a list of factories), each
+            ``() -> callable(model) -> scalar`` added to the loss and logged as ``reg/<name>``.
+        grad_clip, grad_clip_type: gradient clipping (0: off; ``"norm"`` or ``"value"``).
+        eval_period, checkpoint_period: how often to validate / save, in ``period_unit``
+            (0: only at the end).
+        period_unit: ``"epoch"`` or ``"iter"``.
+        log_period: iterations between metric lines (console, metrics.json, TensorBoard).
+        max_to_keep: periodic checkpoints kept (None: all).
+        seed: seeds model init, data order and augmentation (-1: draw one).
+        deterministic: deterministic kernels (see :func:`flexcore.utils.env.set_deterministic`).
+        val_split: split for model selection (None: select on ``test_split``, as the
+            original's image experiments did).
+        test_split: split for the final test (None: no test).
+        fake_data: random data of the dataset's shape (``--fake-data``).
+        drop_last: drop each epoch's last incomplete training batch.
+        device: ``"auto"`` (this rank's GPU, else CPU), ``"cpu"``, ``"cuda:0"``, ...
+        init_weights: checkpoint to initialise the model from (``--weights``).
+        init_strict: a key/shape mismatch with ``init_weights`` is an error (False: load
+            what fits and log the rest).
+        weights_only: safe checkpoint loading (``--unsafe-load`` turns it off).
+        extra_hooks: ``HOOKS`` factories ``() -> HookBase`` run after the built-in ones.
+        tensorboard: write TensorBoard event files.
+        profile_steps: profile this many steps with ``TorchProfiler`` (``--profile N``).
+    """
+
+    def __init__(
+        self,
+        output_dir: str,
+        dataset: str = gin.REQUIRED,
+        batch_size: int = 64,
+        eval_batch_size: Optional[int] = None,
+        num_workers: int = 0,
+        epochs: int = 0,
+        max_iter: int = 0,
+        lr: float = 1e-3,
+        optimizer: Callable[..., torch.optim.Optimizer] = Adam,
+        schedule: Callable[..., Any] = Constant,
+        param_groups: Callable[[nn.Module], List[Dict[str, Any]]] = build_param_groups,
+        regularizers: Union[Mapping[str, Callable[[], Callable]], Sequence[Callable[[], Callable]]] = (),
+        grad_clip: float = 0.0,
+        grad_clip_type: str = "norm",
+        eval_period: int = 1,
+        checkpoint_period: int = 1,
+        period_unit: str = "epoch",
+        log_period: int = 20,
+        max_to_keep: Optional[int] = 3,
+        seed: int = 0,
+        deterministic: bool = False,
+        val_split: Optional[str] = "val",
+        test_split: Optional[str] = "test",
+        fake_data: bool = False,
+        drop_last: bool = False,
+        device: str = "auto",
+        init_weights: Optional[str] = None,
+        init_strict: bool = True,
+        weights_only: bool = True,
+        extra_hooks: Sequence[Callable[[], HookBase]] = (),
+        tensorboard: bool = True,
+        profile_steps: int = 0,
+    ):
+        super().__init__()
+        if period_unit not in ("epoch", "iter"):
+            raise ValueError(f"Trainer.period_unit must be 'epoch' or 'iter', got {period_unit!r}")
+        if bool(epochs) == bool(max_iter):
+            raise ValueError(
+                f"Give exactly one of Trainer.epochs ({epochs}) or Trainer.max_iter ({max_iter}) "
+                "(e.g. --gin 'Trainer.epochs = 10')."
+            )
+        self.output_dir = output_dir
+        self.dataset_name = dataset
+        self.batch_size = batch_size
+        self.eval_batch_size = eval_batch_size or batch_size
+        self.num_workers = num_workers
+        self.drop_last = drop_last
+        self.fake_data = fake_data
+        self.init_weights = init_weights
+        self.init_strict = init_strict
+        self.start_iter = 0
+        self.validation_result: Optional[Dict[str, Any]] = None
+        self.results: Dict[str, Any] = {}
+
+        set_deterministic(deterministic)
+        self.seed = seed_all_rng(seed)
+
+        # Data (per-split gin scopes), then the model from the training split's metadata.
+        self.train_set = self._build_split("train")
+        self.val_set = self._build_split(val_split) if val_split else None
+        self.test_set = self._build_split(test_split) if test_split else None
+        self.metadata = self.train_set.metadata
+        self.task = build_task(self.metadata)
+        # Every rank builds the same initial model (DDP also broadcasts rank 0's).
+        model = build_model(self.metadata)
+        self.device = _resolve_device(device)
+        model.to(self.device)
+        self.num_parameters = count_parameters(model)
+        logger.info("Model: %s with %s trainable parameters", type(model).__name__, f"{self.num_parameters:,}")
+        # Different dropout/augmentation streams per rank from here on.
+        seed_all_rng(self.seed + comm.get_rank())
+        if comm.get_world_size() > 1:
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            model = nn.parallel.DistributedDataParallel(model, device_ids=ids)
+        self.model = model
+
+        # Schedule length.
+        sampler = TrainingBatchSampler(len(self.train_set), per_rank_batch_size(batch_size), drop_last=drop_last)
+        self.iters_per_epoch = sampler.iters_per_epoch
+        self.max_iter = max_iter or epochs * self.iters_per_epoch
+        self.profile_steps = profile_steps
+        unit = self.iters_per_epoch if period_unit == "epoch" else 1
+        self.eval_period = eval_period * unit
+        self.checkpoint_period = checkpoint_period * unit
+        logger.info(
+            "Data: %s (%d train / %s val / %s test samples); global batch %d = %d per process x %d; "
+            "%d iterations per epoch, %d iterations (%.4g epochs)",
+            dataset, len(self.train_set), len(self.val_set) if self.val_set is not None else "no",
+            len(self.test_set) if self.test_set is not None else "no", batch_size,
+            per_rank_batch_size(batch_size), comm.get_world_size(), self.iters_per_epoch, self.max_iter,
+            self.max_iter / self.iters_per_epoch,
+        )
+
+        # Solver.
+        self.optimizer = optimizer(param_groups(unwrap_model(model)), lr=lr)
+        self.scheduler = schedule(self.optimizer, max_iter=self.max_iter, iters_per_epoch=self.iters_per_epoch)
+        self.regularizers = self._build_regularizers(regularizers)
+
+        self._trainer = SimpleTrainer(
+            model, None, self.optimizer, self.task.loss, self.regularizers, grad_clip=grad_clip,
+            grad_clip_type=grad_clip_type, device=self.device, batch_metrics=self.task.train_batch_metrics,
+        )
+        self.checkpointer = Checkpointer(
+            unwrap_model(model), output_dir, weights_only=weights_only,
+            optimizer=self.optimizer, scheduler=self.scheduler, trainer=self,
+        )
+        self.log_period = log_period
+        self.tensorboard = tensorboard
+        self.max_to_keep = max_to_keep
+        self.register_hooks(self.build_hooks(extra_hooks))
+
+    # -- construction -------------------------------------------------------------------
+    def _build_split(self, split: str):
+        with gin.config_scope(split):
+            dataset = build_dataset(name=self.dataset_name, split=split, fake=self.fake_data)
+        if not hasattr(dataset, "metadata"):
+            raise TypeError(f"Dataset {self.dataset_name!r} ({split}) has no .metadata; see docs/contracts.md")
+        return dataset
+
+    @staticmethod
+    def _build_regularizers(regularizers) -> Dict[str, Callable[[nn.Module], torch.Tensor]]:
+        items = regularizers.items() if isinstance(regularizers, Mapping) else [
+            (getattr(factory, "__name__", type(factory).__name__), factory) for factory in regularizers
+        ]
+        built = {}
+        for name, factory in items:
+            if name in built:
+                raise ValueError(f"Two regularizers are named {name!r}; give them names: Trainer.regularizers = {{...}}")
+            built[name] = factory()
+        return built
+
+    def _eval_loader(self, dataset):
+        return None if dataset is None else build_test_loader(dataset, self.eval_batch_size, self.num_workers)
+
+    def build_hooks(self, extra_hooks: Sequence[Callable[[], HookBase]] = ()) -> List[Optional[HookBase]]:
+        """The default hooks in their documented order (see :mod:`flexcore.engine.hooks`).
+
+        A profiling run (``profile_steps``) keeps only the timer, the profiler and the
+        schedule: it writes no checkpoints or metrics, so its output dir stays reusable.
+        """
+        main = comm.is_main_process()
+        hooks: List[Optional[HookBase]] = [H.IterationTimer()]
+        self.eval_hook = None
+        if self.profile_steps:
+            hooks.append(H.TorchProfiler(os.path.join(self.output_dir, "profile"), warmup_steps=2,
+                                         num_steps=self.profile_steps))
+            hooks.append(H.LRScheduler(self.optimizer, self.scheduler))
+            return hooks
+        if self.val_set is not None or self.test_set is not None:
+            self.eval_hook = H.EvalHook(
+                self.eval_period, self.task, self._eval_loader(self.val_set), self._eval_loader(self.test_set),
+                checkpointer=self.checkpointer, iters_per_epoch=self.iters_per_epoch,
+            )
+            hooks.append(self.eval_hook)
+        hooks += [
+            H.LRScheduler(self.optimizer, self.scheduler),
+            H.KernelSizeLogger(period=self.log_period),
+            H.PeriodicCheckpointer(self.checkpointer, self.checkpoint_period, max_to_keep=self.max_to_keep),
+        ]
+        hooks += [factory() for factory in extra_hooks]
+        if main:
+            # Writers are attached in train(): they need the start iteration (resume).
+            hooks.append(H.PeriodicWriter([], period=self.log_period))
+            hooks.append(H.Progress())
+        return hooks
+
+    def _open_writers(self) -> None:
+        writer_hook = next((h for h in self._hooks if isinstance(h, H.PeriodicWriter)), None)
+        if writer_hook is None:
+            return
+        start = self.start_iter
+        writers = [
+            CommonMetricPrinter(self.max_iter, window_size=self.log_period, iters_per_epoch=self.iters_per_epoch,
+                                keys=("train/accuracy",)),
+            JSONWriter(os.path.join(self.output_dir, "metrics.json"), window_size=self.log_period, start_iter=start,
+                       iters_per_epoch=self.iters_per_epoch),
+        ]
+        if self.tensorboard:
+            writers.append(TensorboardWriter(self.output_dir, window_size=self.log_period, start_iter=start))
+        writer_hook.writers = writers
+
+    # -- checkpoint state ------------------------------------------------------------------
+    def state_dict(self) -> Dict[str, Any]:
+        state = super().state_dict()
+        state["rng"] = get_rng_state()
+        return state
+
+    def load_state_dict(self, state: Dict[str, Any]) -> None:
+        super().load_state_dict(state)
+        if "rng" in state:
+            set_rng_state(state["rng"])
+
+    # -- running ----------------------------------------------------------------------------
+    def resume_or_load(self, resume: bool = True, weights: Optional[str] = None) -> None:
+        """Continue from ``last_checkpoint`` (``resume`` and one exists), else initialise from weights.
+
+        Args:
+            resume: look for the output dir's last checkpoint.
+            weights: model weights for a fresh start (default ``Trainer.init_weights``).
+        """
+        if resume and self.checkpointer.has_checkpoint():
+            path = self.checkpointer.get_checkpoint_file()
+            self.checkpointer.load(path)  # restores the iteration, hooks and RNG states last
+            self.start_iter = self.iter + 1
+            logger.info("Resumed from %s: continuing at iteration %d of %d", path, self.start_iter, self.max_iter)
+        else:
+            if resume:
+                logger.info("--resume: no checkpoint in %s yet, starting from scratch", self.output_dir)
+            path = weights or self.init_weights
+            if path:
+                self.checkpointer.load(path, checkpointables=[], strict=self.init_strict)
+            self.start_iter = 0
+
+    def run_step(self) -> None:
+        self._trainer.iter = self.iter
+        self._trainer.run_step()
+
+    def train(self) -> Dict[str, Any]:
+        """Train from ``start_iter`` to ``max_iter``; returns the results (also in ``summary.json``)."""
+        start = time.perf_counter()
+        self._trainer.data_loader = build_train_loader(
+            self.train_set, self.batch_size, seed=self.seed, num_workers=self.num_workers,
+            start_iter=self.start_iter, drop_last=self.drop_last, pin_memory=self.device.type == "cuda",
+        )
+        self._trainer.reset_data_iter()
+        self._open_writers()
+        end = self.max_iter
+        if self.profile_steps:  # warm-up steps + profiled steps, then stop
+            end = min(self.max_iter, self.start_iter + 2 + self.profile_steps)
+        try:
+            super().train(self.start_iter, end)
+        except NonFiniteLossError as exc:
+            last = self.checkpointer.get_checkpoint_file() if self.checkpointer.has_checkpoint() else ""
+            where = f"The last good checkpoint is {last}" if last else "No checkpoint was written before it"
+            raise NonFiniteLossError(
+                exc.iteration, exc.losses,
+                f"{exc} {where}; nothing was overwritten. Lower the learning rate (Trainer.lr), enable "
+                "gradient clipping (Trainer.grad_clip) or check the data, then rerun"
+                + (" with --resume." if last else "."),
+            ) from None
+        wall = time.perf_counter() - start
+        if self.profile_steps:
+            return {"profile": next(h for h in self._hooks if isinstance(h, H.TorchProfiler)).table}
+        self.results = self._summarize(wall)
+        return self.results
+
+    # -- results ----------------------------------------------------------------------------
+    def _summarize(self, wall_time: float) -> Dict[str, Any]:
+        timer = next(h for h in self._hooks if isinstance(h, H.IterationTimer))
+        steps = self.max_iter - self.start_iter
+        per_rank = per_rank_batch_size(self.batch_size)
+        throughput = per_rank * comm.get_world_size() * timer.counted_steps / timer.step_time if timer.step_time else float("nan")
+        results: Dict[str, Any] = {
+            "parameters": self.num_parameters,
+            "iterations": steps,
+            "epochs": round(self.max_iter / self.iters_per_epoch, 4),
+            "wall_time_s": round(wall_time, 2),
+            "train_samples_per_s": round(throughput, 1),
+        }
+        flops = self._flops()
+        if flops is not None:
+            results["flops"] = flops
+        if self.eval_hook is not None:
+            ev = self.eval_hook
+            metric = self.task.metric
+            if ev.best:
+                results[f"best_{ev.split}_{metric}"] = ev.best[metric]
+                results["best_iteration"] = ev.best["iteration"]
+                results["best_epoch"] = ev.best["epoch"]
+            for key, label in (("test_best", "test_{}_best_model"), ("test", "test_{}_final_model")):
+                if ev.results.get(key) and metric in ev.results[key]:
+                    results[label.format(metric)] = ev.results[key][metric]
+                    if "top5" in ev.results[key]:
+                        results[label.format("top5")] = ev.results[key]["top5"]
+        rows = [(k, f"{v:,}" if isinstance(v, int) else f"{v:.4g}" if isinstance(v, float) else v) for k, v in results.items()]
+        logger.info("Summary of %s:\n%s", self.output_dir, tabulate(rows, headers=["", "value"], tablefmt="github"))
+        if comm.is_main_process():
+            with atomic_open(os.path.join(self.output_dir, "summary.json"), "w") as f:
+                json.dump(results, f, indent=2)
+        return results
+
+    def _flops(self) -> Optional[int]:
+        """Inference FLOPs of one sample, if ``flexcore.analysis`` provides a counter."""
+        try:
+            from flexcore.analysis import count_flops  # type: ignore[attr-defined]
+        except ImportError:
+            return None
+        sample = self.train_set[0][0].unsqueeze(0).to(self.device)
+        return int(count_flops(unwrap_model(self.model), sample))
+
+    def evaluate_only(self, weights: Optional[str] = None) -> Dict[str, Dict[str, float]]:
+        """Evaluate ``weights`` (default: the output dir's last checkpoint) on the val and test splits."""
+        path = weights or (self.checkpointer.get_checkpoint_file() if self.checkpointer.has_checkpoint() else "")
+        if not path:
+            raise FileNotFoundError(
+                f"--eval-only needs weights: pass --weights PATH, or point --output-dir at a run with a checkpoint "
+                f"({self.output_dir} has no last_checkpoint)."
+            )
+        self.checkpointer.load(path, checkpointables=[])
+        results = {}
+        for split, dataset in (("val", self.val_set), ("test", self.test_set)):
+            if dataset is not None:
+                results[split] = evaluate(self.model, self._eval_loader(dataset), self.task)
+        rows = [(split, *(f"{r.get(k, float('nan')):.4f}" for k in ("accuracy", "top5", "loss")), int(r["samples"]))
+                for split, r in results.items()]
+        logger.info("Evaluation of %s:\n%s", path,
+                    tabulate(rows, headers=["split", "accuracy", "top5", "loss", "samples"], tablefmt="github"))
+        if comm.is_main_process():
+            with atomic_open(os.path.join(self.output_dir, "eval_results.json"), "w") as f:
+                json.dump({"weights": path, **results}, f, indent=2)
+        return results

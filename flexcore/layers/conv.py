@@ -1,0 +1,476 @@
+"""Convolution layers: CKConv, FlexConv, SeparableFlexConv (continuous kernels) and Conv (discrete).
+
+A continuous convolution samples its kernel net on a grid of relative positions in
+``[-1, 1]^D`` (``train_length`` points per dim, fixed on the first forward like the
+original), optionally multiplies a mask and crops the grid to the mask's support
+(FlexConv), and convolves by the spatial or the FFT path. In eval mode the generated
+kernel is cached until a parameter or buffer changes. See docs/layers.md.
+"""
+from __future__ import annotations
+
+import math
+from typing import Callable, Iterable, List, Optional, Sequence, Tuple, Union
+
+import torch
+import torch.nn as nn
+from torch import Tensor
+
+from flexcore.layers import functional as FC
+from flexcore.layers.conv_base import ConvBase, make_baked_conv
+from flexcore.layers.masks import GaussianMask
+from flexcore.registry import CONVS, KERNEL_NETS, UnknownNameError
+
+__all__ = ["ContinuousConv", "CKConv", "FlexConv", "SeparableFlexConv", "Conv", "state_key"]
+
+Horizon = Union[str, int]
+
+
+def state_key(tensors: Iterable[Tensor]) -> Optional[Tuple]:
+    """Identity of a set of tensors' contents: object, version counter, storage, device, dtype.
+
+    Any in-place update (optimiser step, ``load_state_dict``, DDP buffer broadcast) bumps the
+    version counter; ``.to()``/``.double()`` swap the storage. Inference tensors carry no
+    version counter, hence None (= do not cache).
+    """
+    try:
+        return tuple((id(t), t._version, t.data_ptr(), t.device, t.dtype) for t in tensors)
+    except RuntimeError:
+        return None
+
+
+def _parse_horizon(layer: str, horizon) -> Horizon:
+    if horizon in ("same", "full"):
+        return horizon
+    try:
+        value = int(horizon)
+        if isinstance(horizon, float) and value != horizon:
+            raise ValueError
+    except (TypeError, ValueError):
+        raise ValueError(f"{layer}: horizon must be 'same', 'full' or an odd positive int, got {horizon!r}") from None
+    if value < 1 or value % 2 == 0:
+        raise ValueError(
+            f"{layer}: horizon must be odd (the kernel needs a centre), got {value}; use {value + 1} "
+            f"(e.g. resolution + 1, as the paper's image runs do)"
+        )
+    return value
+
+
+def _resolve_factory(layer: str, arg: str, value, registry) -> Callable[..., nn.Module]:
+    """A factory given directly (``@MAGNet`` in gin) or by registered name."""
+    if isinstance(value, str):
+        try:
+            return registry.get(value)
+        except UnknownNameError as exc:
+            raise UnknownNameError(f"{layer}.{arg}: {exc}") from None
+    if not callable(value):
+        raise TypeError(f"{layer}.{arg} must be a factory (e.g. @MAGNet in gin) or a registered name, got {value!r}")
+    return value
+
+
+class ContinuousConv(ConvBase):
+    """Base of continuous-kernel convolutions: kernel net on a relative-position grid, then conv.
+
+    Args:
+        in_channels, out_channels, dim, causal, stride, padding, fft: see ``ConvBase``.
+        kernel_net: kernel-net factory ``(dim, out_channels) -> nn.Module`` or registered
+            name; default MAGNet.
+        horizon: grid size per dim: ``'same'`` (input size, fixed on first forward),
+            ``'full'`` (``2 * size - 1``) or an odd int.
+        bias: learnable output bias, zero-initialised.
+        sampling_rate_norm: factor on the kernel (``(source/target)^2`` when evaluating at a
+            finer resolution than trained on).
+        groups: channel groups of the continuous kernel (``in_channels`` = depthwise).
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        dim: int,
+        causal: bool = False,
+        kernel_net: Union[Callable[..., nn.Module], str, None] = None,
+        horizon: Horizon = "same",
+        bias: bool = True,
+        fft: Union[bool, str] = "auto",
+        stride: Union[int, Sequence[int]] = 1,
+        padding="same",
+        sampling_rate_norm: float = 1.0,
+        groups: int = 1,
+    ):
+        super().__init__(in_channels, out_channels, dim, causal, stride, padding, fft)
+        name = type(self).__name__
+        self.horizon = _parse_horizon(name, horizon)
+        if groups < 1 or in_channels % groups or out_channels % groups:
+            raise ValueError(f"{name}: groups={groups} must divide in_channels and out_channels")
+        self.groups = groups
+        self.sampling_rate_norm = float(sampling_rate_norm)
+        factory = _resolve_factory(name, "kernel_net", "MAGNet" if kernel_net is None else kernel_net, KERNEL_NETS)
+        # Kernel entry (o, i) is kernel-net output channel o * C_in/groups + i (the original's layout).
+        self.kernel_channels = (out_channels, in_channels // groups)
+        self.kernel_net = factory(dim, out_channels * (in_channels // groups))
+        self.mask: Optional[nn.Module] = None
+        self.dynamic_cropping = False
+        self.bias = nn.Parameter(torch.zeros(out_channels)) if bias else None
+        # Grid points per dim; 0 = not yet fixed (set on the first forward or by set_resolution).
+        self.register_buffer("train_length", torch.zeros(dim, dtype=torch.int32))
+        if isinstance(self.horizon, int):
+            self.train_length.fill_(self.horizon)
+        self.conv_kernel: Optional[Tensor] = None  # kernel of the latest forward (weight decay reads it)
+        self._length_cache: Optional[Tuple] = None
+        self._grid_cache: Optional[Tuple] = None
+        self._crop_cache: Optional[Tuple] = None
+        self._kernel_cache: Optional[Tuple] = None
+
+    # -- grid -------------------------------------------------------------------------
+    def _grid_sizes(self) -> Tuple[int, ...]:
+        # Host copy of the buffer, re-read only when the buffer changed (no sync per forward).
+        key = state_key([self.train_length])
+        if key is None or self._length_cache is None or self._length_cache[0] != key:
+            self._length_cache = (key, tuple(int(v) for v in self.train_length.tolist()))
+        return self._length_cache[1]
+
+    def grid_size(self) -> Tuple[int, ...]:
+        """Full (uncropped) grid size per dim; raises if not fixed yet."""
+        sizes = self._grid_sizes()
+        if min(sizes) < 1:
+            raise RuntimeError(
+                f"{type(self).__name__}: the grid size is fixed by the first forward (horizon="
+                f"{self.horizon!r}); run one forward pass or call set_resolution() first"
+            )
+        return sizes
+
+    def _fix_grid(self, x: Tensor) -> None:
+        spatial = x.shape[2:]
+        if self.horizon == "same":
+            sizes = list(spatial)
+        elif self.horizon == "full":
+            sizes = [2 * n - 1 for n in spatial]
+        else:
+            sizes = [self.horizon] * self.dim
+        with torch.no_grad():
+            self.train_length.copy_(torch.tensor(sizes, dtype=torch.int32))
+
+    def set_resolution(self, horizon: Optional[Horizon] = None, sampling_rate_norm: Optional[float] = None) -> None:
+        """Change the grid (cross-resolution): a new ``horizon`` and/or ``sampling_rate_norm``.
+
+        ``'same'``/``'full'`` re-fix the grid size on the next forward.
+        """
+        if horizon is not None:
+            self.horizon = _parse_horizon(type(self).__name__, horizon)
+            with torch.no_grad():
+                self.train_length.fill_(self.horizon if isinstance(self.horizon, int) else 0)
+        if sampling_rate_norm is not None:
+            self.sampling_rate_norm = float(sampling_rate_norm)
+        self.clear_cache()
+
+    def clear_cache(self) -> None:
+        """Drop cached grids, crops and kernels (only needed after edits through ``.data``)."""
+        self._length_cache = self._grid_cache = self._crop_cache = self._kernel_cache = None
+
+    def _device_dtype(self) -> Tuple[torch.device, torch.dtype]:
+        """Where and in which dtype the kernel net expects its positions."""
+        for p in self.kernel_net.parameters():
+            return p.device, p.dtype
+        return self.train_length.device, torch.float32
+
+    def full_grid(self) -> Tensor:
+        """The uncropped relative-position grid ``(1, D, *grid_size)``."""
+        sizes = self.grid_size()
+        device, dtype = self._device_dtype()
+        key = (sizes, device, dtype)
+        if self._grid_cache is None or self._grid_cache[0] != key:
+            # linspace in float32 (bit-exact with the original) or float64, then the kernel net's dtype.
+            exact = torch.float64 if dtype == torch.float64 else torch.float32
+            self._grid_cache = (key, FC.rel_positions(sizes, device=device, dtype=exact).to(dtype))
+        return self._grid_cache[1]
+
+    # -- cropping ---------------------------------------------------------------------
+    def _crop_key(self) -> Optional[Tuple]:
+        tensors = list(self.mask.parameters()) + list(self.mask.buffers())
+        key = state_key(tensors)
+        return None if key is None else (key, self.grid_size(), self.dynamic_cropping)
+
+    def crop(self) -> Tuple[slice, ...]:
+        """Per-dim slices of the full grid to evaluate (all of it without a cropping mask)."""
+        sizes = self.grid_size()
+        if self.mask is None or not self.dynamic_cropping:
+            return tuple(slice(0, n) for n in sizes)
+        key = self._crop_key()
+        if key is not None and self._crop_cache is not None and self._crop_cache[0] == key:
+            return self._crop_cache[1]
+        bounds = self.mask.bounds()
+        slices = self._slices_from_bounds(None if bounds is None else bounds.detach().cpu())
+        if key is not None:
+            self._crop_cache = (key, slices)
+        return slices
+
+    def _slices_from_bounds(self, bounds: Optional[Tensor]) -> Tuple[slice, ...]:
+        sizes = self.grid_size()
+        if bounds is None:
+            return tuple(slice(0, n) for n in sizes)
+        _, dtype = self._device_dtype()
+        exact = torch.float64 if dtype == torch.float64 else torch.float32
+        coords = [FC.grid_coordinates(n, dtype=exact).to(dtype) for n in sizes]
+        return FC.crop_slices(coords, bounds, self.causal)
+
+    def _set_crop_from_bounds(self, bounds_cpu: Tensor) -> None:
+        """Fill the crop cache from bounds fetched in bulk (see ``flexcore.layers.refresh_crops``)."""
+        key = self._crop_key()
+        if key is not None:
+            self._crop_cache = (key, self._slices_from_bounds(bounds_cpu))
+
+    def kernel_size(self) -> Tuple[int, ...]:
+        """Current kernel size per dim (after dynamic cropping)."""
+        return tuple(s.stop - s.start for s in self.crop())
+
+    # -- kernel ------------------------------------------------------------------------
+    def _compute_kernel(self) -> Tensor:
+        slices = self.crop()
+        positions = self.full_grid()[(slice(None), slice(None), *slices)].contiguous()
+        out = self.kernel_net(positions)
+        c_out, c_in = self.kernel_channels
+        expected = (1, c_out * c_in, *positions.shape[2:])
+        if tuple(out.shape) != expected:
+            raise RuntimeError(
+                f"{type(self).__name__}.kernel_net ({type(self.kernel_net).__name__}) returned shape "
+                f"{tuple(out.shape)} for positions {tuple(positions.shape)}; expected {expected}"
+            )
+        kernel = out.view(c_out, c_in, *positions.shape[2:])
+        kernel = kernel * self.sampling_rate_norm
+        if self.mask is not None:
+            kernel = kernel * self.mask(positions)
+        return kernel
+
+    def _kernel_key(self) -> Optional[Tuple]:
+        key = state_key(list(self.parameters()) + list(self.buffers()))
+        return None if key is None else (key, self.sampling_rate_norm, self.dynamic_cropping)
+
+    def _cacheable(self) -> bool:
+        if self.training:
+            return False
+        return not torch.is_grad_enabled() or not any(p.requires_grad for p in self.parameters())
+
+    def generate_kernel(self) -> Tensor:
+        """The kernel as convolved, ``(C_out, C_in // groups, *kernel_size)``.
+
+        In eval mode without gradients it comes from the cache while no parameter changed.
+        """
+        if not self._cacheable():
+            self._kernel_cache = None
+            return self._compute_kernel()
+        key = self._kernel_key()
+        if key is not None and self._kernel_cache is not None and self._kernel_cache[0] == key:
+            return self._kernel_cache[1]
+        with torch.no_grad():
+            kernel = self._compute_kernel()
+        if key is not None:
+            self._kernel_cache = (key, kernel)
+        return kernel
+
+    def forward(self, x: Tensor) -> Tensor:
+        """``(B, in_channels, *spatial) -> (B, out_channels, *spatial')``."""
+        self.check_input(x)
+        if min(self._grid_sizes()) == 0:
+            self._fix_grid(x)
+        kernel = self.generate_kernel()
+        self.conv_kernel = kernel
+        return self.convolve(x, kernel, self.bias, self.groups)
+
+    def bake(self) -> nn.Module:
+        """An equivalent ``nn.Conv*d`` holding the current eval-mode kernel (cropped, masked)."""
+        was_training = self.training
+        self.eval()
+        try:
+            with torch.no_grad():
+                kernel = self._compute_kernel().detach().clone()
+        finally:
+            self.train(was_training)
+        ksize = kernel.shape[2:]
+        bias = None if self.bias is None else self.bias.detach().clone()
+        fft = self.bake_fft(ksize, self.out_channels, self.groups)
+        return make_baked_conv(kernel, bias, self.stride, self.pads(ksize), self.groups, fft)
+
+    def extra_repr(self) -> str:
+        s = self._conv_repr() + f", horizon={self.horizon!r}"
+        if self.groups != 1:
+            s += f", groups={self.groups}"
+        if self.sampling_rate_norm != 1.0:
+            s += f", sampling_rate_norm={self.sampling_rate_norm}"
+        if self.mask is not None:
+            s += f", dynamic_cropping={self.dynamic_cropping}"
+        return s
+
+
+@CONVS.register()
+class CKConv(ContinuousConv):
+    """Continuous kernel convolution (Romero et al. 2022): the kernel net sampled on the full grid.
+
+    Args: see ``ContinuousConv``.
+    """
+
+
+@CONVS.register()
+class FlexConv(ContinuousConv):
+    """CKConv with a learnable mask that also crops the grid: the kernel size is learned.
+
+    Forward order as in the original (§3.2): grid -> crop to the mask's support (no grad)
+    -> kernel net on the cropped grid -> times ``sampling_rate_norm`` -> times mask -> conv.
+    The kernel net's Gaussian centres start inside the initial mask (``set_spatial_init``,
+    ``1.667 * sigma`` for the Gaussian mask).
+
+    Args:
+        mask: mask factory ``(dim, causal=...) -> nn.Module`` or registered name; default
+            GaussianMask.
+        dynamic_cropping: evaluate only the grid points inside the mask's support.
+        other arguments: see ``ContinuousConv``.
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        dim: int,
+        causal: bool = False,
+        kernel_net: Union[Callable[..., nn.Module], str, None] = None,
+        mask: Union[Callable[..., nn.Module], str, None] = None,
+        horizon: Horizon = "same",
+        bias: bool = True,
+        fft: Union[bool, str] = "auto",
+        stride: Union[int, Sequence[int]] = 1,
+        padding="same",
+        sampling_rate_norm: float = 1.0,
+        dynamic_cropping: bool = True,
+        groups: int = 1,
+    ):
+        super().__init__(
+            in_channels, out_channels, dim, causal, kernel_net, horizon, bias, fft, stride, padding,
+            sampling_rate_norm, groups,
+        )
+        from flexcore.registry import MASKS
+
+        name = type(self).__name__
+        mask_factory = _resolve_factory(name, "mask", GaussianMask if mask is None else mask, MASKS)
+        self.mask = mask_factory(dim, causal=causal)
+        self.dynamic_cropping = bool(dynamic_cropping)
+        spread = getattr(self.mask, "spatial_init_value", lambda: None)()
+        if spread is not None and hasattr(self.kernel_net, "set_spatial_init"):
+            self.kernel_net.set_spatial_init(spread)
+
+
+@CONVS.register()
+class SeparableFlexConv(FlexConv):
+    """Depthwise FlexConv (one continuous kernel per input channel) followed by a pointwise 1x1 conv.
+
+    As in the successor CCNN work: the kernel net outputs ``in_channels`` kernels, the 1x1
+    ``pointwise`` conv (Kaiming-normal init, no bias of its own) mixes channels, and
+    ``bias`` is added after it.
+
+    Args: see ``FlexConv`` (``groups`` is fixed to ``in_channels``).
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, dim: int, causal: bool = False, **kwargs):
+        if "groups" in kwargs:
+            raise ValueError("SeparableFlexConv: groups is fixed to in_channels (depthwise)")
+        want_bias = kwargs.pop("bias", True)
+        super().__init__(in_channels, in_channels, dim, causal, bias=False, groups=in_channels, **kwargs)
+        self.out_channels = out_channels
+        self.pointwise = (nn.Conv1d, nn.Conv2d, nn.Conv3d)[dim - 1](in_channels, out_channels, 1, bias=False)
+        nn.init.kaiming_normal_(self.pointwise.weight)
+        self.bias = nn.Parameter(torch.zeros(out_channels)) if want_bias else None
+
+    def forward(self, x: Tensor) -> Tensor:
+        self.check_input(x)
+        if min(self._grid_sizes()) == 0:
+            self._fix_grid(x)
+        kernel = self.generate_kernel()
+        self.conv_kernel = kernel
+        y = self.pointwise(self.convolve(x, kernel, None, self.groups))
+        if self.bias is not None:
+            y = y + self.bias.view(1, -1, *([1] * self.dim))
+        return y
+
+    def bake(self) -> nn.Module:
+        was_training = self.training
+        self.eval()
+        try:
+            with torch.no_grad():
+                kernel = self._compute_kernel().detach().clone()
+        finally:
+            self.train(was_training)
+        ksize = kernel.shape[2:]
+        fft = self.bake_fft(ksize, self.in_channels, self.groups)
+        depthwise = make_baked_conv(kernel, None, self.stride, self.pads(ksize), self.groups, fft)
+        pointwise = make_baked_conv(
+            self.pointwise.weight.detach().clone(),
+            None if self.bias is None else self.bias.detach().clone(),
+            (1,) * self.dim, [(0, 0)] * self.dim,
+        )
+        return nn.Sequential(depthwise, pointwise)
+
+
+@CONVS.register()
+class Conv(ConvBase):
+    """A discrete ``nn.Conv*d`` behind the continuous convs' interface (the original's ``Conv``).
+
+    Parameters ``weight`` ``(C_out, C_in, *k)`` and ``bias`` with PyTorch's default init (same
+    random draws as ``nn.Conv*d``). Unlike the original's ``Conv`` it can be causal in 1-D
+    and use the FFT path for large kernels.
+
+    Args:
+        kernel_size: int or per-dim ints.
+        bias: learnable bias.
+        other arguments: see ``ConvBase``.
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        dim: int,
+        causal: bool = False,
+        kernel_size: Union[int, Sequence[int]] = 3,
+        bias: bool = True,
+        fft: Union[bool, str] = "auto",
+        stride: Union[int, Sequence[int]] = 1,
+        padding="same",
+        groups: int = 1,
+    ):
+        super().__init__(in_channels, out_channels, dim, causal, stride, padding, fft)
+        name = type(self).__name__
+        ksize = (kernel_size,) * dim if isinstance(kernel_size, int) else tuple(kernel_size)
+        if len(ksize) != dim or any(isinstance(k, bool) or not isinstance(k, int) or k < 1 for k in ksize):
+            raise ValueError(f"{name}: kernel_size must be a positive int or {dim} positive ints, got {kernel_size!r}")
+        if groups < 1 or in_channels % groups or out_channels % groups:
+            raise ValueError(f"{name}: groups={groups} must divide in_channels and out_channels")
+        self.groups = groups
+        self.weight = nn.Parameter(torch.empty(out_channels, in_channels // groups, *ksize))
+        self.bias = nn.Parameter(torch.empty(out_channels)) if bias else None
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """PyTorch's ``_ConvNd`` init: Kaiming-uniform(a=sqrt 5) weight, then U(+-1/sqrt(fan_in)) bias."""
+        nn.init.kaiming_uniform_(self.weight, a=math.sqrt(5))
+        if self.bias is not None:
+            fan_in, _ = nn.init._calculate_fan_in_and_fan_out(self.weight)
+            bound = 1.0 / math.sqrt(fan_in) if fan_in > 0 else 0.0
+            nn.init.uniform_(self.bias, -bound, bound)
+
+    def kernel_size(self) -> Tuple[int, ...]:
+        return tuple(self.weight.shape[2:])
+
+    def generate_kernel(self) -> Tensor:
+        return self.weight
+
+    def forward(self, x: Tensor) -> Tensor:
+        self.check_input(x)
+        return self.convolve(x, self.weight, self.bias, self.groups)
+
+    def bake(self) -> nn.Module:
+        ksize = self.kernel_size()
+        pads = self.pads(ksize)
+        fft = self.bake_fft(ksize, self.out_channels, self.groups)
+        bias = None if self.bias is None else self.bias.detach().clone()
+        return make_baked_conv(self.weight.detach().clone(), bias, self.stride, pads, self.groups, fft)
+
+    def extra_repr(self) -> str:
+        return self._conv_repr() + f", kernel_size={self.kernel_size()}"

@@ -1,0 +1,24 @@
+import os
+
+import pytest
+
+from flexcore.registry import load_plugin
+
+TINY_PLUGIN = os.path.join(os.path.dirname(os.path.abspath(__file__)), "tiny_plugin.py")
+
+
+@pytest.fixture(scope="session")
+def tiny_plugin():
+    """The tiny dataset/backbone plugin module (registered once per session)."""
+    return load_plugin(TINY_PLUGIN)
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Tiny models run fastest on one thread, especially on a shared, loaded machine."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

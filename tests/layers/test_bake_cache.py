@@ -1,0 +1,182 @@
+import copy
+
+import pytest
+import torch
+import torch.nn as nn
+
+from flexcore.layers import (BakedConv1d, CKConv, Conv, FlexConv, SeparableFlexConv, SRFConv, bake_model,
+                             clear_kernel_caches, refresh_crops)
+from flexcore.layers.masks import GaussianMask
+
+from layer_test_utils import TinyKernelNet
+
+
+class BNKernelNet(TinyKernelNet):
+    """A kernel net whose output depends on train/eval mode (BatchNorm over grid points)."""
+
+    def __init__(self, dim, out_channels):
+        super().__init__(dim, out_channels)
+        self.norm = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)[dim - 1](8)
+        self.calls = 0
+
+    def forward(self, positions):
+        self.calls += 1
+        return self.out(torch.sin(self.norm(4.0 * self.first(positions))))
+
+
+def _wide_mask(dim, causal=False):
+    return GaussianMask(dim, causal=causal, init_value=0.2)
+
+
+LAYERS = [
+    ("flexconv2d", lambda: FlexConv(3, 4, 2, kernel_net=BNKernelNet, mask=_wide_mask, horizon=17), (2, 3, 16, 16)),
+    ("flexconv2d_fft", lambda: FlexConv(3, 4, 2, kernel_net=BNKernelNet, mask=_wide_mask, horizon=17, fft=True), (2, 3, 16, 16)),
+    ("ckconv2d_even_same", lambda: CKConv(3, 4, 2, kernel_net=BNKernelNet), (2, 3, 12, 10)),
+    ("ckconv2d_stride", lambda: CKConv(3, 4, 2, kernel_net=BNKernelNet, horizon=5, stride=2), (2, 3, 11, 11)),
+    ("flexconv1d_causal", lambda: FlexConv(3, 4, 1, causal=True, kernel_net=BNKernelNet, mask=_wide_mask), (2, 3, 40)),
+    ("ckconv1d_causal_fft", lambda: CKConv(3, 4, 1, causal=True, kernel_net=BNKernelNet, fft=True), (2, 3, 40)),
+    ("ckconv3d", lambda: CKConv(2, 3, 3, kernel_net=BNKernelNet, horizon=3), (1, 2, 6, 6, 6)),
+    ("separable", lambda: SeparableFlexConv(3, 5, 2, kernel_net=BNKernelNet, mask=_wide_mask, horizon=9), (2, 3, 10, 10)),
+    ("conv1d_causal", lambda: Conv(3, 4, 1, causal=True, kernel_size=6), (2, 3, 20)),
+    ("srf", lambda: SRFConv(3, 4, 2), (2, 3, 12, 12)),
+]
+
+
+@pytest.mark.parametrize("name,make,shape", LAYERS, ids=[c[0] for c in LAYERS])
+def test_baked_layer_equals_eval_output(name, make, shape):
+    torch.manual_seed(0)
+    layer = make()
+    x = torch.randn(*shape)
+    layer.train()
+    layer(x)  # BatchNorm in the kernel net moves its running stats
+    layer.eval()
+    with torch.no_grad():
+        expected = layer(x)
+        baked = layer.bake()
+        got = baked(x)
+    assert isinstance(baked, (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Sequential))
+    assert got.shape == expected.shape
+    assert (got - expected).abs().max() <= 1e-5 * expected.abs().max()
+
+
+def test_bake_gives_plain_conv_when_possible():
+    layer = FlexConv(3, 4, 2, kernel_net=TinyKernelNet, horizon=33, fft=False)
+    layer(torch.randn(1, 3, 32, 32))
+    baked = layer.bake()
+    assert type(baked) is nn.Conv2d and baked.kernel_size == (5, 5) and baked.padding == (2, 2)
+    causal = FlexConv(3, 4, 1, causal=True, kernel_net=TinyKernelNet, fft=False)
+    causal(torch.randn(1, 3, 50))
+    assert type(causal.bake()) is BakedConv1d  # left padding only
+
+
+def test_bake_model_replaces_every_conv_and_matches():
+    torch.manual_seed(0)
+    model = nn.Sequential(
+        FlexConv(3, 8, 2, kernel_net=BNKernelNet, horizon=17), nn.BatchNorm2d(8), nn.ReLU(),
+        nn.Sequential(CKConv(8, 8, 2, kernel_net=TinyKernelNet, horizon=9)), Conv(8, 4, 2, kernel_size=3),
+    )
+    x = torch.randn(2, 3, 16, 16)
+    model.train()
+    model(x)
+    model.eval()
+    with torch.no_grad():
+        expected = model(x)
+        baked = bake_model(copy.deepcopy(model))
+        got = baked(x)
+    kinds = [type(m).__name__ for m in baked.modules()]
+    assert not {"FlexConv", "CKConv", "Conv", "BNKernelNet"} & set(kinds)
+    assert (got - expected).abs().max() <= 1e-5 * expected.abs().max()
+
+
+# -- kernel cache ----------------------------------------------------------------------------
+def _layer():
+    torch.manual_seed(0)
+    layer = FlexConv(2, 3, 2, kernel_net=BNKernelNet, mask=_wide_mask, horizon=17)
+    layer(torch.randn(2, 2, 16, 16))  # train-mode forward: fixes the grid, moves BN stats
+    return layer.eval()
+
+
+def test_eval_kernel_is_cached_until_a_parameter_changes():
+    layer = _layer()
+    x = torch.randn(1, 2, 16, 16)
+    with torch.no_grad():
+        y1 = layer(x)
+        calls = layer.kernel_net.calls
+        y2 = layer(x)
+        assert layer.kernel_net.calls == calls and torch.equal(y1, y2)
+    # optimiser step -> recomputed
+    opt = torch.optim.SGD(layer.parameters(), lr=1e-4)
+    layer.train()
+    layer(x).square().sum().backward()
+    opt.step()
+    layer.eval()
+    with torch.no_grad():
+        y3 = layer(x)
+        fresh = copy.deepcopy(layer)
+        fresh.clear_cache()
+        assert torch.equal(y3, fresh(x)) and not torch.equal(y3, y1)
+
+
+def test_cache_invalidated_by_load_state_dict():
+    layer, other = _layer(), _layer()
+    with torch.no_grad():
+        for p in other.parameters():
+            p.add_(0.05)
+    x = torch.randn(1, 2, 16, 16)
+    with torch.no_grad():
+        before = layer(x)
+        layer.load_state_dict(other.state_dict())
+        after = layer(x)
+        assert not torch.equal(before, after)
+        assert torch.allclose(after, other(x), atol=1e-6)
+
+
+def test_cache_invalidated_by_dtype_change_and_mode_switch():
+    layer = _layer()
+    x = torch.randn(1, 2, 16, 16)
+    with torch.no_grad():
+        layer(x)
+        layer.double()
+        y = layer(x.double())
+        assert y.dtype == torch.float64 and layer.conv_kernel.dtype == torch.float64
+        # train mode never uses the cache (BatchNorm batch statistics differ from running ones)
+        layer.train()
+        calls = layer.kernel_net.calls
+        layer(x.double())
+        layer(x.double())
+        assert layer.kernel_net.calls == calls + 2
+        layer.eval()
+        fresh = copy.deepcopy(layer)
+        fresh.clear_cache()
+        assert torch.equal(layer(x.double()), fresh(x.double()))
+
+
+def test_eval_with_gradients_does_not_use_a_detached_cache():
+    layer = _layer()
+    x = torch.randn(1, 2, 16, 16)
+    layer(x).sum().backward()  # eval mode, grad enabled: kernel must carry gradients
+    assert layer.mask.sigma.grad is not None and layer.kernel_net.first.weight.grad is not None
+
+
+def test_refresh_crops_fetches_all_bounds_at_once():
+    torch.manual_seed(0)
+    model = nn.Sequential(*[FlexConv(2, 2, 2, kernel_net=TinyKernelNet, horizon=33) for _ in range(3)])
+    x = torch.randn(1, 2, 8, 8)
+    model(x)
+    with torch.no_grad():
+        model[1].mask.sigma.fill_(0.2)  # bumps the version: crop must be recomputed
+    assert refresh_crops(model) == 3
+    for conv in model:
+        conv.mask.bounds = None  # a forward that asked the mask again would fail
+    model(x)
+    assert [c.kernel_size() for c in model] == [(5, 5), (13, 13), (5, 5)]
+
+
+def test_clear_kernel_caches_after_data_edits():
+    layer = _layer()
+    x = torch.randn(1, 2, 16, 16)
+    with torch.no_grad():
+        y1 = layer(x)
+        layer.kernel_net.out.bias.data.add_(1.0)  # .data bypasses the version counter
+        clear_kernel_caches(layer)
+        assert not torch.equal(layer(x), y1)
