@@ -17,7 +17,7 @@ import copy
 import functools
 import logging
 from collections import Counter
-from typing import Dict, List, Optional, Tuple, Union
+from typing import Any, Dict, List, Optional, Tuple, Union
 
 import torch
 import torch.nn as nn
@@ -36,6 +36,7 @@ __all__ = [
     "flop_report",
     "count_flops",
     "baked_copy",
+    "copy_model",
     "uncounted_ops",
     "format_count",
     "convention_note",
@@ -109,6 +110,34 @@ def _modules_with_uncounted_ops(analysis: FlopCountAnalysis) -> List[str]:
     return sorted(n for n in leaves if not any(o != n and o.startswith(n + ".") for o in leaves))
 
 
+# ---------------------------------------------------------------- copies
+def _non_leaf_tensors(value: Any, found: Dict[int, torch.Tensor]) -> None:
+    if isinstance(value, torch.Tensor):
+        if value.grad_fn is not None:
+            found[id(value)] = value.detach()
+    elif isinstance(value, (tuple, list)):
+        for item in value:
+            _non_leaf_tensors(item, found)
+    elif isinstance(value, dict):
+        for item in value.values():
+            _non_leaf_tensors(item, found)
+
+
+def copy_model(model: nn.Module) -> nn.Module:
+    """``copy.deepcopy`` that also works after a training forward.
+
+    Layers keep tensors of their last forward as plain attributes (e.g. a conv's
+    ``conv_kernel``, still attached to the autograd graph), which ``deepcopy`` refuses;
+    the copy gets detached versions of them.
+    """
+    memo: Dict[int, Any] = {}
+    for module in model.modules():
+        for name, value in vars(module).items():
+            if not name.startswith("_parameters") and not name.startswith("_buffers"):
+                _non_leaf_tensors(value, memo)
+    return copy.deepcopy(model, memo)
+
+
 # ---------------------------------------------------------------- continuous convs
 def _bake(model: nn.Module) -> nn.Module:
     try:
@@ -123,7 +152,7 @@ def baked_copy(model: nn.Module, inputs: Inputs) -> nn.Module:
 
     One forward pass on ``inputs`` runs first: layers fix their grid size on their first call.
     """
-    copied = copy.deepcopy(model).eval()
+    copied = copy_model(model).eval()
     if _kernel_generators(copied):
         with torch.no_grad():
             copied(*(inputs if isinstance(inputs, tuple) else (inputs,)))
@@ -336,7 +365,7 @@ def flop_report(model: nn.Module, inputs: Inputs, convention: str = "mac", stric
     if convention not in CONVENTIONS:
         raise ValueError(f"Unknown FLOP convention {convention!r}; use one of {CONVENTIONS}.")
     inputs = inputs if isinstance(inputs, tuple) else (inputs,)
-    train_model = copy.deepcopy(model).train()
+    train_model = copy_model(model).train()
     notes = []
     try:
         train = _analyse(train_model, inputs, convention, strict, "the model in train mode")
@@ -353,7 +382,7 @@ def flop_report(model: nn.Module, inputs: Inputs, convention: str = "mac", stric
     with torch.no_grad():
         kernel = kernel_generation_flops(train_model, convention)
     # The traced copy has its grids fixed already; parameter values do not change counts.
-    baked = _bake(copy.deepcopy(train_model).eval())
+    baked = _bake(copy_model(train_model).eval())
     inference = _analyse(baked, inputs, convention, strict, "the baked model")
     first = next((x for x in inputs if isinstance(x, torch.Tensor)), None)
     return FlopReport(
@@ -382,7 +411,7 @@ def count_flops(model: nn.Module, inputs: Inputs, convention: str = "mac", mode:
         raise ValueError(f"count_flops: mode must be 'inference' or 'train', got {mode!r}")
     inputs = inputs if isinstance(inputs, tuple) else (inputs,)
     if mode == "train":
-        traced = copy.deepcopy(model).train()
+        traced = copy_model(model).train()
     else:
         traced = baked_copy(model, inputs)
     analysis = FlexcoreFlopCountAnalysis(traced, inputs, convention)

@@ -3,8 +3,10 @@
 Parametrised over the registries (timm style), so components added later are covered too.
 """
 import functools
+import importlib
 import inspect
 import typing
+from pathlib import Path
 
 import pytest
 import torch
@@ -12,7 +14,11 @@ import torch
 from flexcore.analysis import FlexcoreFlopCountAnalysis, assert_all_ops_counted, flop_report
 from flexcore.registry import BACKBONES, CONVS, KERNEL_NETS, import_builtins
 
+REPO = Path(__file__).resolve().parents[2]
 import_builtins()
+for _init in sorted(REPO.glob("projects/*/*/__init__.py")):  # shipped plugins count as built-in too
+    if _init.parent.name != "tests":
+        importlib.import_module(f"flexcore.projects.{_init.parent.name}")
 
 SIZES = {1: (16,), 2: (8, 8), 3: (5, 5, 5)}
 # Small settings for whichever of these a backbone accepts (sizes do not change which ops run).
