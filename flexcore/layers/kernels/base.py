@@ -130,7 +130,7 @@ class PointwiseLinear(nn.Module):
         # With weight norm, `.weight` is computed from (g, v) on every access, so callers
         # (forward, frequency_terms, users) never see a stale copy.
         if name == "weight":
-            params = self.__dict__["_parameters"]
+            params = self.__dict__.get("_parameters", {})
             if "weight_v" in params:
                 return torch._weight_norm(params["weight_v"], params["weight_g"], 0)
         return super().__getattr__(name)

@@ -1,4 +1,6 @@
 """PointwiseLinear (1x1-conv-equivalent linear map), weight norm and argument helpers."""
+import pickle
+
 import pytest
 import torch
 import torch.nn as nn
@@ -57,6 +59,8 @@ def test_weight_norm_matches_torch_weight_norm():
     torch.testing.assert_close(lin.weight.norm(dim=1, keepdim=True), lin.weight_g.detach())
     lin(x.view(3, -1)).sum().backward()
     assert lin.weight_g.grad is not None and lin.weight_v.grad is not None
+    clone = pickle.loads(pickle.dumps(lin))
+    assert torch.equal(clone.weight, lin.weight) and clone.weight_normed
 
 
 @pytest.mark.parametrize("value, expected", [(None, None), ("None", None), ("none", None), ("", None),
