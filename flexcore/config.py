@@ -11,6 +11,7 @@ import glob
 import importlib
 import importlib.util  # gin's include handling needs importlib.util imported (gin 0.5.0 bug)
 import inspect
+import logging
 import os
 import pkgutil
 import re
@@ -221,6 +222,8 @@ def parse_config(
         except ImportError as exc:
             raise type(exc)(f"{exc}\n  (imported by {path}, line {lineno})") from exc.__cause__
     binding_text = "\n".join(bindings)
+    root = logging.getLogger()
+    root.addFilter(_quiet_include_probes)
     try:
         for path in resolved:
             gin.parse_config_file(path)
@@ -229,7 +232,14 @@ def parse_config(
             gin.finalize()
     except (ValueError, KeyError, TypeError, OSError, SyntaxError, tokenize.TokenError, AttributeError) as exc:
         raise ConfigError(_explain(exc, resolved, binding_text)) from exc
+    finally:
+        root.removeFilter(_quiet_include_probes)
     return resolved
+
+
+def _quiet_include_probes(record: logging.LogRecord) -> bool:
+    """Drop gin's "Path not found" errors: it logs one for every include it then finds on a search path."""
+    return not (record.getMessage().startswith("Path not found") and record.pathname.endswith("resource_reader.py"))
 
 
 def write_config_files(output_dir: str, operative: bool = True) -> List[str]:

@@ -162,7 +162,7 @@ class Checkpointer(_FvcoreCheckpointer):
         data.update(extra)
         self.path_manager.mkdirs(self.save_dir)
         path = os.path.join(self.save_dir, f"{name}.pth")
-        self.logger.info("Saving checkpoint to %s", path)
+        self.logger.debug("Saving checkpoint to %s", path)
         with atomic_open(path, "wb", self.path_manager) as f:
             torch.save(data, f)
         if tag_last:

@@ -8,7 +8,7 @@ import argparse
 import logging
 import os
 import sys
-from typing import List, Optional
+from typing import Any, Callable, List, Optional
 
 import gin
 from tabulate import tabulate
@@ -16,14 +16,17 @@ from tabulate import tabulate
 from flexcore.checkpoint import CheckpointError
 from flexcore.config import ConfigError, list_config_files, parse_config, write_config_files
 from flexcore.data.base import DatasetError
+from flexcore.engine.cross_resolution import CrossResolution
 from flexcore.engine.train_loop import NonFiniteLossError
-from flexcore.engine.trainer import Trainer
+from flexcore.engine.trainer import Trainer, experiment
 from flexcore.utils.logger import setup_logger
 
 __all__ = [
     "DEFAULT_CONFIG",
+    "CrossResolution",
     "OutputDirError",
     "Trainer",
+    "experiment",
     "check_output_dir",
     "default_argument_parser",
     "default_setup",
@@ -104,12 +107,16 @@ _RUN_MARKERS = ("last_checkpoint", "metrics.json", "model_final.pth", "summary.j
 def check_output_dir(output_dir: str, resume: bool = False, eval_only: bool = False) -> None:
     """Refuse to start a fresh run in a directory that holds another run's results.
 
+    Looks in the directory and its direct subfolders (the stages of a cross-resolution run).
+
     Raises:
         OutputDirError: naming what was found and the two ways out (``--resume``, a new dir).
     """
     if resume or eval_only or not os.path.isdir(output_dir):
         return
-    found = [name for name in _RUN_MARKERS if os.path.exists(os.path.join(output_dir, name))]
+    folders = [""] + sorted(d for d in os.listdir(output_dir) if os.path.isdir(os.path.join(output_dir, d)))
+    found = [os.path.join(folder, name) for folder in folders for name in _RUN_MARKERS
+             if os.path.exists(os.path.join(output_dir, folder, name))]
     if found:
         raise OutputDirError(
             f"Output dir {output_dir} already holds a run ({', '.join(found)}). To continue that run, add "
@@ -141,8 +148,8 @@ def default_setup(args: argparse.Namespace, rank: int = 0) -> str:
     return output_dir
 
 
-def build_trainer(args: argparse.Namespace, output_dir: str) -> Trainer:
-    """The gin-configured :class:`Trainer`, with what the command line overrides."""
+def build_trainer(args: argparse.Namespace, output_dir: str) -> Any:
+    """The gin-configured job (:func:`experiment`), with what the command line overrides."""
     overrides = {}
     if getattr(args, "fake_data", False):
         overrides["fake_data"] = True
@@ -152,7 +159,7 @@ def build_trainer(args: argparse.Namespace, output_dir: str) -> Trainer:
         overrides["weights_only"] = False
     if getattr(args, "seed", None) is not None:
         overrides["seed"] = args.seed
-    return Trainer(output_dir, **overrides)
+    return experiment()(output_dir, **overrides)
 
 
 def main(args: argparse.Namespace):

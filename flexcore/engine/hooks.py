@@ -159,7 +159,9 @@ class PeriodicCheckpointer(HookBase):
 
     def after_train(self) -> None:
         if self.trainer.completed and self.trainer.max_iter > self.trainer.start_iter:
-            self.checkpointer.save(f"{self.file_prefix}_final", iteration=self.trainer.max_iter - 1)
+            path = self.checkpointer.save(f"{self.file_prefix}_final", iteration=self.trainer.max_iter - 1)
+            if path:
+                logger.info("Saved the final model: %s", path)
 
 
 @HOOKS.register()

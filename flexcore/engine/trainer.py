@@ -11,6 +11,7 @@ import logging
 import math
 import os
 import time
+import warnings
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Union
 
 import gin
@@ -29,9 +30,9 @@ from flexcore.solver import Adam, Constant, build_param_groups
 from flexcore.utils import comm
 from flexcore.utils.env import seed_all_rng, set_deterministic
 from flexcore.utils.events import CommonMetricPrinter, JSONWriter, TensorboardWriter
-from flexcore.utils.file_io import atomic_open
+from flexcore.utils.file_io import atomic_open, path_manager
 
-__all__ = ["Trainer", "count_parameters"]
+__all__ = ["Trainer", "count_parameters", "experiment"]
 
 logger = logging.getLogger("flexcore")
 
@@ -56,6 +57,8 @@ class Trainer(TrainerBase):
         dataset: registered dataset name. Per-split options go through gin scopes
             ``train/``, ``val/``, ``test/`` (``train/build_dataset.augment = ...`` or
             ``train/Digits.resolution = 8``).
+        dataset_options: options passed to the dataset for every split (e.g.
+            ``{'resolution': 16}``; ``CrossResolution`` sets the resolution this way).
         batch_size: the global batch (split evenly over DDP processes).
         eval_batch_size: batch for evaluation (default: ``batch_size``).
         num_workers: loader worker processes per rank.
@@ -87,6 +90,9 @@ class Trainer(TrainerBase):
         weights_only: safe checkpoint loading (``--unsafe-load`` turns it off).
         extra_hooks: ``HOOKS`` factories ``() -> HookBase`` run after the built-in ones.
         tensorboard: write TensorBoard event files.
+        num_threads: CPU threads for torch's ops in this process (None: torch's default, one
+            per core). Small models gain nothing from more, and on a machine shared with
+            other jobs extra threads slow every step down badly.
         profile_steps: profile this many steps with ``TorchProfiler`` (``--profile N``).
     """
 
@@ -94,6 +100,7 @@ class Trainer(TrainerBase):
         self,
         output_dir: str,
         dataset: str = gin.REQUIRED,
+        dataset_options: Optional[Mapping[str, Any]] = None,
         batch_size: int = 64,
         eval_batch_size: Optional[int] = None,
         num_workers: int = 0,
@@ -123,6 +130,7 @@ class Trainer(TrainerBase):
         weights_only: bool = True,
         extra_hooks: Sequence[Callable[[], HookBase]] = (),
         tensorboard: bool = True,
+        num_threads: Optional[int] = None,
         profile_steps: int = 0,
     ):
         super().__init__()
@@ -134,7 +142,10 @@ class Trainer(TrainerBase):
                 "(e.g. --gin 'Trainer.epochs = 10')."
             )
         self.output_dir = output_dir
+        if comm.is_main_process():
+            path_manager.mkdirs(output_dir)
         self.dataset_name = dataset
+        self.dataset_options = dict(dataset_options or {})
         self.batch_size = batch_size
         self.eval_batch_size = eval_batch_size or batch_size
         self.num_workers = num_workers
@@ -146,6 +157,8 @@ class Trainer(TrainerBase):
         self.validation_result: Optional[Dict[str, Any]] = None
         self.results: Dict[str, Any] = {}
 
+        if num_threads:
+            torch.set_num_threads(num_threads)
         set_deterministic(deterministic)
         self.seed = seed_all_rng(seed)
 
@@ -206,7 +219,7 @@ class Trainer(TrainerBase):
     # -- construction -------------------------------------------------------------------
     def _build_split(self, split: str):
         with gin.config_scope(split):
-            dataset = build_dataset(name=self.dataset_name, split=split, fake=self.fake_data)
+            dataset = build_dataset(name=self.dataset_name, split=split, fake=self.fake_data, **self.dataset_options)
         if not hasattr(dataset, "metadata"):
             raise TypeError(f"Dataset {self.dataset_name!r} ({split}) has no .metadata; see docs/contracts.md")
         return dataset
@@ -352,9 +365,9 @@ class Trainer(TrainerBase):
             "wall_time_s": round(wall_time, 2),
             "train_samples_per_s": round(throughput, 1),
         }
-        flops = self._flops()
+        flops = self._flops() if comm.is_main_process() else None
         if flops is not None:
-            results["flops"] = flops
+            results["flops_per_sample"] = flops
         if self.eval_hook is not None:
             ev = self.eval_hook
             metric = self.task.metric
@@ -368,20 +381,29 @@ class Trainer(TrainerBase):
                     if "top5" in ev.results[key]:
                         results[label.format("top5")] = ev.results[key]["top5"]
         rows = [(k, f"{v:,}" if isinstance(v, int) else f"{v:.4g}" if isinstance(v, float) else v) for k, v in results.items()]
-        logger.info("Summary of %s:\n%s", self.output_dir, tabulate(rows, headers=["", "value"], tablefmt="github"))
+        table = tabulate(rows, headers=["", "value"], tablefmt="github", disable_numparse=True, colalign=("left", "right"))
+        logger.info("Summary of %s:\n%s", self.output_dir, table)
         if comm.is_main_process():
             with atomic_open(os.path.join(self.output_dir, "summary.json"), "w") as f:
                 json.dump(results, f, indent=2)
         return results
 
     def _flops(self) -> Optional[int]:
-        """Inference FLOPs of one sample, if ``flexcore.analysis`` provides a counter."""
-        try:
-            from flexcore.analysis import count_flops  # type: ignore[attr-defined]
-        except ImportError:
-            return None
+        """Inference FLOPs (fvcore's convention: a multiply-add counts 1) of one sample, if countable."""
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*torch.jit.script.*")  # fvcore.nn's import, torch 2.14
+            try:
+                from flexcore.analysis import count_flops
+            except ImportError:
+                return None
         sample = self.train_set[0][0].unsqueeze(0).to(self.device)
-        return int(count_flops(unwrap_model(self.model), sample))
+        try:
+            with warnings.catch_warnings():
+                warnings.filterwarnings("ignore", message=".*torch.jit.script.*")
+                return int(count_flops(unwrap_model(self.model), sample))
+        except Exception as exc:  # noqa: BLE001 - a missing count must not fail a finished run
+            logger.warning("FLOPs not counted (%s: %s); the summary leaves them out.", type(exc).__name__, exc)
+            return None
 
     def evaluate_only(self, weights: Optional[str] = None) -> Dict[str, Dict[str, float]]:
         """Evaluate ``weights`` (default: the output dir's last checkpoint) on the val and test splits."""
@@ -392,15 +414,29 @@ class Trainer(TrainerBase):
                 f"({self.output_dir} has no last_checkpoint)."
             )
         self.checkpointer.load(path, checkpointables=[])
+        return self.evaluate_loaded(path)
+
+    def evaluate_loaded(self, label: str = "the current model") -> Dict[str, Dict[str, float]]:
+        """Evaluate the model as it is on the val and test splits; log a table, write ``eval_results.json``."""
         results = {}
         for split, dataset in (("val", self.val_set), ("test", self.test_set)):
             if dataset is not None:
                 results[split] = evaluate(self.model, self._eval_loader(dataset), self.task)
         rows = [(split, *(f"{r.get(k, float('nan')):.4f}" for k in ("accuracy", "top5", "loss")), int(r["samples"]))
                 for split, r in results.items()]
-        logger.info("Evaluation of %s:\n%s", path,
+        logger.info("Evaluation of %s:\n%s", label,
                     tabulate(rows, headers=["split", "accuracy", "top5", "loss", "samples"], tablefmt="github"))
         if comm.is_main_process():
             with atomic_open(os.path.join(self.output_dir, "eval_results.json"), "w") as f:
-                json.dump({"weights": path, **results}, f, indent=2)
+                json.dump({"weights": label, **results}, f, indent=2)
         return results
+
+
+@gin.configurable(module="engine")
+def experiment(job: Optional[Callable[..., Any]] = None) -> Callable[..., Any]:
+    """The job ``main`` runs: ``@Trainer`` (default) or another, e.g. ``experiment.job = @CrossResolution``.
+
+    A job is built as ``job(output_dir, **overrides)`` and offers ``resume_or_load(resume,
+    weights)``, ``train()`` and ``evaluate_only(weights)``.
+    """
+    return job or Trainer

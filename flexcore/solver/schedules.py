@@ -11,6 +11,7 @@ factor ``it / W`` made the first optimisation step run at lr 0 (a wasted step).
 """
 from __future__ import annotations
 
+import logging
 import math
 from typing import Any, Dict, List, Optional, Sequence
 
@@ -18,6 +19,8 @@ import torch
 from torch.optim.lr_scheduler import LRScheduler
 
 from flexcore.registry import LR_SCHEDULES
+
+logger = logging.getLogger("flexcore")
 
 __all__ = ["Schedule", "Constant", "Cosine", "MultiStep", "Exponential", "Plateau"]
 
@@ -46,9 +49,10 @@ class Schedule(LRScheduler):
         self.max_iter = int(max_iter)
         self.iters_per_epoch = int(iters_per_epoch)
         self.warmup_iters = int(warmup_iters or round(warmup_epochs * iters_per_epoch))
-        if self.warmup_iters >= self.max_iter:
-            raise ValueError(f"{type(self).__name__}: warmup ({self.warmup_iters} iterations) must be shorter "
-                             f"than the run ({self.max_iter} iterations)")
+        if self.warmup_iters >= self.max_iter:  # e.g. a short smoke run of a long recipe
+            logger.warning("%s: warmup (%d iterations) is not shorter than the run (%d); warming up over %d",
+                           type(self).__name__, self.warmup_iters, self.max_iter, self.max_iter - 1)
+            self.warmup_iters = self.max_iter - 1
         super().__init__(optimizer)
 
     def warmup_factor(self, it: int) -> float:

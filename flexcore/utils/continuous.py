@@ -19,5 +19,14 @@ def _is_continuous_conv(module: nn.Module) -> bool:
 
 
 def named_continuous_convs(model: nn.Module) -> List[Tuple[str, nn.Module]]:
-    """``(qualified name, module)`` of every continuous convolution in ``model``, in module order."""
-    return [(name, m) for name, m in model.named_modules() if _is_continuous_conv(m)]
+    """``(qualified name, module)`` of every continuous convolution in ``model``, in module order.
+
+    Continuous convolutions are ``flexcore.layers.ContinuousConv`` subclasses (built-in or
+    plugin); without ``flexcore.layers``, modules offering ``kernel_size()`` and
+    ``generate_kernel()``.
+    """
+    try:
+        from flexcore.layers import continuous_convs
+    except ImportError:
+        return [(name, m) for name, m in model.named_modules() if _is_continuous_conv(m)]
+    return list(continuous_convs(model))

@@ -126,6 +126,25 @@ class EventStorage:
             result[name] = (value, itr)
         return result
 
+    def values_since(self, last_iter: int, window_size: int = 20) -> Dict[int, Dict[str, float]]:
+        """What writers persist: iteration -> {name: value} for everything put after ``last_iter``.
+
+        Smoothable scalars contribute their latest windowed median; the others every value
+        (an evaluation put between two writes is not lost).
+        """
+        out: Dict[int, Dict[str, float]] = defaultdict(dict)
+        for name, (value, itr) in self._latest.items():
+            if itr <= last_iter:
+                continue
+            if self._smoothing_hints[name]:
+                out[itr][name] = float(self._history[name].median(window_size))
+                continue
+            for old_value, old_itr in reversed(self._history[name].values()):
+                if old_itr <= last_iter:
+                    break
+                out.setdefault(int(old_itr), {}).setdefault(name, old_value)
+        return dict(out)
+
     def smoothing_hints(self) -> Dict[str, bool]:
         return dict(self._smoothing_hints)
 
@@ -195,11 +214,7 @@ class JSONWriter(EventWriter):
                 f.writelines(keep)
 
     def write(self) -> None:
-        storage = get_event_storage()
-        by_iter: Dict[int, Dict[str, float]] = defaultdict(dict)
-        for name, (value, itr) in storage.latest_with_smoothing_hint(self._window_size).items():
-            if itr > self._last_write:
-                by_iter[itr][name] = value
+        by_iter = get_event_storage().values_since(self._last_write, self._window_size)
         for itr in sorted(by_iter):
             line: Dict[str, Any] = {"iteration": itr}
             if self._iters_per_epoch:
@@ -235,13 +250,12 @@ class TensorboardWriter(EventWriter):
         self._writer = SummaryWriter(log_dir, purge_step=start_iter if start_iter > 0 else None)
 
     def write(self) -> None:
-        storage = get_event_storage()
-        newest = self._last_write
-        for name, (value, itr) in storage.latest_with_smoothing_hint(self._window_size).items():
-            if itr > self._last_write:
+        by_iter = get_event_storage().values_since(self._last_write, self._window_size)
+        for itr in sorted(by_iter):
+            for name, value in by_iter[itr].items():
                 self._writer.add_scalar(name, value, itr)
-                newest = max(newest, itr)
-        self._last_write = newest
+        if by_iter:
+            self._last_write = max(by_iter)
         self._writer.flush()
 
     def close(self) -> None:

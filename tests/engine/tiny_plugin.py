@@ -4,9 +4,12 @@
   with noise, rendered at any ``resolution``; the class is the bar's orientation.
 - ``TinySum``: a regression task (sequence -> sum of its values).
 - ``TinyGaussMask`` (in MASKS), ``TinyCKConv``: a small continuous conv honouring the
-  ContinuousConv contract (``kernel_size()``, ``generate_kernel()``, ``set_resolution``).
-- ``TinyNet``: conv -> norm -> relu -> conv -> pool -> linear.
+  ContinuousConv contract (``kernel_size()``, ``generate_kernel()``, ``set_resolution``),
+  used only where ``flexcore.layers`` has no FlexConv yet.
+- ``TinyNet``: conv -> norm -> relu -> conv -> pool -> linear, with small real FlexConvs
+  (MAGNet kernels, Gaussian masks, horizon 9) by default.
 """
+import functools
 import math
 
 import torch
@@ -136,13 +139,26 @@ class TinyCKConv(nn.Module):
         return F.conv2d(x, self.conv_kernel, self.bias, padding="same")
 
 
+def tiny_flexconv():
+    """A small FlexConv factory (MAGNet with 8 hidden units, mask starting at 5x5 of 9), or TinyCKConv."""
+    try:
+        from flexcore.layers import FlexConv, GaussianMask
+        from flexcore.layers.kernels import MAGNet
+    except ImportError:
+        return TinyCKConv
+    return functools.partial(
+        FlexConv, kernel_net=functools.partial(MAGNet, hidden_channels=8, input_scale=25.6),
+        mask=functools.partial(GaussianMask, init_value=0.25), horizon=9,
+    )
+
+
 @BACKBONES.register()
 class TinyNet(nn.Module):
     """conv -> BN -> ReLU -> conv -> ReLU -> global pool -> linear; ``dropout`` before the head."""
 
     def __init__(self, in_channels, out_channels, dim, conv=None, width=8, dropout=0.0):
         super().__init__()
-        conv = conv or TinyCKConv
+        conv = conv or tiny_flexconv()
         if dim == 1:
             self.body = nn.Sequential(nn.Conv1d(in_channels, width, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool1d(1))
         else:

@@ -99,7 +99,7 @@ def test_state_dict_round_trip_resumes_the_curve():
 
 def test_registry_names_and_validation():
     assert LR_SCHEDULES.get_raw("cosine") is Cosine and LR_SCHEDULES.get_raw("plateau") is Plateau
-    with pytest.raises(ValueError, match="shorter than the run"):
-        Constant(_optimizer(), max_iter=4, iters_per_epoch=4, warmup_epochs=1)
+    short = Constant(_optimizer(), max_iter=4, iters_per_epoch=4, warmup_epochs=1)  # smoke run of a long recipe
+    assert short.warmup_iters == 3 and _trajectory(short, 4) == pytest.approx([0.1 / 3, 0.2 / 3, 0.1, 0.1])
     with pytest.raises(ValueError, match="not both"):
         Constant(_optimizer(), max_iter=40, iters_per_epoch=4, warmup_epochs=1, warmup_iters=2)

@@ -98,3 +98,21 @@ def test_console_line(caplog):
     assert "iter: 3/10" in line and "epoch: 1" in line and "loss: 2" in line and "lr: 0.01" in line
     assert "eta: 0:00:04" in line  # 7 remaining x 0.5 s (rounded)
     assert "train/accuracy: 75" in line
+
+
+def test_evaluations_between_writes_are_all_written(tmp_path):
+    path = str(tmp_path / "metrics.json")
+    with EventStorage() as storage:
+        writer = JSONWriter(path, window_size=5)
+        for it in range(10):
+            storage.iter = it
+            storage.put_scalar("loss", float(it))
+            if it % 3 == 2:  # evaluations every 3 iterations, writes every 5
+                storage.put_scalar("val/accuracy", float(it), smoothing_hint=False)
+            if it % 5 == 4:
+                writer.write()
+        writer.close()
+    lines = [json.loads(line) for line in open(path)]
+    assert [(ln["iteration"], ln.get("val/accuracy")) for ln in lines] == [
+        (2, 2.0), (4, None), (5, 5.0), (8, 8.0), (9, None)]
+    assert lines[1]["loss"] == 2.0 and lines[-1]["loss"] == 7.0  # medians of the last 5
