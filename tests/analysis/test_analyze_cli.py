@@ -8,6 +8,8 @@ import pytest
 
 from flexcore.analysis.cli import main
 
+pytestmark = pytest.mark.usefixtures("single_thread")
+
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 CONFIG = """

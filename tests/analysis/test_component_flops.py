@@ -14,6 +14,8 @@ import torch
 from flexcore.analysis import FlexcoreFlopCountAnalysis, assert_all_ops_counted, flop_report
 from flexcore.registry import BACKBONES, CONVS, KERNEL_NETS, import_builtins
 
+pytestmark = pytest.mark.usefixtures("single_thread")
+
 REPO = Path(__file__).resolve().parents[2]
 import_builtins()
 for _init in sorted(REPO.glob("projects/*/*/__init__.py")):  # shipped plugins count as built-in too

@@ -13,6 +13,8 @@ from flexcore.layers import CKConv, Conv, FlexConv
 from flexcore.layers.functional import fft_sizes, resolve_padding
 from flexcore.modeling.backbones import FlexNet
 
+pytestmark = pytest.mark.usefixtures("single_thread")
+
 
 def magnet(points, out, dim, hidden=32, layers=3):
     """MAGNet on N points: L+1 filters (linear D->H, Gaussian window: sub, mul, square, sum over D,

@@ -13,6 +13,8 @@ from flexcore.config import parse_config
 from flexcore.layers import FlexConv, continuous_convs
 from flexcore.modeling.backbones import CIFARResNet, FlexNet, FlexTCN
 
+pytestmark = pytest.mark.usefixtures("single_thread")
+
 
 def tiny_flexnet():
     torch.manual_seed(0)

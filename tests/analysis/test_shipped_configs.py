@@ -13,6 +13,8 @@ import flexcore.engine.trainer  # noqa: F401  (registers Trainer, which experime
 from flexcore.analysis.cli import load_analysis_setup, main
 from flexcore.config import list_config_files, parse_config
 
+pytestmark = pytest.mark.usefixtures("single_thread")
+
 EXPERIMENTS = [name for name in list_config_files() if not name.replace("\\", "/").startswith("base/")]
 CAP = {1: 1024, 2: 32, 3: 16}
 
