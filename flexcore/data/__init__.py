@@ -30,3 +30,4 @@ from .stl10 import STL10  # noqa: E402,F401
 # Sequence and audio datasets (registering modules).
 from . import synthetic  # noqa: E402,F401  AddingProblem, CopyMemory
 from . import speech_commands  # noqa: E402,F401  SpeechCommands
+from . import uea  # noqa: E402,F401  CharacterTrajectories

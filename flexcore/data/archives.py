@@ -36,7 +36,9 @@ def extract_tar(path: str, dest: str) -> None:
         with tarfile.open(path) as tar:
             tar.extractall(dest, filter="data")
     except (tarfile.TarError, EOFError, OSError) as exc:
-        raise CorruptDatasetError(f"{path}: cannot unpack the archive ({exc}); delete it and download it again.") from exc
+        raise CorruptDatasetError(
+            f"{path}: cannot unpack the archive ({exc}); delete it and download it again."
+        ) from exc
 
 
 def extract_zip_members(path: str, dest: str, names: Sequence[str]) -> Dict[str, str]:
@@ -55,5 +57,7 @@ def extract_zip_members(path: str, dest: str, names: Sequence[str]) -> Dict[str,
                     shutil.copyfileobj(src, out)
                 found[name] = target
     except (zipfile.BadZipFile, EOFError) as exc:
-        raise CorruptDatasetError(f"{path}: not a readable zip archive ({exc}); delete it and download it again.") from exc
+        raise CorruptDatasetError(
+            f"{path}: not a readable zip archive ({exc}); delete it and download it again."
+        ) from exc
     return found

@@ -35,7 +35,9 @@ def _open_pcm16(path: str, sample_rate: Optional[int]) -> "wave.Wave_read":
     try:
         wav = wave.open(path, "rb")
     except (wave.Error, EOFError) as exc:
-        raise CorruptDatasetError(f"{path}: not a readable RIFF/WAVE PCM file ({exc}); re-extract it from the archive.") from exc
+        raise CorruptDatasetError(
+            f"{path}: not a readable RIFF/WAVE PCM file ({exc}); re-extract it from the archive."
+        ) from exc
     channels, width, rate = wav.getnchannels(), wav.getsampwidth(), wav.getframerate()
     if channels != 1 or width != 2:
         wav.close()
@@ -70,7 +72,9 @@ def read_wav(path: str, sample_rate: Optional[int] = None) -> Tuple[np.ndarray, 
         try:
             data = wav.readframes(frames)
         except (wave.Error, EOFError) as exc:
-            raise CorruptDatasetError(f"{path}: unreadable sample data ({exc}); re-extract it from the archive.") from exc
+            raise CorruptDatasetError(
+                f"{path}: unreadable sample data ({exc}); re-extract it from the archive."
+            ) from exc
     if len(data) != 2 * frames:
         raise CorruptDatasetError(
             f"{path}: truncated: the header announces {frames} samples but the file holds "
@@ -89,7 +93,9 @@ def mel_to_hz(mel: torch.Tensor) -> torch.Tensor:
     return 700.0 * (10.0 ** (mel / 2595.0) - 1.0)
 
 
-def mel_filterbank(n_freqs: int, n_mels: int, sample_rate: int, f_min: float = 0.0, f_max: Optional[float] = None) -> torch.Tensor:
+def mel_filterbank(
+    n_freqs: int, n_mels: int, sample_rate: int, f_min: float = 0.0, f_max: Optional[float] = None
+) -> torch.Tensor:
     """Triangular HTK mel filters without area normalisation, ``(n_freqs, n_mels)``.
 
     Filter ``m`` rises linearly from mel point ``m`` to ``m + 1`` and falls to ``m + 2``,
@@ -98,7 +104,8 @@ def mel_filterbank(n_freqs: int, n_mels: int, sample_rate: int, f_min: float = 0
     """
     f_max = float(sample_rate // 2) if f_max is None else f_max
     bins = torch.linspace(0, sample_rate // 2, n_freqs)
-    mel_points = torch.linspace(float(hz_to_mel(torch.tensor(f_min))), float(hz_to_mel(torch.tensor(f_max))), n_mels + 2)
+    mel_min, mel_max = (float(hz_to_mel(torch.tensor(f))) for f in (f_min, f_max))
+    mel_points = torch.linspace(mel_min, mel_max, n_mels + 2)
     hz_points = mel_to_hz(mel_points)
     widths = hz_points[1:] - hz_points[:-1]  # (n_mels + 1,)
     offsets = hz_points.unsqueeze(0) - bins.unsqueeze(1)  # (n_freqs, n_mels + 2)
@@ -117,7 +124,9 @@ def dct_matrix(n_mfcc: int, n_mels: int) -> torch.Tensor:
     return basis.t().float()
 
 
-def spectrogram(waveform: torch.Tensor, n_fft: int = 400, hop_length: Optional[int] = None, power: float = 2.0) -> torch.Tensor:
+def spectrogram(
+    waveform: torch.Tensor, n_fft: int = 400, hop_length: Optional[int] = None, power: float = 2.0
+) -> torch.Tensor:
     """Power spectrogram, ``(..., time)`` -> ``(..., n_fft // 2 + 1, 1 + time // hop_length)``.
 
     Periodic Hann window of length ``n_fft``, frames centred (input reflect-padded by

@@ -18,6 +18,8 @@ from typing import Any, Callable, Dict, Tuple
 
 import torch
 
+from flexcore.utils import comm
+
 __all__ = ["CACHE_FORMAT", "cache_key_hash", "fingerprint_files", "load_or_build"]
 
 logger = logging.getLogger(__name__)
@@ -53,6 +55,9 @@ def load_or_build(
 ) -> Tuple[Dict[str, Any], bool]:
     """The payload cached at ``path`` if it matches ``key`` and ``fingerprint``, else ``build()``.
 
+    Under DDP the main process checks (and if needed builds) the cache first; the other
+    ranks wait, then read its file instead of computing the same features again.
+
     Args:
         path: cache file.
         key: parameters the payload depends on (JSON-able).
@@ -64,6 +69,14 @@ def load_or_build(
     Returns:
         ``(payload, built)``; ``built`` tells whether it was (re)computed.
     """
+    args = (path, key, fingerprint, build, mmap, what)
+    if comm.get_world_size() == 1:
+        return _load_or_build(*args)
+    first = comm.on_main_process(_load_or_build, *args)
+    return first if comm.is_main_process() else _load_or_build(*args)
+
+
+def _load_or_build(path, key, fingerprint, build, mmap, what) -> Tuple[Dict[str, Any], bool]:
     record = {"format": CACHE_FORMAT, "key": json.loads(json.dumps(key)), "fingerprint": fingerprint}
     if os.path.exists(path):
         try:
@@ -74,7 +87,7 @@ def load_or_build(
             if isinstance(payload, dict) and payload.get("__cache__") == record:
                 logger.info("%s: using cache %s", what, path)
                 return payload, False
-            logger.info("%s: cache %s is stale (other parameters or changed source files); rebuilding it.", what, path)
+            logger.info("%s: cache %s is stale (other parameters or changed sources); rebuilding it.", what, path)
     payload = build()
     payload["__cache__"] = record
     tmp = f"{path}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"

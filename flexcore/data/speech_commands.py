@@ -7,7 +7,6 @@ and cached in ``SpeechCommands/processed/`` keyed by their parameters.
 """
 from __future__ import annotations
 
-import dataclasses
 import logging
 import os
 from typing import Dict, List, Optional, Sequence, Tuple
@@ -16,12 +15,14 @@ import numpy as np
 import torch
 
 from flexcore.registry import DATASETS
+from flexcore.utils import comm
 
 from .archives import download_url, extract_tar
 from .audio import mfcc as compute_mfcc
 from .audio import read_wav, wav_length
 from .base import SPLITS, CorruptDatasetError, DatasetMetadata, MissingDatasetError, dataset_dir, default_root
 from .cache import cache_key_hash, fingerprint_files, load_or_build
+from .images import check_choice
 from .timeseries import NORMALIZATIONS, IrregularSequenceDataset, normalization_stats, stratified_split
 
 __all__ = ["SpeechCommands", "CLASSES", "scan_clips", "read_split_list"]
@@ -107,8 +108,7 @@ class SpeechCommands(IrregularSequenceDataset):
         cache_dir: Optional[str] = None,
         download: bool = False,
     ):
-        if split not in SPLITS:
-            raise ValueError(f"SpeechCommands: unknown split {split!r}; use one of {SPLITS}.")
+        check_choice("SpeechCommands", "split", split, SPLITS)
         metadata = self.describe(mfcc=mfcc, n_mfcc=n_mfcc, n_mels=n_mels, n_fft=n_fft, drop_rate=drop_rate,
                                  normalize=normalize, split_scheme=split_scheme, pad_short=pad_short)
         base = self._locate(root, download)
@@ -122,7 +122,8 @@ class SpeechCommands(IrregularSequenceDataset):
         self.cache_path = os.path.join(cache_dir, f"{key['features']}-{cache_key_hash(key)}.pt")
         fingerprint = fingerprint_files((rel, size) for _, rel, size in clips)
         data, self.cache_built = load_or_build(
-            self.cache_path, key, fingerprint, lambda: self._build(base, clips, key), mmap=True, what="SpeechCommands"
+            self.cache_path, key, fingerprint, lambda: self._build(base, clips, key), mmap=True,
+            what="SpeechCommands",
         )
         files: List[str] = list(data["files"])
         labels = data["labels"]
@@ -143,7 +144,7 @@ class SpeechCommands(IrregularSequenceDataset):
         super().__init__(data["features"], labels, splits[split], stats, self._scale(mfcc), drop_rate, drop_seed)
         self.split = split
         self.files = files
-        self.metadata = dataclasses.replace(metadata, split_sizes={s: len(v) for s, v in splits.items()})
+        self.metadata = metadata
 
     @staticmethod
     def _scale(mfcc: bool) -> float:
@@ -162,15 +163,20 @@ class SpeechCommands(IrregularSequenceDataset):
         pad_short: bool = False,
         **_ignored,
     ) -> DatasetMetadata:
-        """Metadata without reading files; ``split_sizes`` only where they are known in advance."""
-        if normalize not in NORMALIZATIONS:
-            raise ValueError(f"SpeechCommands: normalize must be one of {NORMALIZATIONS}, got {normalize!r}")
-        if split_scheme not in SPLIT_SCHEMES:
-            raise ValueError(f"SpeechCommands: split_scheme must be one of {SPLIT_SCHEMES}, got {split_scheme!r}")
+        """Metadata without reading files.
+
+        ``split_sizes`` are the published data's: given for ``split_scheme="original"``; the
+        standard lists' sizes depend on which clips are full length, so they are left empty
+        (``len(dataset)`` counts them).
+        """
+        check_choice("SpeechCommands", "normalize", normalize, NORMALIZATIONS)
+        check_choice("SpeechCommands", "split_scheme", split_scheme, SPLIT_SCHEMES)
         if not 0 <= drop_rate < 100:
             raise ValueError(f"SpeechCommands: drop_rate is a percentage in [0, 100), got {drop_rate}")
         if mfcc and (n_fft < 2 or n_mfcc > n_mels):
-            raise ValueError(f"SpeechCommands: need n_fft >= 2 and n_mfcc <= n_mels, got {n_fft}, {n_mfcc}, {n_mels}")
+            raise ValueError(
+                f"SpeechCommands: need n_fft >= 2 and n_mfcc <= n_mels, got {n_fft}, {n_mfcc}, {n_mels}"
+            )
         length = 1 + CLIP_LENGTH // (n_fft // 2) if mfcc else CLIP_LENGTH
         sizes = ORIGINAL_SPLIT_SIZES if split_scheme == "original" and not pad_short else {}
         return DatasetMetadata(
@@ -191,8 +197,8 @@ class SpeechCommands(IrregularSequenceDataset):
             if not download:
                 raise
         base = os.path.join(default_root(root), "SpeechCommands")
-        archive = download_url(URL, os.path.join(base, os.path.basename(URL)))
-        extract_tar(archive, base)
+        archive = os.path.join(base, os.path.basename(URL))
+        comm.on_main_process(lambda: extract_tar(download_url(URL, archive), base))
         return dataset_dir(root, "SpeechCommands", "SpeechCommands", expected, SOURCE)
 
     @staticmethod
@@ -206,7 +212,9 @@ class SpeechCommands(IrregularSequenceDataset):
         logger.info("SpeechCommands: %d of %d clips are %s; computing %s features.", len(kept), len(clips),
                     "at most one second" if key["pad_short"] else "exactly one second", key["features"])
         if not kept:
-            raise CorruptDatasetError(f"{base}: none of the {len(clips)} clips has {CLIP_LENGTH} samples at {SAMPLE_RATE} Hz.")
+            raise CorruptDatasetError(
+                f"{base}: none of the {len(clips)} clips has {CLIP_LENGTH} samples at {SAMPLE_RATE} Hz."
+            )
         mfcc = key["features"] == "mfcc"
         if mfcc:
             frames = 1 + CLIP_LENGTH // (key["n_fft"] // 2)
@@ -243,7 +251,9 @@ class SpeechCommands(IrregularSequenceDataset):
                 f"{os.path.join(base, LISTS['val'])} and {LISTS['test']} both list {sorted(both)[0]} "
                 f"(and {len(both) - 1} more); the published lists are disjoint: re-extract them."
             )
-        part = np.array(["val" if f in members["val"] else "test" if f in members["test"] else "train" for f in files])
+        part = np.array(
+            ["val" if f in members["val"] else "test" if f in members["test"] else "train" for f in files]
+        )
         return {s: np.flatnonzero(part == s) for s in SPLITS}
 
     def __repr__(self) -> str:

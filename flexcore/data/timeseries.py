@@ -3,8 +3,9 @@
 Irregular sampling drops ``int(L * drop_rate / 100)`` time steps per sample (all
 channels together); inputs are normalised with training-split statistics that ignore the
 dropped (and missing, NaN) values, those values become 0, and with ``drop_rate > 0`` an
-"exists" channel (1 = observed) is appended, as in the original (reference §7). Everything per sample happens lazily in
-``__getitem__``, so raw 16 kHz audio stays compact (int16, memory-mapped) in memory.
+"exists" channel (1 = observed) is appended, as in the original (reference §7).
+Everything per sample happens lazily in ``__getitem__``, so raw 16 kHz audio stays
+compact (int16, memory-mapped) in memory.
 """
 from __future__ import annotations
 
@@ -67,7 +68,6 @@ def normalization_stats(
     scale: float = 1.0,
     drop_rate: float = 0.0,
     drop_seed: int = 0,
-    chunk: int = 1024,
 ) -> Optional[Tuple[torch.Tensor, torch.Tensor]]:
     """Mean and unbiased std of ``features[indices] * scale`` over the observed values.
 
@@ -90,6 +90,7 @@ def normalization_stats(
     axis_len = channels if mode == "channel" else length
     total = (np.zeros(axis_len), np.zeros(axis_len), np.zeros(axis_len))
     indices = np.asarray(indices, dtype=np.int64)
+    chunk = max(1, 2_000_000 // (channels * length))  # ~16 MB of float64 per pass (raw audio: 125 clips)
     for start in range(0, len(indices), chunk):
         ids = indices[start : start + chunk]
         x = features[torch.from_numpy(ids)].double().numpy() * scale  # (B, C, L)
@@ -130,7 +131,9 @@ def stratified_split(labels: Sequence[int]) -> Tuple[np.ndarray, np.ndarray, np.
         )
         val, test = train_test_split(rest, train_size=0.5, random_state=1, shuffle=True, stratify=rest_labels)
     except ValueError as exc:  # sklearn: too few samples per class for a stratified split
-        raise ValueError(f"Cannot make the original stratified 70/15/15 split of {len(labels)} samples: {exc}") from exc
+        raise ValueError(
+            f"Cannot make the original stratified 70/15/15 split of {len(labels)} samples: {exc}"
+        ) from exc
     return np.sort(train), np.sort(val), np.sort(test)
 
 
@@ -168,6 +171,11 @@ class IrregularSequenceDataset(Dataset):
 
     def __len__(self) -> int:
         return len(self.indices)
+
+    @property
+    def targets(self) -> torch.Tensor:
+        """Labels of this split's samples, ``(len(self),)`` int64."""
+        return self.labels[torch.from_numpy(self.indices)]
 
     def sample_id(self, index: int) -> int:
         """Row of ``features`` (the drop-mask id) behind item ``index``."""

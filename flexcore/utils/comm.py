@@ -14,6 +14,7 @@ __all__ = [
     "get_local_rank",
     "is_main_process",
     "synchronize",
+    "on_main_process",
     "all_gather",
     "all_reduce_dict",
     "reduce_sum",
@@ -46,6 +47,23 @@ def synchronize() -> None:
     """Barrier across all processes; no-op in a single process."""
     if get_world_size() > 1:
         dist.barrier()
+
+
+def on_main_process(fn, *args, **kwargs):
+    """Run ``fn`` on the main process only (downloads, unpacking); every process waits for it.
+
+    An error on the main process is re-raised there after the barrier, so no rank hangs.
+    """
+    result, error = None, None
+    if is_main_process():
+        try:
+            result = fn(*args, **kwargs)
+        except Exception as exc:  # re-raised below, after the others were released
+            error = exc
+    synchronize()
+    if error is not None:
+        raise error
+    return result
 
 
 def all_gather(obj: Any) -> List[Any]:
