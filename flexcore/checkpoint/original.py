@@ -61,6 +61,8 @@ __all__ = [
     "convert_conv",
     "load_original_conv",
     "conv_from_original",
+    "convert_original_model",
+    "strip_module_prefix",
 ]
 
 # Original `kernel.type` names (and flexcore class names) -> converter family.
@@ -375,3 +377,41 @@ def conv_from_original(original_class: str, ckconv_kwargs: Mapping[str, Any], ff
         kw["in_channels"], kw["out_channels"], dim, mask=mask,
         dynamic_cropping=kw.get("mask_dynamic_cropping", True), **common,
     )
+
+
+# -- whole models --------------------------------------------------------------------------
+# FlexNet / TCN keep the original's module names (cconv1, norm1, blocks.{i}.*, out_layer;
+# backbone.{i}.*, finallyr), CIFARResNet and TorchvisionResNet the original's / torchvision's,
+# so only the keys inside each continuous convolution change.
+_MODEL_CONV_PREFIX = re.compile(r"^(cconv1|(?:blocks|backbone)\.\d+\.cconv[12])\.")
+
+
+def strip_module_prefix(state_dict: Mapping[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
+    """Drop a ``module.`` prefix (DataParallel/DDP) from every key, if all keys carry it."""
+    if state_dict and all(k.startswith("module.") for k in state_dict):
+        return {k[len("module."):]: v for k, v in state_dict.items()}
+    return dict(state_dict)
+
+
+def convert_original_model(
+    original_sd: Mapping[str, torch.Tensor], kernel_type: Optional[str], dim: int
+) -> Dict[str, torch.Tensor]:
+    """A whole original model's state dict in flexcore's names.
+
+    Works for FlexNet/CKCNN (``Img_ResNet``, ``SeqData_ResNet``), the TCNs, the CIFAR ResNets and
+    the torchvision ResNets; plain ``Conv`` layers keep their ``weight``/``bias``.
+
+    Args:
+        original_sd: the original state dict; a ``module.`` prefix (DataParallel) is stripped.
+        kernel_type: the original's ``kernel.type`` of its continuous convs (None if it has none).
+        dim: spatial dims of the model (1 sequences, 2 images).
+    """
+    sd = strip_module_prefix(original_sd)
+    prefixes = sorted({m.group(0) for k in sd for m in [_MODEL_CONV_PREFIX.match(k)] if m and ".Kernel." in k})
+    if prefixes and kernel_type is None:
+        raise OriginalCheckpointError(f"{prefixes[0].rstrip('.')} is a continuous conv: give the kernel_type.")
+    out: Dict[str, torch.Tensor] = {}
+    for prefix in prefixes:
+        out.update(convert_conv(sd, prefix, kernel_type, dim, new_prefix=prefix))
+    out.update({k: v for k, v in sd.items() if not any(k.startswith(p) for p in prefixes)})
+    return out

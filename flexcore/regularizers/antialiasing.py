@@ -120,22 +120,35 @@ def _kernel_net_convs(model: nn.Module) -> Iterator[Tuple[str, nn.Module, nn.Mod
 
 
 def _mask_inverse_widths(conv: nn.Module) -> Optional[torch.Tensor]:
-    """``(D,)`` inverse widths ``1/|σ_d|`` of the conv's Gaussian mask, or None without one."""
+    """``(D,)`` inverse widths ``1/|σ_d|`` of the conv's Gaussian mask, or None without one.
+
+    Masks say so through an ``inverse_widths()`` hook; a mask with a ``sigma`` parameter
+    (flexcore's GaussianMask) is read directly.
+    """
     mask = getattr(conv, "mask", None)
+    if mask is None:
+        return None
     hook = getattr(mask, "inverse_widths", None)
-    return hook() if callable(hook) else None
+    if callable(hook):
+        return hook()
+    sigma = getattr(mask, "sigma", None)
+    return 1.0 / sigma.abs() if isinstance(sigma, torch.Tensor) else None
 
 
 def _grid_length(conv: nn.Module, name: str) -> int:
-    length = getattr(conv, "grid_length", None)
-    length = length() if callable(length) else length
-    if not length:
+    """Smallest side of the conv's full position grid (``grid_size()``, else an int ``horizon``)."""
+    try:
+        sizes = conv.grid_size() if callable(getattr(conv, "grid_size", None)) else ()
+    except RuntimeError:  # not fixed by a forward yet: a fixed int horizon still says it
+        horizon = getattr(conv, "horizon", None)
+        sizes = (horizon,) if isinstance(horizon, int) else ()
+    if not sizes or min(sizes) < 2:
         raise RuntimeError(
-            f"AntiAliasing: continuous conv {name!r} has no grid length yet (it is set by the first "
+            f"AntiAliasing: continuous conv {name!r} has no grid size yet (it is fixed by the first "
             f"forward pass or set_resolution). Run a forward pass first or pass `res` (the kernel "
             f"size whose Nyquist frequency to use, e.g. 33 for 32px images)."
         )
-    return int(length)
+    return int(min(sizes))
 
 
 def layer_frequencies(
@@ -202,7 +215,8 @@ class AntiAliasing:
         penalty: ``l2_relu`` (squared excess) or ``offset_elu`` (smooth, linear far above).
         gauss_stddevs: standard deviations of a Gaussian's spectrum counted as its bandwidth.
         res: grid length whose Nyquist frequency is used for every layer; None = each layer's
-            own grid length (its kernel size at the current resolution).
+            own grid length (``min(conv.grid_size())``, the uncropped kernel size at the current
+            resolution; the original always needed it given).
         per_unit: paper's per-unit frequencies (True) or the original code's separate maxima.
     """
 

@@ -47,6 +47,11 @@ class PluginConv(nn.Module):
         self.mask = SigmaMask(sigma) if sigma is not None else None
         self.grid_length = grid_length
 
+    def grid_size(self):
+        if not self.grid_length:
+            raise RuntimeError("grid not fixed")
+        return (self.grid_length, self.grid_length + 4)
+
 
 W0 = torch.tensor([[30.0, -4.0], [2.0, 1.0]])   # radians per unit, (H=2, D=2)
 G0 = torch.tensor([[1.0, 6.0], [5.0, 0.5]])
@@ -114,7 +119,7 @@ def test_errors():
         AntiAliasing()(nn.Sequential(nn.Conv2d(1, 1, 3)))
     with pytest.raises(ValueError, match="needs layers with a Gaussian mask"):
         AntiAliasing(target="gabor+mask")(PluginConv([(W0, G0)]))
-    with pytest.raises(RuntimeError, match="no grid length yet"):
+    with pytest.raises(RuntimeError, match="no grid size yet"):
         AntiAliasing()(PluginConv([(W0, G0)], grid_length=0))
     with pytest.raises(ValueError, match="unknown method"):
         AntiAliasing(method="distributed")
@@ -131,3 +136,63 @@ def test_registered_and_summaries():
     assert math.isclose(stats["mask_freq/a"], 4 / TWO_PI, rel_tol=1e-6)
     layers = layer_frequencies(model, "gabor", nyquist=False)
     assert layers[0].nyquist is None
+
+
+# -- with flexcore's layers and the original's fixture ------------------------------------------
+def flexnet7_from_fixture(folder):
+    import json
+
+    from flexcore.checkpoint.original import convert_original_model
+    from flexcore.checkpoint.original_spec import spec_from_config
+
+    meta = json.loads((folder / "flexnet7_cifar10.json").read_text())
+    ref = torch.load(folder / "flexnet7_cifar10.pt", weights_only=True)
+    spec = spec_from_config(meta["config"], 3, 10)
+    model = spec.build()
+    model.load_state_dict(convert_original_model(ref["state_dict"], spec.kernel_type, spec.dim))
+    return model
+
+
+def test_fixture_values_with_the_original_option(seed_fixtures):
+    import json
+
+    model = flexnet7_from_fixture(seed_fixtures)
+    meta = json.loads((seed_fixtures / "antialias_flexnet7.json").read_text())
+    ref = torch.load(seed_fixtures / "antialias_flexnet7.pt", weights_only=True)
+    assert len(meta["calls"]) == 8
+    for call, expected in zip(meta["calls"], ref["output"]):
+        reg = AntiAliasing(factor=call["factor"], target=call["target"], method=call["method"],
+                           penalty=call["fn"], gauss_stddevs=call["gauss_stddevs"], res=call["horizon"],
+                           per_unit=False)
+        value = reg(model)
+        assert abs(value.item() - expected.item()) <= 1e-5 * abs(expected.item()), call
+    # per-layer, per-filter frequencies and mask terms
+    for target in ("gabor", "gabor+mask"):
+        layers = layer_frequencies(model, target, gauss_stddevs=2.0, per_unit=False, res=33)
+        assert [layer.name for layer in layers] == meta["flexconv_modules"]
+        got = torch.stack([layer.filters for layer in layers])
+        assert torch.allclose(got, ref["frequencies"][target]["filter_freqs"], rtol=1e-6)
+        if target == "gabor+mask":
+            masks = torch.stack([layer.mask for layer in layers])
+            assert torch.allclose(masks, ref["frequencies"][target]["mask_freqs"], rtol=1e-6)
+
+
+def test_real_magnet_by_hand_and_own_grid(seed_fixtures):
+    model = flexnet7_from_fixture(seed_fixtures)
+    conv = model.blocks[2].cconv1
+    s = 2.0
+    expected = []
+    for f in conv.kernel_net.filters:
+        per_unit = (f.linear.weight.abs() / TWO_PI + f.gamma.abs() * s / TWO_PI).max()
+        expected.append(per_unit)
+    layer = [l for l in layer_frequencies(model, "gabor", s) if l.name == "blocks.2.cconv1"][0]
+    assert torch.allclose(layer.filters, torch.stack(expected))
+    assert layer.nyquist == 8.0  # horizon 33, from the layer itself
+    # per unit is never above the original's separate maxima, and lower on this net
+    paper = AntiAliasing(factor=1.0, target="gabor", gauss_stddevs=s)(model)
+    original = AntiAliasing(factor=1.0, target="gabor", gauss_stddevs=s, per_unit=False)(model)
+    assert paper < original
+    assert torch.allclose(paper, AntiAliasing(factor=1.0, target="gabor", gauss_stddevs=s, res=33)(model))
+    # a CKConv/MAGNet model works too (no mask term needed for 'gabor')
+    paper.backward()
+    assert conv.kernel_net.filters[0].gamma.grad is not None

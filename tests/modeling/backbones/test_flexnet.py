@@ -7,6 +7,8 @@ import torch.nn as nn
 from flexcore.modeling.backbones import CKCNN, FlexNet, expand_width_factors, num_parameters
 from flexcore.registry import BACKBONES
 
+from backbone_test_utils import plain_conv, recording_conv  # noqa: F401  (fixtures)
+
 
 def test_width_factor_expansion():
     assert expand_width_factors([1.0, 2, 1.5, 3, 2.0, 2], 7) == [1, 1, 1.5, 1.5, 1.5, 2, 2]

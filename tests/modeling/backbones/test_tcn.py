@@ -4,6 +4,8 @@ import torch
 from flexcore.modeling.backbones import CKTCN, TCN, FlexTCN, num_parameters
 from flexcore.registry import BACKBONES
 
+from backbone_test_utils import plain_conv, recording_conv  # noqa: F401  (fixtures)
+
 
 def test_tcn_shapes_and_last_step_head(recording_conv):
     factory, calls = recording_conv

@@ -6,6 +6,8 @@ import torchvision
 from flexcore.modeling.backbones import TorchvisionResNet, num_parameters
 from flexcore.modeling.backbones.torchvision_resnet import StridedConv
 
+from backbone_test_utils import plain_conv  # noqa: F401  (fixture)
+
 
 @pytest.mark.parametrize("arch", ["resnet18", "resnet50"])
 def test_matches_torchvision_exactly(arch):

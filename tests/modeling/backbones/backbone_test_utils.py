@@ -1,4 +1,8 @@
-"""Plain ``nn.ConvNd`` conv factories honouring the CONVS contract, for backbone tests."""
+"""Plain ``nn.ConvNd`` conv factories honouring the CONVS contract, for backbone tests.
+
+Not a conftest.py: tests elsewhere import their own ``conftest`` by name, which a second
+conftest module would shadow. Test modules import the fixtures from here.
+"""
 from __future__ import annotations
 
 import functools
