@@ -54,6 +54,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--output", "--output-dir", dest="output", default=None,
                         help="folder for the reports (default: output/analysis/<config name>)")
     parser.add_argument("--batch-size", type=int, default=1, help="input batch for FLOP/activation counts (default 1)")
+    parser.add_argument("--input-size", type=int, nargs="+", default=None, metavar="N",
+                        help="analyse random inputs of this spatial size instead of the dataset's "
+                        "(e.g. 64 64: counts at another resolution)")
     parser.add_argument("--convention", choices=("mac", "flop"), default="mac",
                         help="mac: one multiply-add = 1 (fvcore, default); flop: = 2 (torch FlopCounterMode)")
     parser.add_argument("--max-depth", type=int, default=3, help="module depth of the per-module tables")
@@ -70,11 +73,17 @@ def build_parser() -> argparse.ArgumentParser:
 class AnalysisSetup:
     """What every task needs: the dataset (real or fake), its metadata and a model factory."""
 
-    def __init__(self, dataset, dataset_name: str, device: torch.device):
+    def __init__(self, dataset, dataset_name: str, device: torch.device, input_size: Optional[Sequence[int]] = None):
         self.dataset = dataset
         self.dataset_name = dataset_name
         self.metadata = dataset.metadata
         self.device = device
+        if input_size is not None and len(input_size) != self.metadata.dim:
+            raise ConfigError(
+                f"--input-size {' '.join(map(str, input_size))}: {dataset_name} samples have "
+                f"{self.metadata.dim} spatial dim(s) {tuple(self.metadata.shape)}; give {self.metadata.dim} sizes."
+            )
+        self.input_size = tuple(input_size) if input_size else None
 
     def build_model(self, weights: Optional[str] = None) -> nn.Module:
         from flexcore.modeling import build_model
@@ -85,7 +94,17 @@ class AnalysisSetup:
         return model.to(self.device)
 
     def batch(self, batch_size: int) -> Tuple[torch.Tensor, Any]:
-        """The first ``batch_size`` samples of the dataset, stacked: ``(B, C, *shape)`` and targets."""
+        """The first ``batch_size`` samples of the dataset, stacked: ``(B, C, *shape)`` and targets
+        (random ones of ``input_size`` if that was given)."""
+        if self.input_size is not None:
+            from dataclasses import replace
+
+            from flexcore.data.base import FakeDataset
+
+            fake = FakeDataset(replace(self.metadata, shape=self.input_size), length=batch_size)
+            samples = [fake[i] for i in range(batch_size)]
+            inputs = torch.stack([s[0] for s in samples]).to(self.device)
+            return inputs, torch.stack([torch.as_tensor(s[1]) for s in samples]).to(self.device)
         n = min(batch_size, len(self.dataset))
         samples = [self.dataset[i] for i in range(n)]
         inputs = torch.stack([torch.as_tensor(s[0]) for s in samples]).to(self.device)
@@ -100,7 +119,8 @@ def _query(name: str) -> Any:
         return None
 
 
-def load_analysis_setup(fake_data: bool, device: str = "cpu", split: str = "train") -> AnalysisSetup:
+def load_analysis_setup(fake_data: bool, device: str = "cpu", split: str = "train",
+                        input_size: Optional[Sequence[int]] = None) -> AnalysisSetup:
     """Build the config's training dataset (``fake_data``: random samples of its shape) under gin."""
     from flexcore.data.base import build_dataset
 
@@ -112,7 +132,7 @@ def load_analysis_setup(fake_data: bool, device: str = "cpu", split: str = "trai
         )
     with gin.config_scope(split):
         dataset = build_dataset(name=name, split=split, fake=fake_data)
-    return AnalysisSetup(dataset, name, torch.device(device))
+    return AnalysisSetup(dataset, name, torch.device(device), input_size)
 
 
 def load_weights(model: nn.Module, path: str) -> None:
@@ -244,14 +264,17 @@ def default_output(config_files: Sequence[str]) -> str:
 
 def analyze(args: argparse.Namespace) -> Dict[str, Any]:
     """Run the requested tasks; returns their results by task name."""
+    import flexcore.engine.trainer  # noqa: F401  (registers Trainer, which experiment configs bind)
+
     bindings = list(args.bindings)
     parse_config(args.config_files, bindings, plugins=args.plugins, finalize=False)
     output = args.output or default_output(args.config_files)
     os.makedirs(output, exist_ok=True)
     setup_logger(output, name="flexcore")
-    setup = load_analysis_setup(args.fake_data, args.device)
+    setup = load_analysis_setup(args.fake_data, args.device, input_size=args.input_size)
+    shape = setup.input_size or setup.metadata.shape
     logger.info("Analysing %s (dataset %s%s, input %s) -> %s", args.config_files, setup.dataset_name,
-                ", fake data" if args.fake_data else "", (setup.metadata.in_channels, *setup.metadata.shape), output)
+                ", fake data" if args.fake_data else "", (setup.metadata.in_channels, *shape), output)
     results: Dict[str, Any] = {}
     tasks = list(dict.fromkeys(args.tasks))
     if "flops" in tasks or "activations" in tasks:

@@ -17,7 +17,7 @@ import copy
 import functools
 import logging
 from collections import Counter
-from typing import Dict, List, Optional, Tuple, Union
+from typing import Any, Dict, List, Optional, Tuple, Union
 
 import torch
 import torch.nn as nn
@@ -36,6 +36,7 @@ __all__ = [
     "flop_report",
     "count_flops",
     "baked_copy",
+    "copy_model",
     "uncounted_ops",
     "format_count",
     "convention_note",
@@ -109,14 +110,41 @@ def _modules_with_uncounted_ops(analysis: FlopCountAnalysis) -> List[str]:
     return sorted(n for n in leaves if not any(o != n and o.startswith(n + ".") for o in leaves))
 
 
+# ---------------------------------------------------------------- copies
+def _non_leaf_tensors(value: Any, found: Dict[int, torch.Tensor]) -> None:
+    if isinstance(value, torch.Tensor):
+        if value.grad_fn is not None:
+            found[id(value)] = value.detach()
+    elif isinstance(value, (tuple, list)):
+        for item in value:
+            _non_leaf_tensors(item, found)
+    elif isinstance(value, dict):
+        for item in value.values():
+            _non_leaf_tensors(item, found)
+
+
+def copy_model(model: nn.Module) -> nn.Module:
+    """``copy.deepcopy`` that also works after a training forward.
+
+    Layers keep tensors of their last forward as plain attributes (e.g. a conv's
+    ``conv_kernel``, still attached to the autograd graph), which ``deepcopy`` refuses;
+    the copy gets detached versions of them.
+    """
+    memo: Dict[int, Any] = {}
+    for module in model.modules():
+        for name, value in vars(module).items():
+            if not name.startswith("_parameters") and not name.startswith("_buffers"):
+                _non_leaf_tensors(value, memo)
+    return copy.deepcopy(model, memo)
+
+
 # ---------------------------------------------------------------- continuous convs
-def _continuous_convs(model: nn.Module) -> List[Tuple[str, nn.Module]]:
-    """``(name, module)`` of each continuous conv (``flexcore.layers.ContinuousConv``)."""
+def _bake(model: nn.Module) -> nn.Module:
     try:
-        from flexcore.layers import continuous_convs
-    except ImportError:  # layers not available: nothing generates kernels
-        return []
-    return list(continuous_convs(model))
+        from flexcore.layers import bake_model
+    except ImportError:  # no layers package: nothing to bake
+        return model.eval()
+    return bake_model(model).eval()
 
 
 def baked_copy(model: nn.Module, inputs: Inputs) -> nn.Module:
@@ -124,15 +152,11 @@ def baked_copy(model: nn.Module, inputs: Inputs) -> nn.Module:
 
     One forward pass on ``inputs`` runs first: layers fix their grid size on their first call.
     """
-    copied = copy.deepcopy(model).eval()
-    try:
-        from flexcore.layers import bake_model
-    except ImportError:  # no layers package: nothing to bake
-        return copied
-    if _continuous_convs(copied):
+    copied = copy_model(model).eval()
+    if _kernel_generators(copied):
         with torch.no_grad():
             copied(*(inputs if isinstance(inputs, tuple) else (inputs,)))
-    return bake_model(copied).eval()
+    return _bake(copied)
 
 
 class _KernelGeneration(nn.Module):
@@ -144,6 +168,18 @@ class _KernelGeneration(nn.Module):
 
     def forward(self) -> torch.Tensor:
         return self.conv.generate_kernel()
+
+
+class _AllKernelGenerations(nn.Module):
+    """One trace for every layer: child ``i`` generates layer ``i``'s kernel, so fvcore
+    attributes each generation to its own scope."""
+
+    def __init__(self, convs: List[nn.Module]):
+        super().__init__()
+        self.layers = nn.ModuleList(_KernelGeneration(conv) for conv in convs)
+
+    def forward(self) -> Tuple[torch.Tensor, ...]:
+        return tuple(layer() for layer in self.layers)
 
 
 def _kernel_generators(model: nn.Module) -> List[Tuple[str, nn.Module]]:
@@ -163,12 +199,17 @@ def kernel_generation_flops(model: nn.Module, convention: str = "mac") -> Dict[s
     parameter (``Conv``) cost nothing and are left out. Run a forward pass first: layers
     fix their grid size on the first call.
     """
+    generators = _kernel_generators(model)
+    if not generators:
+        return {}
+    analysis = FlexcoreFlopCountAnalysis(_AllKernelGenerations([conv for _, conv in generators]), (), convention)
+    analysis.uncalled_modules_warnings(False).tracer_warnings("none")
+    with torch.no_grad():
+        by_module = analysis.by_module()
+    assert_all_ops_counted(analysis, "generate_kernel() of " + ", ".join(n or "<model>" for n, _ in generators))
     result = {}
-    for name, conv in _kernel_generators(model):
-        analysis = FlexcoreFlopCountAnalysis(_KernelGeneration(conv), (), convention)
-        analysis.uncalled_modules_warnings(False).tracer_warnings("none")
-        flops = float(analysis.total())
-        assert_all_ops_counted(analysis, f"{name or type(conv).__name__}.generate_kernel()")
+    for index, (name, _) in enumerate(generators):
+        flops = float(by_module.get(f"layers.{index}", 0))
         if flops > 0:
             result[name] = flops
     return result
@@ -313,7 +354,7 @@ def flop_report(model: nn.Module, inputs: Inputs, convention: str = "mac", stric
     """Count training and baked-inference FLOPs, activations and parameters of ``model``.
 
     The model is deep-copied first, so tracing (BatchNorm statistics in train mode,
-    grids fixed on the first call) leaves it untouched.
+    grids fixed on the first call, baking) leaves it untouched.
 
     Args:
         model: any ``nn.Module`` (continuous convs are found and baked automatically).
@@ -324,7 +365,7 @@ def flop_report(model: nn.Module, inputs: Inputs, convention: str = "mac", stric
     if convention not in CONVENTIONS:
         raise ValueError(f"Unknown FLOP convention {convention!r}; use one of {CONVENTIONS}.")
     inputs = inputs if isinstance(inputs, tuple) else (inputs,)
-    train_model = copy.deepcopy(model).train()
+    train_model = copy_model(model).train()
     notes = []
     try:
         train = _analyse(train_model, inputs, convention, strict, "the model in train mode")
@@ -332,7 +373,6 @@ def flop_report(model: nn.Module, inputs: Inputs, convention: str = "mac", stric
         if "Expected more than 1 value per channel" not in str(exc):
             raise
         # A batch of one has no BatchNorm statistics where the spatial size reaches 1x1.
-        train_model = copy.deepcopy(model).train()
         for module in train_model.modules():
             if isinstance(module, nn.modules.batchnorm._BatchNorm):
                 module.eval()
@@ -341,7 +381,8 @@ def flop_report(model: nn.Module, inputs: Inputs, convention: str = "mac", stric
                      "no batch statistics); use a batch of 2 or more to count them in train mode.")
     with torch.no_grad():
         kernel = kernel_generation_flops(train_model, convention)
-    baked = baked_copy(model, inputs)
+    # The traced copy has its grids fixed already; parameter values do not change counts.
+    baked = _bake(copy_model(train_model).eval())
     inference = _analyse(baked, inputs, convention, strict, "the baked model")
     first = next((x for x in inputs if isinstance(x, torch.Tensor)), None)
     return FlopReport(
@@ -370,7 +411,7 @@ def count_flops(model: nn.Module, inputs: Inputs, convention: str = "mac", mode:
         raise ValueError(f"count_flops: mode must be 'inference' or 'train', got {mode!r}")
     inputs = inputs if isinstance(inputs, tuple) else (inputs,)
     if mode == "train":
-        traced = copy.deepcopy(model).train()
+        traced = copy_model(model).train()
     else:
         traced = baked_copy(model, inputs)
     analysis = FlexcoreFlopCountAnalysis(traced, inputs, convention)

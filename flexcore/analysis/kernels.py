@@ -203,7 +203,8 @@ def plot_kernels(model: nn.Module, path: str, num_slices: int = 4, title: Option
     if not convs:
         return None
     cols = num_slices
-    fig, axes = plt.subplots(len(convs), cols, figsize=(2.1 * cols + 1.2, 1.9 * len(convs) + 0.6), squeeze=False)
+    fig, axes = plt.subplots(len(convs), cols, figsize=(1.9 * cols + 1.6, 1.75 * len(convs) + 0.7), squeeze=False,
+                             layout="constrained")
     with torch.no_grad():
         for row, (name, conv) in enumerate(convs):
             kernel = conv.generate_kernel().detach().float().cpu()
@@ -219,9 +220,12 @@ def plot_kernels(model: nn.Module, path: str, num_slices: int = 4, title: Option
                 k = kernel[o, i]
                 if conv.dim == 1:
                     pos = _coords(conv.full_grid(), 0)[conv.crop()[0]]
-                    ax.plot(pos.numpy(), k.numpy(), lw=1)
+                    ax.plot(pos.numpy(), k.numpy(), lw=1, marker=".", ms=3)
                     ax.axhline(0, color="0.6", lw=0.5)
                     ax.set_xlim(-1.05, 1.05)
+                    ax.set_xticks([-1, -0.5, 0, 0.5, 1])
+                    if row == len(convs) - 1:
+                        ax.set_xlabel("position", fontsize=7)
                     ax.tick_params(labelsize=6)
                 else:
                     slices = conv.crop()[-2:]
@@ -232,10 +236,15 @@ def plot_kernels(model: nn.Module, path: str, num_slices: int = 4, title: Option
                     ax.set_xticks([-1, 0, 1])
                     ax.set_yticks([-1, 0, 1])
                     ax.tick_params(labelsize=6)
-                ax.set_title(f"{name} [{o},{i}] {'x'.join(map(str, k.shape))}", fontsize=7)
+                ax.set_title(f"(out, in) = ({o}, {i})", fontsize=7)
+                if col == 0:
+                    size = "x".join(map(str, k.shape))
+                    ax.set_ylabel(f"{name}\n{size}", fontsize=8)
             if conv.dim > 1:
-                fig.colorbar(img, ax=list(axes[row]), fraction=0.02, pad=0.01).ax.tick_params(labelsize=6)
-    fig.suptitle(title or "Generated kernels (out, in) on the [-1, 1] position grid", fontsize=10)
+                fig.colorbar(img, ax=list(axes[row]), shrink=0.9, aspect=12).ax.tick_params(labelsize=6)
+    default = "Generated kernels on the [-1, 1] position grid (rows: layer, kernel size"
+    default += "; x to the right, y down)" if any(c.dim > 1 for _, c in convs) else "; causal: +1 = now)"
+    fig.suptitle(title or default, fontsize=10)
     fig.savefig(path, dpi=90)
     plt.close(fig)
     return path
@@ -249,7 +258,9 @@ def plot_masks(model: nn.Module, path: str, title: Optional[str] = None, columns
         return None
     cols = min(columns, len(convs))
     rows = (len(convs) + cols - 1) // cols
-    fig, axes = plt.subplots(rows, cols, figsize=(2.6 * cols + 0.8, 2.5 * rows + 0.6), squeeze=False)
+    fig, axes = plt.subplots(rows, cols, figsize=(2.6 * cols + 1.0, 2.5 * rows + 0.6), squeeze=False,
+                             layout="constrained")
+    image = None
     with torch.no_grad():
         for index, (name, conv) in enumerate(convs):
             ax = axes[index // cols][index % cols]
@@ -265,12 +276,14 @@ def plot_masks(model: nn.Module, path: str, title: Optional[str] = None, columns
                 ax.axvspan(pos[crop.start], pos[crop.stop - 1], color="C2", alpha=0.15, label="kept")
                 ax.set_xlim(-1.05, 1.05)
                 ax.set_ylim(0, 1.05)
+                ax.set_xticks([-1, -0.5, 0, 0.5, 1])
                 ax.set_xlabel("position", fontsize=7)
                 ax.legend(fontsize=6, loc="upper left")
             else:
                 img = _central(values, 2).numpy()
                 ys, xs = _coords(grid, conv.dim - 2), _coords(grid, conv.dim - 1)
-                ax.imshow(img, cmap="viridis", vmin=0, vmax=1, extent=_extent(conv, (slice(None), slice(None))))
+                image = ax.imshow(img, cmap="viridis", vmin=0, vmax=1,
+                                  extent=_extent(conv, (slice(None), slice(None))))
                 ax.contour(xs.numpy(), ys.numpy(), img, levels=[threshold], colors="w", linewidths=0.8)
                 x0, x1, y0, y1 = _extent(conv, conv.crop()[-2:])
                 ax.add_patch(plt.Rectangle((x0, y1), x1 - x0, y0 - y1, fill=False, ec="C3", lw=1.0))
@@ -280,8 +293,12 @@ def plot_masks(model: nn.Module, path: str, title: Optional[str] = None, columns
             ax.set_title(f"{name}: kernel {size}", fontsize=7)
         for index in range(len(convs), rows * cols):
             axes[index // cols][index % cols].axis("off")
-    fig.suptitle(title or "Masks on the full grid (white: threshold, red box: crop)", fontsize=10)
-    fig.tight_layout()
+    if image is not None:
+        fig.colorbar(image, ax=axes.ravel().tolist(), shrink=0.6, label="mask value")
+        default = "Masks on the full grid (white: threshold contour, red box: crop kept)"
+    else:
+        default = "Masks on the full grid (dashed: threshold, shaded: positions kept)"
+    fig.suptitle(title or default, fontsize=10)
     fig.savefig(path, dpi=90)
     plt.close(fig)
     return path

@@ -14,6 +14,7 @@ matters because each phase runs the hooks in sequence:
 7. user hooks              ``Trainer.extra_hooks``
 8. ``PeriodicWriter``      metrics.json, TensorBoard, console line (main process)
 9. ``Progress``            a tqdm bar when stdout is a terminal (main process)
+10. ``KernelReport``       kernel sizes, masks and kernels as tables and PNGs at the end (main)
 """
 from __future__ import annotations
 
@@ -43,6 +44,7 @@ __all__ = [
     "Progress",
     "KernelSizeLogger",
     "TorchProfiler",
+    "KernelReport",
 ]
 
 logger = logging.getLogger("flexcore")
@@ -407,14 +409,15 @@ class KernelSizeLogger(HookBase):
 
 @HOOKS.register()
 class TorchProfiler(HookBase):
-    """Profiles ``num_steps`` steps with ``torch.profiler``; writes a Chrome trace and a top-ops table.
+    """Profiles ``num_steps`` steps with ``torch.profiler`` (``flexcore.analysis.profiler``).
 
-    Outputs in ``output_dir``: ``trace.json`` (open in chrome://tracing or Perfetto) and
-    ``top_ops.txt`` (the ``top`` operators by self CPU time, also logged).
+    Outputs in ``output_dir`` (main process): ``trace.json`` (chrome://tracing, Perfetto),
+    ``top_ops.txt`` (ops by self time per step, also logged) and ``regions.txt`` (time per
+    labelled region: each continuous conv, its kernel net and mask).
 
     Args:
-        output_dir: folder for the outputs (main process only).
-        warmup_steps: steps after the run's start left unprofiled (lazy init, allocator warm-up).
+        output_dir: folder for the outputs.
+        warmup_steps: steps after the run's start run under the profiler but not recorded.
         num_steps: profiled steps.
         top: rows of the table.
     """
@@ -422,46 +425,72 @@ class TorchProfiler(HookBase):
     def __init__(self, output_dir: str, warmup_steps: int = 2, num_steps: int = 5, top: int = 25):
         self.output_dir = output_dir
         self.warmup_steps = int(warmup_steps)
-        self.start_iter = 0
         self.num_steps = int(num_steps)
         self.top = int(top)
         self._profiler = None
         self.table = ""
 
     def before_train(self) -> None:
-        self.start_iter = self.trainer.start_iter + self.warmup_steps
+        if not comm.is_main_process():
+            return
+        from flexcore.analysis.profiler import TrainingProfiler
 
-    def before_step(self) -> None:
-        if self.trainer.iter == self.start_iter and self._profiler is None:
-            from torch.profiler import ProfilerActivity, profile
-
-            activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if torch.cuda.is_available() else [])
-            self._profiler = profile(activities=activities, record_shapes=True)
-            self._profiler.__enter__()
+        self._profiler = TrainingProfiler(self.output_dir, steps=self.num_steps, warmup=self.warmup_steps,
+                                          model=unwrap_model(self.trainer.model), row_limit=self.top).start()
 
     def after_step(self) -> None:
-        if self._profiler is not None and self.trainer.iter + 1 >= self.start_iter + self.num_steps:
-            self._finish()
+        if self._profiler is not None and not self._profiler.done:
+            self._profiler.step()
+            if self._profiler.done:
+                self._finish()
 
     def after_train(self) -> None:
-        if self._profiler is not None:
+        if self._profiler is not None and not self._profiler.done:
+            self._profiler.stop()
             self._finish()
 
     def _finish(self) -> None:
-        prof, self._profiler = self._profiler, None
-        prof.__exit__(None, None, None)
-        averages = sorted(prof.key_averages(), key=lambda e: e.self_cpu_time_total, reverse=True)[: self.top]
-        steps = max(self.num_steps, 1)
-        rows = [
-            (e.key, e.count, e.self_cpu_time_total / 1e3, e.cpu_time_total / 1e3, e.self_cpu_time_total / 1e3 / steps)
-            for e in averages
-        ]
-        self.table = tabulate(rows, headers=["op", "calls", "self CPU ms", "total CPU ms", "self CPU ms / step"],
-                              tablefmt="github", floatfmt=".2f")
-        logger.info("Profile of %d steps (top %d ops by self CPU time):\n%s", self.num_steps, self.top, self.table)
-        if comm.is_main_process():
-            os.makedirs(self.output_dir, exist_ok=True)
-            prof.export_chrome_trace(os.path.join(self.output_dir, "trace.json"))
-            with open(os.path.join(self.output_dir, "top_ops.txt"), "w", encoding="utf-8") as f:
-                f.write(self.table + "\n")
-            logger.info("Profiler trace: %s", os.path.join(self.output_dir, "trace.json"))
+        result = self._profiler.result
+        if result is None:
+            return
+        self.table = result.top_ops_table(self.top)
+        logger.info("Profile of %d steps (top %d ops by self time):\n%s\nRegions:\n%s", result.steps, self.top,
+                    self.table, result.regions_table())
+        logger.info("Profiler trace: %s", os.path.join(self.output_dir, "trace.json"))
+
+
+@HOOKS.register()
+class KernelReport(HookBase):
+    """At the end of training, write the kernel report (``flexcore.analysis.write_kernel_report``).
+
+    ``<output_dir>/kernels/``: kernel sizes and mask extents per continuous conv (table,
+    JSON, plot with a line for the first step and one for the end), kernel and mask images.
+    Models without continuous convs get only the (empty) table.
+
+    Args:
+        output_dir: the run's output dir (default: the trainer's).
+        num_slices: ``(out, in)`` slices per layer in ``kernels.png``.
+    """
+
+    def __init__(self, output_dir: Optional[str] = None, num_slices: int = 4):
+        self.output_dir = output_dir
+        self.num_slices = num_slices
+        self._start: Dict[str, Any] = {}
+
+    def after_step(self) -> None:
+        if not self._start and comm.is_main_process():  # the first step fixed every grid: sizes at the start
+            from flexcore.analysis.kernels import kernel_stats
+
+            self._start = {f"iter {self.trainer.iter + 1}": kernel_stats(unwrap_model(self.trainer.model))}
+
+    def after_train(self) -> None:
+        if not comm.is_main_process() or not self._start:
+            return
+        from flexcore.analysis.kernels import write_kernel_report
+
+        output_dir = self.output_dir or self.trainer.output_dir
+        try:  # `iter` counts the iterations done once training ended (max_iter when completed)
+            write_kernel_report(unwrap_model(self.trainer.model), output_dir, label=f"iter {self.trainer.iter}",
+                                num_slices=self.num_slices, extra_stats=self._start)
+        except Exception:  # noqa: BLE001 - a report must not hide the training outcome
+            logger.exception("Writing the kernel report to %s failed", output_dir)

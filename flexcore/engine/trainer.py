@@ -272,6 +272,7 @@ class Trainer(TrainerBase):
             # Writers are attached in train(): they need the start iteration (resume).
             hooks.append(H.PeriodicWriter([], period=self.log_period))
             hooks.append(H.Progress())
+            hooks.append(H.KernelReport())
         return hooks
 
     def _open_writers(self) -> None:

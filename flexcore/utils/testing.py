@@ -83,3 +83,17 @@ def seed_fixtures() -> Path:
     if path is None:
         pytest.skip("seed fixtures not found (tests/fixtures/seed or $FLEXCORE_SEED_FIXTURES)")
     return path
+
+
+@pytest.fixture
+def single_thread():
+    """Run a test with one torch thread: tiny models trace and run fastest that way on a shared machine.
+
+    Use with ``pytestmark = pytest.mark.usefixtures("single_thread")``.
+    """
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -8,6 +8,8 @@ import pytest
 
 from flexcore.analysis.cli import main
 
+pytestmark = pytest.mark.usefixtures("single_thread")
+
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 CONFIG = """
@@ -39,6 +41,15 @@ def test_flops_params_activations_structure(config, tmp_path):
     assert "#activations" in (out / "activations.txt").read_text()
     assert "trainable parameters" in (out / "params.txt").read_text()
     assert "CIFARResNet" in (out / "structure.txt").read_text()
+
+
+def test_input_size_override_and_its_check(config, tmp_path, capsys):
+    out = tmp_path / "out"
+    assert main(["--config-file", config, "--fake-data", "--tasks", "flops", "--input-size", "16",
+                 "--output", str(out)]) == 0
+    assert json.loads((out / "flops.json").read_text())["input_shape"] == [1, 2, 16]
+    assert main(["--config-file", config, "--fake-data", "--input-size", "16", "16", "--output", str(out)]) == 2
+    assert "1 spatial dim" in capsys.readouterr().err
 
 
 def test_profile_task_writes_trace(config, tmp_path):

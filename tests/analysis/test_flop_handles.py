@@ -9,6 +9,8 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from flexcore.analysis import FlexcoreFlopCountAnalysis, UncountedOpsError, assert_all_ops_counted, fft_cost
 
+pytestmark = pytest.mark.usefixtures("single_thread")
+
 
 class Fn(nn.Module):
     def __init__(self, fn, **params):

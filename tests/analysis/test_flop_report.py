@@ -1,8 +1,11 @@
 """flop_report on plain torch models: train vs eval counts, tables, no side effects."""
+import pytest
 import torch
 import torch.nn as nn
 
 from flexcore.analysis import flop_report
+
+pytestmark = pytest.mark.usefixtures("single_thread")
 
 
 def small_net():

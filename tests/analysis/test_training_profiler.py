@@ -1,11 +1,14 @@
 """torch.profiler wrapper: real training steps, real trace files."""
 import json
 
+import pytest
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
 from flexcore.analysis.profiler import TrainingProfiler, label_modules, profile_training
+
+pytestmark = pytest.mark.usefixtures("single_thread")
 
 
 def _model():
