@@ -8,10 +8,12 @@ Picks up each ``.gin`` file under ``gin_configs/`` and ``projects/*/gin_configs/
   forward), with the reference's parameter count where it gives one; then train two steps
   at reduced width on ``--fake-data`` of the dataset's real shape, and the run's
   ``operative_config.gin`` rebuilds a model that loads the run's final checkpoint strictly;
+- kernel-fitting configs (``kernel_fitting/``) fit their nets for two iterations;
 - the README's config table lists every experiment, and only existing ones.
 """
 from __future__ import annotations
 
+import json
 import os
 import re
 from pathlib import Path
@@ -50,7 +52,8 @@ def _is_experiment(name: str) -> bool:
 
 ALL = list_config_files()
 EXPERIMENTS = [n for n in ALL if _is_experiment(n)]
-BLOCKS = [n for n in ALL if n not in EXPERIMENTS and not n.startswith("kernel_fitting/")]
+KERNEL_FITTING = [n for n in ALL if n.replace(os.sep, "/").startswith("kernel_fitting/")]
+BLOCKS = [n for n in ALL if n not in EXPERIMENTS and n not in KERNEL_FITTING]
 
 # Parameter counts the reference gives (§5.1, §5.3, §9.2; the sCIFAR-10 FlexTCN-2 from the seed
 # fixtures). Every key must be a shipped config.
@@ -164,6 +167,22 @@ def test_experiment_trains_two_steps_and_operative_config_rebuilds_it(name, tmp_
     rebuilt = _build_from_gin()
     assert {k: tuple(v.shape) for k, v in rebuilt.state_dict().items()} == {k: tuple(v.shape) for k, v in state.items()}
     rebuilt.load_state_dict(state, strict=True)
+
+
+@pytest.mark.parametrize("name", KERNEL_FITTING)
+def test_kernel_fitting_config_runs_tiny(name, tmp_path):
+    from PIL import Image
+
+    from flexcore.fitting import main as fit_main
+
+    image = tmp_path / "image.png"
+    Image.new("RGB", (12, 12), (200, 40, 90)).save(image)
+    tiny = ["fit_kernels.iterations = 2", "fit_kernels.size = 9", "fit_kernels.freqs = [4.0]",
+            "fit_kernels.save_images = False", f"make_target.image = '{image}'"]
+    out = tmp_path / "out"
+    assert fit_main(["--config-file", name, "--output-dir", str(out), *[a for b in tiny for a in ("--gin", b)]]) == 0
+    rows = json.loads((out / "results.json").read_text())
+    assert rows and all(r["iterations"] == 2 for r in rows)
 
 
 def test_readme_lists_every_experiment():
