@@ -284,9 +284,15 @@ def _record_bindings_as_used(selector: str) -> None:
 
 
 def describe_dataset(name: str, **options: Any) -> DatasetMetadata:
-    """Metadata of a registered dataset under the active gin bindings, without its files."""
+    """Metadata of a registered dataset under the active gin bindings, without its files.
+
+    Inside a gin scope (the trainer builds each split under ``train``/``val``/``test``)
+    the scope's bindings count too, as they do when the dataset itself is built.
+    """
     from flexcore.registry import DATASETS
 
     raw = DATASETS.get_raw(name)
-    bound = gin.get_bindings(f"datasets.{DATASETS._resolve(name)}")  # noqa: SLF001
+    scope = gin.current_scope_str()
+    selector = f"datasets.{DATASETS._resolve(name)}"  # noqa: SLF001
+    bound = gin.get_bindings(f"{scope}/{selector}" if scope else selector)
     return raw.describe(**{**bound, **options})

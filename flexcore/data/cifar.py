@@ -201,11 +201,7 @@ class CIFAR100(_CIFARBase):
     ):
         check_choice("CIFAR100", "label_type", label_type, self.LABEL_TYPES)
         self.label_type = label_type
-        super().__init__(
-            root=root, split=split, augment=augment, resolution=resolution, interpolation=interpolation,
-            blur_sigma=blur_sigma, normalize=normalize, cutout_length=cutout_length, val_fraction=val_fraction,
-            split_seed=split_seed, val_source=val_source, download=download,
-        )
+        super().__init__(**self.base_options(locals()))
 
     def _extra_options(self) -> Dict[str, Any]:
         return {"label_type": self.label_type}

@@ -81,11 +81,21 @@ class _DownsampledImageNet(ImageClassificationDataset):
     ):
         self.in_ram = bool(in_ram)
         self.cache_dir = cache_dir
-        super().__init__(
-            root=root, split=split, augment=augment, resolution=resolution, interpolation=interpolation,
-            blur_sigma=blur_sigma, normalize=normalize, cutout_length=cutout_length, val_fraction=val_fraction,
-            split_seed=split_seed, val_source=val_source, download=download,
-        )
+        super().__init__(**self.base_options(locals()))
+
+    # Spawned DataLoader workers and DDP processes receive the dataset pickled: send the
+    # cache file's path, not a copy of a memory-mapped split (gigabytes).
+    def __getstate__(self):
+        state = self.__dict__.copy()
+        if isinstance(self.images, np.memmap):
+            state["images"] = ("memmap", self.images.filename)
+        return state
+
+    def __setstate__(self, state):
+        images = state["images"]
+        if isinstance(images, tuple) and images[0] == "memmap":
+            state["images"] = np.load(images[1], mmap_mode="r")
+        self.__dict__.update(state)
 
     # -- files ---------------------------------------------------------------------------------
     @classmethod

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import inspect
 import logging
 import os
 import shutil
@@ -192,6 +193,15 @@ class ImageClassificationDataset(Dataset):
         self.targets = torch.as_tensor(np.asarray(labels, dtype=np.int64))
         self._target_list: List[int] = self.targets.tolist()
 
+    @staticmethod
+    def base_options(values: Dict[str, Any]) -> Dict[str, Any]:
+        """This constructor's arguments picked from a subclass constructor's ``locals()``.
+
+        Subclasses with extra options repeat the full signature (so gin and ``help`` show
+        every parameter) and forward with ``super().__init__(**self.base_options(locals()))``.
+        """
+        return {name: values[name] for name in _BASE_PARAMETERS}
+
     # -- what subclasses provide ---------------------------------------------------------------
     def _extra_options(self) -> Dict[str, Any]:
         """Options of a subclass that ``describe`` needs (set as attributes before ``__init__``)."""
@@ -306,6 +316,9 @@ class ImageClassificationDataset(Dataset):
             f"{type(self).__name__}(split={self.split!r}, samples={len(self)}, root={self.root!r}, "
             f"shape={(self.metadata.in_channels, *self.metadata.shape)}, transform={self.transform!r})"
         )
+
+
+_BASE_PARAMETERS = tuple(inspect.signature(ImageClassificationDataset.__init__).parameters)[1:]
 
 
 def replace_metadata(meta: DatasetMetadata, **changes: Any) -> DatasetMetadata:

@@ -81,11 +81,7 @@ class PMNIST(SMNIST):
         permutation_seed: int = 0,
     ):
         self.permutation_seed = int(permutation_seed)
-        super().__init__(
-            root=root, split=split, augment=augment, resolution=resolution, interpolation=interpolation,
-            blur_sigma=blur_sigma, normalize=normalize, cutout_length=cutout_length, val_fraction=val_fraction,
-            split_seed=split_seed, val_source=val_source, download=download,
-        )
+        super().__init__(**self.base_options(locals()))
         self.permutation = torch.as_tensor(permutation(self.metadata.shape[0], self.permutation_seed))
 
     def _extra_options(self) -> Dict[str, Any]:
@@ -142,11 +138,7 @@ class NoisePaddedCIFAR10(CIFAR10):
         noise_seed: int = 0,
     ):
         self.noise_seed = int(noise_seed)
-        super().__init__(
-            root=root, split=split, augment=augment, resolution=resolution, interpolation=interpolation,
-            blur_sigma=blur_sigma, normalize=normalize, cutout_length=cutout_length, val_fraction=val_fraction,
-            split_seed=split_seed, val_source=val_source, download=download,
-        )
+        super().__init__(**self.base_options(locals()))
         self.noise = padding_noise(96, NOISE_PADDED_LENGTH - 32, self.noise_seed)
 
     def _extra_options(self) -> Dict[str, Any]:

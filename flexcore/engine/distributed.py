@@ -8,16 +8,20 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import logging
 import os
 import pickle
 import socket
 import tempfile
+import time
+import traceback
 from typing import Any, Callable, Dict, Optional
 
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
+from torch.multiprocessing.spawn import ProcessException
 
 from flexcore.utils import comm
 
@@ -171,7 +175,7 @@ def launch_torchrun(main: Callable[[argparse.Namespace], Any], args: argparse.Na
     )
 
 
-def _ddp_worker(local_rank: int, main, args, config: DDPConfig, url: str, result_file: str) -> None:
+def _ddp_worker(local_rank: int, main, args, config: DDPConfig, url: str, run_dir: str) -> None:
     rank = config.machine_rank * config.procs_per_machine + local_rank
     try:
         result = run_in_process_group(
@@ -184,16 +188,42 @@ def _ddp_worker(local_rank: int, main, args, config: DDPConfig, url: str, result
             local_world_size=config.procs_per_machine,
         )
     except SystemExit as exc:
-        # torch.multiprocessing only forwards exceptions: turn an exit message into one.
         if exc.code in (None, 0):
             return
+        _record_failure(run_dir, rank, f"SystemExit: {exc.code}\n")
         raise RuntimeError(f"rank {rank} exited: {exc.code}") from exc
+    except BaseException:
+        _record_failure(run_dir, rank, traceback.format_exc())
+        raise
     if rank == 0:
         try:
-            with open(result_file, "wb") as f:
+            with open(os.path.join(run_dir, "result.pkl"), "wb") as f:
                 pickle.dump(result, f)
         except Exception as exc:  # noqa: BLE001 - an unpicklable result must not fail the run
             logger.warning("main()'s return value could not be passed back (%s); returning None.", exc)
+
+
+def _record_failure(run_dir: str, rank: int, trace: str) -> None:
+    """When and how a rank failed: the earliest failure is the cause, later ones its echo."""
+    with open(os.path.join(run_dir, f"failure.rank{rank}"), "w") as f:
+        json.dump({"rank": rank, "time": time.time(), "traceback": trace}, f)
+
+
+def _failure_report(run_dir: str) -> Optional[str]:
+    failures = []
+    for name in os.listdir(run_dir):
+        if name.startswith("failure.rank"):
+            with open(os.path.join(run_dir, name)) as f:
+                failures.append(json.load(f))
+    if not failures:
+        return None
+    failures.sort(key=lambda f: f["time"])
+    first = failures[0]
+    report = f"DDP process of rank {first['rank']} failed:\n{first['traceback'].rstrip()}"
+    others = [str(f["rank"]) for f in failures[1:]]
+    if others:
+        report += f"\n(rank(s) {', '.join(others)} failed after it, in consequence)"
+    return report
 
 
 def launch_ddp(main: Callable[[argparse.Namespace], Any], args: argparse.Namespace, config: DDPConfig) -> Any:
@@ -210,26 +240,26 @@ def launch_ddp(main: Callable[[argparse.Namespace], Any], args: argparse.Namespa
         "DDP: %d process(es) x %d machine(s) = world size %d (%s, %s)",
         config.procs_per_machine, config.num_machines, config.world_size, config.backend, url,
     )
-    with tempfile.TemporaryDirectory(prefix="flexcore-ddp-") as tmp:
-        result_file = os.path.join(tmp, "result.pkl")
+    with tempfile.TemporaryDirectory(prefix="flexcore-ddp-") as run_dir:
         try:
             mp.start_processes(
                 _ddp_worker,
-                args=(main, args, config, url, result_file),
+                args=(main, args, config, url, run_dir),
                 nprocs=config.procs_per_machine,
                 join=True,
                 start_method="spawn",
             )
-        except mp.ProcessRaisedException as exc:
-            rank = config.machine_rank * config.procs_per_machine + exc.error_index
-            trace = exc.msg.split("following error:\n", 1)[-1].rstrip()
-            raise LaunchError(f"DDP process of rank {rank} failed:\n{trace}") from None
-        except mp.ProcessExitedException as exc:
-            rank = config.machine_rank * config.procs_per_machine + exc.error_index
-            raise LaunchError(
-                f"DDP process of rank {rank} died ({exc.msg}); the other processes were stopped. "
-                "A signal such as SIGKILL usually means the machine ran out of memory."
-            ) from None
+        except ProcessException as exc:
+            # The first failure torch notices may be a peer's broken collective: report the earliest.
+            report = _failure_report(run_dir)
+            if report is None:
+                rank = config.machine_rank * config.procs_per_machine + exc.error_index
+                report = (
+                    f"DDP process of rank {rank} died ({exc}); the other processes were stopped. "
+                    "A signal such as SIGKILL usually means the machine ran out of memory."
+                )
+            raise LaunchError(report) from None
+        result_file = os.path.join(run_dir, "result.pkl")
         if not os.path.exists(result_file):
             return None
         with open(result_file, "rb") as f:

@@ -9,13 +9,13 @@ continues from the last complete checkpoint in the output dir.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import copy
-import logging
 import os
 import shutil
 import sys
 import time
-from typing import Any, Callable, Dict, List, Optional, Sequence
+from typing import Any, Callable, Dict, Optional, Sequence
 
 import submitit
 import torch
@@ -24,7 +24,6 @@ from flexcore.engine.distributed import LaunchError, resolve_backend, run_in_pro
 
 __all__ = ["SlurmJob", "portable_args", "make_executor", "launch_slurm", "wait_for_jobs", "job_log_paths", "job_failure"]
 
-logger = logging.getLogger("flexcore")
 
 NO_SLURM_MESSAGE = (
     "--launcher slurm needs SLURM's `sbatch`, and there is none on this machine's PATH. "
@@ -121,6 +120,18 @@ def _additional_parameters(items: Sequence[str]) -> Dict[str, Any]:
         key, _, value = item.partition("=")
         params[key.strip().lstrip("-")] = value.strip() if value.strip() else True
     return params
+
+
+@contextlib.contextmanager
+def sbatch_errors():
+    """sbatch's refusal (bad partition, account, controller down) as a one-paragraph error."""
+    try:
+        yield
+    except (submitit.core.utils.FailedJobError, submitit.core.utils.FailedSubmissionError) as exc:
+        raise LaunchError(
+            f"sbatch refused the job: {str(exc).strip()}\nCheck the SLURM flags (--partition, --account, "
+            "--qos, --time, --gpus-per-node ...) against `sinfo` and your cluster's limits."
+        ) from None
 
 
 def require_slurm() -> None:
@@ -234,10 +245,13 @@ def job_failure(job: submitit.Job) -> Optional[str]:
     failures = [(task, error) for task, error in failures if error is not None]
     if not failures:
         return None
-    # A task that raised has its traceback; the others were stopped because of it.
+    # The task that raised first is the cause; its DDP peers then fail in a broken collective.
     raised = [(t, e) for t, e in failures if isinstance(e, submitit.core.utils.FailedJobError)]
+    if raised:
+        raised.sort(key=lambda item: os.path.getmtime(item[0].paths.result_pickle))
     task, error = (raised or failures)[0]
-    return f"SLURM job {job.job_id} failed (task {task.task_id}):\n{error}\nLog: {task.paths.stdout}\nErrors: {task.paths.stderr}"
+    return (f"SLURM job {job.job_id} failed (task {task.task_id}):\n{error}\n"
+            f"Log: {task.paths.stdout}\nErrors: {task.paths.stderr}")
 
 
 def print_submission(job: submitit.Job, output_dir: str, what: str = "job") -> None:
@@ -263,7 +277,8 @@ def launch_slurm(main: Callable[[argparse.Namespace], Any], args: argparse.Names
     check_config(job_args)
     folder = os.path.join(job_args.output_dir, "slurm")
     executor = make_executor(args, folder, name=f"flexcore-{os.path.basename(job_args.output_dir)}")
-    job = executor.submit(SlurmJob(main, job_args))
+    with sbatch_errors():
+        job = executor.submit(SlurmJob(main, job_args))
     print_submission(job, job_args.output_dir)
     if not args.wait:
         return job

@@ -15,7 +15,6 @@ import dataclasses
 import hashlib
 import itertools
 import json
-import logging
 import os
 import re
 import sys
@@ -26,9 +25,8 @@ from tabulate import tabulate
 
 from flexcore.engine.distributed import LaunchError
 
-__all__ = ["SweepRun", "parse_sweep", "sweep_runs", "launch_sweep", "summarize_sweep"]
+__all__ = ["SweepRun", "parse_sweep", "sweep_runs", "launch_sweep", "summarize_sweep", "read_run_results"]
 
-logger = logging.getLogger("flexcore")
 
 MANIFEST = "sweep.json"
 _OPEN, _CLOSE = "([{", ")]}"
@@ -133,36 +131,71 @@ def _write_manifest(sweep_dir: str, axes, runs: Sequence[SweepRun], launcher: st
     _write_atomic(os.path.join(sweep_dir, MANIFEST), json.dumps(manifest, indent=1))
 
 
+# summary.json entries the table leaves to sweep_summary.json (bookkeeping, not results).
+_SUMMARY_DETAILS = ("iterations", "epochs", "best_iteration", "best_epoch", "train_samples_per_s", "flops")
+
+
 def _metric_goal(key: str) -> Optional[str]:
-    """Which metrics a summary shows: accuracies (higher is better) and losses."""
+    """``max`` for accuracies, ``min`` for losses, None for everything else (lr, times, ...)."""
     low = key.lower()
     if any(tag in low for tag in ("acc", "top1", "top5", "top-1", "top-5")):
         return "max"
-    return "min" if "loss" in low else None
+    return "min" if "loss" in low or "mse" in low else None
 
 
-def summarize_metrics(output_dir: str) -> Dict[str, Dict[str, float]]:
-    """Final values (and best accuracies) of a run's ``metrics.json`` (one JSON object a line)."""
-    path = os.path.join(output_dir, "metrics.json")
+def read_run_results(output_dir: str) -> Dict[str, Dict[str, float]]:
+    """A run's results from its output dir.
+
+    Returns ``final`` (last value of every scalar in ``metrics.json``), ``best`` (best value
+    of each accuracy and loss there) and ``summary`` (the trainer's ``summary.json``).
+    """
     final: Dict[str, float] = {}
     best: Dict[str, float] = {}
-    if not os.path.exists(path):
-        return {}
-    with open(path) as f:
-        for line in f:
-            try:
-                record = json.loads(line)
-            except ValueError:  # a line cut short by a killed job
-                continue
-            for key, value in record.items():
-                if not isinstance(value, (int, float)) or isinstance(value, bool):
+    summary: Dict[str, Any] = {}
+    path = os.path.join(output_dir, "metrics.json")
+    if os.path.exists(path):
+        with open(path) as f:
+            for line in f:
+                try:
+                    record = json.loads(line)
+                except ValueError:  # a line cut short by a killed job
                     continue
-                goal = _metric_goal(key)
-                if key in ("iteration", "epoch") or goal:
+                for key, value in record.items():
+                    if not isinstance(value, (int, float)) or isinstance(value, bool):
+                        continue
                     final[key] = value
-                if goal == "max":
-                    best[key] = max(value, best.get(key, value))
-    return {"final": final, "best": best}
+                    goal = _metric_goal(key)
+                    if goal:
+                        best[key] = (max if goal == "max" else min)(value, best.get(key, value))
+    path = os.path.join(output_dir, "summary.json")
+    if os.path.exists(path):
+        with open(path) as f:
+            summary = json.load(f)
+    return {"final": final, "best": best, "summary": summary}
+
+
+def _progress(row: Dict[str, Any], unit: str) -> Any:
+    """How far a run got: the trainer's count when it finished, else the last logged one."""
+    return row["summary"].get(f"{unit}s", row["final"].get(unit, ""))
+
+
+def _table_columns(rows: Sequence[Dict[str, Any]]) -> List[Tuple[str, str]]:
+    """(part, key) columns after the progress: the trainer's results, else metrics.json's."""
+    columns: List[Tuple[str, str]] = []
+    finished = [r for r in rows if r["summary"]]
+    if finished:
+        for row in finished:
+            for key, value in row["summary"].items():
+                if key in _SUMMARY_DETAILS or not isinstance(value, (int, float)) or ("summary", key) in columns:
+                    continue
+                if key == "parameters" and len({r["summary"].get(key) for r in finished}) == 1:
+                    continue  # the same for every run: says nothing about the grid
+                columns.append(("summary", key))
+        return columns
+    for row in rows:
+        columns += [("final", k) for k in row["final"] if k == "loss" and ("final", k) not in columns]
+        columns += [("best", k) for k in row["best"] if _metric_goal(k) == "max" and ("best", k) not in columns]
+    return columns
 
 
 def _slurm_status(sweep_dir: str, job_id: str) -> str:
@@ -187,19 +220,17 @@ def summarize_sweep(sweep_dir: str, print_table: bool = True) -> List[Dict[str, 
     rows = []
     for run in manifest["runs"]:
         status = run.get("status") or (_slurm_status(sweep_dir, run["job_id"]) if run.get("job_id") else "not run")
-        metrics = summarize_metrics(run["output_dir"])
         rows.append({"run": run["name"], "job_id": run.get("job_id"), "bindings": run["values"], "status": status,
-                     "output_dir": run["output_dir"], **metrics})
-    columns: List[str] = []
-    for row in rows:
-        for part in ("final", "best"):
-            columns += [f"{part} {k}" for k in row.get(part, {}) if f"{part} {k}" not in columns]
+                     "output_dir": run["output_dir"], **read_run_results(run["output_dir"])})
+    columns = _table_columns(rows)
+    unit = "epoch" if any("epoch" in r["final"] for r in rows) else "iteration"
+    headers = ["run"] + keys + ["status", f"{unit}s"] + [k if part == "summary" else f"{part} {k}" for part, k in columns]
     table = [
-        [row["run"]] + [row["bindings"][k] for k in keys] + [row["status"][:40]]
-        + [row.get(c.split(" ", 1)[0], {}).get(c.split(" ", 1)[1], "") for c in columns]
+        [row["run"]] + [row["bindings"][k] for k in keys] + [row["status"][:40], _progress(row, unit)]
+        + [row[part].get(key, "") for part, key in columns]
         for row in rows
     ]
-    text = tabulate(table, headers=["run"] + keys + ["status"] + columns, tablefmt="github", floatfmt=".4g")
+    text = tabulate(table, headers=headers, tablefmt="github", floatfmt=".4g")
     _write_atomic(os.path.join(sweep_dir, "sweep_summary.md"), f"# Sweep {os.path.basename(os.path.normpath(sweep_dir))}\n\n{text}\n")
     _write_atomic(os.path.join(sweep_dir, "sweep_summary.json"), json.dumps(rows, indent=1))
     if print_table:
@@ -237,13 +268,14 @@ def _launch_slurm_array(main, args, axes, runs, sweep_dir):
     import submitit
 
     from flexcore.engine.slurm import (SlurmJob, job_log_paths, make_executor, portable_args, print_submission,
-                                       require_slurm, wait_for_jobs)
+                                       require_slurm, sbatch_errors, wait_for_jobs)
 
     require_slurm()
     folder = os.path.join(sweep_dir, "slurm")
     name = os.path.basename(sweep_dir)
     executor = make_executor(args, folder, name=f"flexcore-sweep-{name}")
-    jobs = executor.submit_array([SlurmJob(main, portable_args(args, r.bindings, r.output_dir)) for r in runs])
+    with sbatch_errors():
+        jobs = executor.submit_array([SlurmJob(main, portable_args(args, r.bindings, r.output_dir)) for r in runs])
     for run, job in zip(runs, jobs):
         run.job_id = job.job_id
     _write_manifest(sweep_dir, axes, runs, "slurm")
@@ -255,7 +287,8 @@ def _launch_slurm_array(main, args, axes, runs, sweep_dir):
         **{f"slurm_{k}": getattr(args, k) for k in ("partition", "account", "qos") if getattr(args, k)},
         slurm_dependency=f"afterany:{array_id}",
     )
-    summary_job = summary_executor.submit(summarize_sweep, sweep_dir)
+    with sbatch_errors():
+        summary_job = summary_executor.submit(summarize_sweep, sweep_dir)
     print(f"Submitted sweep of {len(runs)} runs as SLURM job array {array_id} "
           f"(at most {args.array_parallelism} at once) in {sweep_dir}", flush=True)
     for run, job in zip(runs, jobs):

@@ -176,6 +176,15 @@ def write_imagenet(
     return {"train": (np.concatenate(xs), np.concatenate(ys)), "test": (xv, yv)}
 
 
+def normalized(image_uint8: np.ndarray, mean, std):
+    """What a loader must return for a stored uint8 image ``(C, H, W)``: ``(x / 255 - mean) / std``."""
+    import torch
+
+    x = torch.from_numpy(np.ascontiguousarray(image_uint8)).float() / 255
+    c = x.shape[0]
+    return (x - torch.tensor(mean).view(c, 1, 1)) / torch.tensor(std).view(c, 1, 1)
+
+
 def truncate(path: str, keep: float = 0.5) -> None:
     """Cut a file to ``keep`` of its size (a partial download)."""
     size = os.path.getsize(path)

@@ -1,6 +1,6 @@
-import random
 import os
 import pickle
+import random
 
 import numpy as np
 import pytest
@@ -8,7 +8,7 @@ import torch
 
 from flexcore.data import CorruptDatasetError, MissingDatasetError, build_dataset, describe_dataset
 from flexcore.registry import DATASETS
-from published_formats import truncate, write_cifar10, write_cifar100
+from published_formats import normalized, truncate, write_cifar10, write_cifar100
 
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 
@@ -25,11 +25,6 @@ def cifar100(tmp_path_factory):
     return root, write_cifar100(root)
 
 
-def _expected(image_uint8, mean, std):
-    x = torch.from_numpy(image_uint8).float() / 255
-    return (x - torch.tensor(mean).view(3, 1, 1)) / torch.tensor(std).view(3, 1, 1)
-
-
 def test_test_split_reads_the_test_batch_exactly(cifar10):
     root, arrays = cifar10
     ds = build_dataset("CIFAR10", "test", root=root)
@@ -39,7 +34,7 @@ def test_test_split_reads_the_test_batch_exactly(cifar10):
         x, y = ds[i]
         assert x.dtype == torch.float32 and x.shape == (3, 32, 32)
         assert isinstance(y, int) and y == y_ref[i]
-        assert torch.allclose(x, _expected(x_ref[i], IMAGENET_MEAN, IMAGENET_STD), atol=1e-6)
+        assert torch.allclose(x, normalized(x_ref[i], IMAGENET_MEAN, IMAGENET_STD), atol=1e-6)
     assert ds.classes[0] == "airplane" and len(ds.classes) == 10
 
 
@@ -54,7 +49,7 @@ def test_holdout_split_is_seeded_stratified_and_disjoint(cifar10):
     x, y = val[2]
     j = val.indices[2]
     assert y == arrays["train"][1][j]
-    assert torch.allclose(x, _expected(arrays["train"][0][j], IMAGENET_MEAN, IMAGENET_STD), atol=1e-6)
+    assert torch.allclose(x, normalized(arrays["train"][0][j], IMAGENET_MEAN, IMAGENET_STD), atol=1e-6)
     # Balanced labels (3 per class) -> stratified hold-out takes from 6 different classes.
     assert len(set(val.targets.tolist())) == 6
     again = build_dataset("cifar10", "val", root=root, val_fraction=0.2)
@@ -149,7 +144,7 @@ def test_cifar100_fine_and_coarse_labels(cifar100):
     assert fine.metadata.num_classes == 100 and coarse.metadata.num_classes == 20
     assert coarse.metadata == describe_dataset("cifar100", label_type="coarse")
     assert fine.classes[3] == "fine3" and coarse.classes[3] == "coarse3"
-    assert torch.allclose(fine[2][0], _expected(arrays["test"][0][2], IMAGENET_MEAN, IMAGENET_STD), atol=1e-6)
+    assert torch.allclose(fine[2][0], normalized(arrays["test"][0][2], IMAGENET_MEAN, IMAGENET_STD), atol=1e-6)
     train = build_dataset("cifar100", "train", root=root)
     assert len(train) == 36 and train.metadata.split_sizes["val"] == 5000
     with pytest.raises(MissingDatasetError, match="cifar-100-python"):
@@ -166,3 +161,14 @@ def test_gin_bindings_reach_the_dataset_and_its_description(cifar10):
     assert describe_dataset("CIFAR10") == ds.metadata
     fake = build_dataset("cifar10", "train", fake=True, fake_length=4)
     assert fake[0][0].shape == (3, 16, 16) and len(fake) == 4
+
+
+def test_scoped_bindings_reach_the_description_and_fake_data():
+    import gin
+
+    gin.parse_config(["CIFAR10.normalize = 'dataset'", "train/CIFAR10.resolution = 16"])
+    with gin.config_scope("train"):
+        assert describe_dataset("cifar10").shape == (16, 16)
+        assert build_dataset("cifar10", "train", fake=True)[0][0].shape == (3, 16, 16)
+    test_meta = describe_dataset("cifar10")
+    assert test_meta.shape == (32, 32) and test_meta.extras["normalize"] == "dataset"

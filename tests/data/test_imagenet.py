@@ -8,14 +8,9 @@ import torch
 
 from flexcore.data import CorruptDatasetError, MissingDatasetError, build_dataset, describe_dataset
 from flexcore.data.imagenet import ImageNet8
-from published_formats import truncate, write_imagenet
+from published_formats import normalized, truncate, write_imagenet
 
 MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
-
-
-def _expected(img):
-    x = torch.from_numpy(img).float() / 255
-    return (x - torch.tensor(MEAN).view(3, 1, 1)) / torch.tensor(STD).view(3, 1, 1)
 
 
 @pytest.fixture(scope="module")
@@ -33,7 +28,7 @@ def test_channel_major_rows_and_one_based_labels(inet8):
         x, y = ds[i]
         assert x.shape == (3, 8, 8) and x.dtype == torch.float32
         assert y == y_ref[i] and 0 <= y < 1000
-        assert torch.allclose(x, _expected(x_ref[i]), atol=1e-6)
+        assert torch.allclose(x, normalized(x_ref[i], MEAN, STD), atol=1e-6)
 
 
 def test_train_batches_in_order_with_holdout(inet8):
@@ -43,7 +38,7 @@ def test_train_batches_in_order_with_holdout(inet8):
     assert (len(train), len(val)) == (30, 10)
     j = val.indices[3]
     assert val[3][1] == arrays["train"][1][j]
-    assert torch.allclose(val[3][0], _expected(arrays["train"][0][j]), atol=1e-6)
+    assert torch.allclose(val[3][0], normalized(arrays["train"][0][j], MEAN, STD), atol=1e-6)
     assert not set(train.indices) & set(val.indices)
 
 
@@ -83,7 +78,7 @@ def test_unzipped_subfolders_compressed_npz_and_unwritable_cache(tmp_path):
     blocker.write_text("")
     ds = build_dataset("ImageNet16", "test", root=root, cache_dir=str(blocker / "cache"))
     assert len(ds) == 3 and ds[0][0].shape == (3, 16, 16)
-    assert torch.allclose(ds[2][0], _expected(arrays["test"][0][2]), atol=1e-6)
+    assert torch.allclose(ds[2][0], normalized(arrays["test"][0][2], MEAN, STD), atol=1e-6)
     assert len(build_dataset("ImageNet16", "train", root=root, val_fraction=0.5)) == 10
 
 
@@ -120,3 +115,17 @@ def test_missing_wrong_and_corrupt_files(tmp_path):
     np.savez(os.path.join(root, "Imagenet8", "val_data.npz"), data=np.zeros((2, 192), np.uint8), labels=[0, 1])
     with pytest.raises(CorruptDatasetError, match=r"labels outside 1\.\.1000"):
         build_dataset("ImageNet8", "test", root=root)
+
+
+def test_pickling_sends_the_cache_path_not_the_mapped_split(inet8):
+    import pickle
+
+    root, _ = inet8
+    ds = build_dataset("ImageNet8", "train", root=root, val_fraction=0.25)
+    assert ds.__getstate__()["images"] == ("memmap", ds.images.filename)  # no copy of the pixels
+    clone = pickle.loads(pickle.dumps(ds))
+    assert isinstance(clone.images, np.memmap) and clone.images.filename == ds.images.filename
+    assert torch.equal(clone[5][0], ds[5][0]) and clone[5][1] == ds[5][1]
+    loader = torch.utils.data.DataLoader(ds, batch_size=8, num_workers=1, multiprocessing_context="spawn")
+    x, y = next(iter(loader))
+    assert x.shape == (8, 3, 8, 8) and torch.equal(x[3], ds[3][0])

@@ -1,6 +1,6 @@
-import random
 import gzip
 import os
+import random
 
 import numpy as np
 import pytest
@@ -8,19 +8,15 @@ import torch
 
 from flexcore.data import CorruptDatasetError, MissingDatasetError, build_dataset, describe_dataset
 from flexcore.data.sequential_images import permutation
-from published_formats import truncate, write_idx, write_mnist
+from published_formats import normalized, truncate, write_idx, write_mnist
 
-MEAN, STD = 0.1307, 0.3081
+MEAN, STD = (0.1307,), (0.3081,)
 
 
 @pytest.fixture(scope="module")
 def mnist_gz(tmp_path_factory):
     root = str(tmp_path_factory.mktemp("mnist_gz"))
     return root, write_mnist(root, compress=True)
-
-
-def _expected(img):
-    return (torch.from_numpy(img).float() / 255 - MEAN) / STD
 
 
 @pytest.mark.parametrize("compress,subdir", [(True, "MNIST/raw"), (False, "MNIST/raw"), (False, "MNIST")])
@@ -32,7 +28,7 @@ def test_reads_idx_files_gz_or_plain(tmp_path, compress, subdir):
     x, y = ds[4]
     assert x.shape == (1, 28, 28) and x.dtype == torch.float32
     assert y == y_ref[4] and isinstance(y, int)
-    assert torch.allclose(x, _expected(x_ref[4]), atol=1e-6)
+    assert torch.allclose(x, normalized(x_ref[4], MEAN, STD), atol=1e-6)
 
 
 def test_holdout_and_metadata(mnist_gz):
@@ -91,7 +87,7 @@ def test_smnist_is_row_major_flattening(mnist_gz):
     ds = build_dataset("sMNIST", "test", root=root)
     x, y = ds[2]
     assert x.shape == (1, 784) and y == arrays["test"][1][2]
-    assert torch.allclose(x, _expected(arrays["test"][0][2]).reshape(1, 784), atol=1e-6)
+    assert torch.allclose(x, normalized(arrays["test"][0][2], MEAN, STD).reshape(1, 784), atol=1e-6)
     assert ds.metadata.shape == (784,) and ds.metadata.dim == 1
     assert ds.metadata == describe_dataset("SMNIST")
 
@@ -103,7 +99,7 @@ def test_pmnist_permutation_is_fixed_seeded_and_shared_by_splits(mnist_gz):
     perm = permutation(784, 0)
     assert np.array_equal(perm, np.random.RandomState(0).permutation(784))  # the original's draw
     assert torch.equal(test.permutation, val.permutation) and np.array_equal(test.permutation.numpy(), perm)
-    flat = _expected(arrays["test"][0][1]).reshape(1, 784)
+    flat = normalized(arrays["test"][0][1], MEAN, STD).reshape(1, 784)
     assert torch.allclose(test[1][0], flat[:, perm], atol=1e-6)
     other = build_dataset("pMNIST", "test", root=root, permutation_seed=5)
     assert not torch.equal(other.permutation, test.permutation)

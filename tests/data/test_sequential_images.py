@@ -3,7 +3,7 @@ import torch
 
 from flexcore.data import build_dataset, describe_dataset
 from flexcore.data.sequential_images import padding_noise
-from published_formats import write_cifar10
+from published_formats import normalized, write_cifar10
 
 MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 
@@ -14,17 +14,12 @@ def cifar10(tmp_path_factory):
     return root, write_cifar10(root)
 
 
-def _image(arrays, i):
-    x = torch.from_numpy(arrays["test"][0][i]).float() / 255
-    return (x - torch.tensor(MEAN).view(3, 1, 1)) / torch.tensor(STD).view(3, 1, 1)
-
-
 def test_scifar10_flattens_rows(cifar10):
     root, arrays = cifar10
     ds = build_dataset("sCIFAR10", "test", root=root)
     x, y = ds[3]
     assert x.shape == (3, 1024) and y == arrays["test"][1][3]
-    assert torch.allclose(x, _image(arrays, 3).reshape(3, 1024), atol=1e-6)
+    assert torch.allclose(x, normalized(arrays["test"][0][3], MEAN, STD).reshape(3, 1024), atol=1e-6)
     assert ds.metadata.shape == (1024,) and ds.metadata.in_channels == 3
     assert ds.metadata == describe_dataset("SCIFAR10")
     assert build_dataset("scifar10", "test", root=root, resolution=16)[0][0].shape == (3, 256)
@@ -35,7 +30,7 @@ def test_noise_padded_layout_matches_the_original(cifar10):
     ds = build_dataset("NoisePaddedCIFAR10", "test", root=root)
     x, _ = ds[1]
     assert x.shape == (96, 1000) and x.dtype == torch.float32
-    img = _image(arrays, 1)
+    img = normalized(arrays["test"][0][1], MEAN, STD)
     # The original: inputs.permute(0, 2, 1, 3).reshape(B, 32, 96), cat noise (1, 968, 96), permute(0, 2, 1).
     noise = torch.randn(1, 968, 96, generator=torch.Generator().manual_seed(0))
     ref = torch.cat([img[None].permute(0, 2, 1, 3).reshape(1, 32, 96), noise], dim=1).permute(0, 2, 1)[0]

@@ -1,12 +1,12 @@
-import random
 import os
+import random
 
 import numpy as np
 import pytest
 import torch
 
 from flexcore.data import CorruptDatasetError, MissingDatasetError, build_dataset, describe_dataset
-from published_formats import truncate, write_stl10
+from published_formats import normalized, truncate, write_stl10
 
 MEAN, STD = (0.4467, 0.4398, 0.4066), (0.2603, 0.2566, 0.2713)
 
@@ -15,11 +15,6 @@ MEAN, STD = (0.4467, 0.4398, 0.4066), (0.2603, 0.2566, 0.2713)
 def stl(tmp_path_factory):
     root = str(tmp_path_factory.mktemp("stl"))
     return root, write_stl10(root)
-
-
-def _expected(img):
-    x = torch.from_numpy(img).float() / 255
-    return (x - torch.tensor(MEAN).view(3, 1, 1)) / torch.tensor(STD).view(3, 1, 1)
 
 
 def test_column_major_layout_and_one_based_labels(stl):
@@ -31,7 +26,7 @@ def test_column_major_layout_and_one_based_labels(stl):
         x, y = ds[i]
         assert x.shape == (3, 96, 96) and x.dtype == torch.float32
         assert y == y_ref[i] and 0 <= y <= 9
-        assert torch.allclose(x, _expected(x_ref[i]), atol=1e-6)
+        assert torch.allclose(x, normalized(x_ref[i], MEAN, STD), atol=1e-6)
     # A non-symmetric image: reading the planes row-major instead would transpose it.
     assert not torch.allclose(ds[0][0], ds[0][0].transpose(1, 2))
     assert ds.classes[7] == "monkey"

@@ -1,5 +1,5 @@
-import random
 import math
+import random
 
 import numpy as np
 import pytest
@@ -185,3 +185,18 @@ def test_bilinear_resize_matrices_equal_torch_antialiased_interpolate(n_in, n_ou
     x = torch.rand(2, 3, n_in, n_in + 4)
     ref = torch.nn.functional.interpolate(x, size=(n_out, n_out + 3), mode="bilinear", antialias=True)
     assert torch.allclose(T.resize(x, (n_out, n_out + 3)), ref, atol=3e-6)
+
+
+@pytest.mark.gpu
+def test_batched_deterministic_stages_run_on_the_gpu():
+    batch = torch.rand(4, 3, 32, 32)
+    cuda = batch.cuda()
+    for fn in (
+        lambda x: T.resize(x, 16),
+        lambda x: T.resize(x, 20, "nearest"),
+        lambda x: T.gaussian_blur(x, 1.0),
+        lambda x: T.normalize(x, (0.5, 0.4, 0.3), (0.2, 0.2, 0.2)),
+        lambda x: T.Normalize((0.5, 0.4, 0.3), (0.2, 0.2, 0.2))(x),
+    ):
+        out = fn(cuda)
+        assert out.is_cuda and torch.allclose(out.cpu(), fn(batch), atol=1e-5)

@@ -1,91 +1,66 @@
-"""A tiny real training job in the shape of ``main(args)``, for the launcher tests.
+"""Shared pieces of the launcher tests: a tiny real experiment for ``tools/train_net.py``.
 
-It exercises what the launchers promise independently of the full Trainer: the gin
-config is re-parsed in every process, DDP splits a global batch over the ranks with a
-DistributedSampler, only rank 0 writes, each epoch ends with a complete checkpoint, and
-``--resume`` continues from it.
+``TinySum`` (regression, 64 samples) with ``TinyNet`` (a 1-D conv net without
+BatchNorm, so DDP and one process follow the same trajectory) from the engine's tiny
+plugin, plus the launcher tests' hooks (``FailOnRank``, ``SlowSteps``).
 """
 import json
 import os
-import time
 
-import gin
 import torch
-import torch.distributed as dist
-from torch.nn.parallel import DistributedDataParallel
-from torch.utils.data import DataLoader, DistributedSampler, TensorDataset
 
-from flexcore.engine.defaults import default_setup
-from flexcore.utils import comm
+from flexcore.engine.defaults import default_argument_parser
 
+HERE = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.dirname(os.path.dirname(HERE))
+TRAIN_NET = os.path.join(REPO, "tools", "train_net.py")
+PLUGINS = [os.path.join(HERE, "tiny_plugin.py"), os.path.join(HERE, "launch_plugin.py")]
 
-@gin.configurable
-def tiny_experiment(
-    epochs: int = 2,
-    batch_size: int = 8,
-    lr: float = 0.1,
-    hidden: int = 8,
-    num_samples: int = 32,
-    seed: int = 0,
-    fail_on_rank: int = -1,
-    epoch_sleep_s: float = 0.0,
-):
-    return dict(locals())
+TINY_CONFIG = """
+include 'base/train.gin'          # seed macro, periods
+Trainer.dataset = 'TinySum'
+build_model.backbone = @TinyNet
+Trainer.batch_size = 16           # the global batch: 8 per process with 2 processes
+Trainer.epochs = 2
+Trainer.lr = 0.01
+Trainer.log_period = 1
+Trainer.tensorboard = False
+"""
 
 
-def _data(num_samples: int, seed: int) -> TensorDataset:
-    g = torch.Generator().manual_seed(seed)
-    x = torch.randn(num_samples, 4, generator=g)
-    y = (x[:, 0] - 0.5 * x[:, 1] + 0.1 * torch.randn(num_samples, generator=g)).unsqueeze(1)
-    return TensorDataset(x, y)
+def write_config(folder) -> str:
+    path = os.path.join(str(folder), "tiny.gin")
+    with open(path, "w") as f:
+        f.write(TINY_CONFIG)
+    return path
 
 
-def tiny_main(args):
-    """Train a 2-layer MLP; batch_size is the global batch, split over the ranks."""
-    rank, world = comm.get_rank(), comm.get_world_size()
-    output_dir = default_setup(args, rank=rank)
-    cfg = tiny_experiment()
-    if rank == cfg["fail_on_rank"]:
-        raise ValueError(f"tiny_main failed on purpose on rank {rank}")
-    torch.manual_seed(cfg["seed"])
-    model = torch.nn.Sequential(torch.nn.Linear(4, cfg["hidden"]), torch.nn.Tanh(), torch.nn.Linear(cfg["hidden"], 1))
-    optimizer = torch.optim.SGD(model.parameters(), lr=cfg["lr"])
-    ckpt_path = os.path.join(output_dir, "checkpoint.pth")
-    start_epoch = 0
-    if args.resume and os.path.exists(ckpt_path):
-        state = torch.load(ckpt_path, weights_only=True)
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        start_epoch = state["epoch"] + 1
-    net = DistributedDataParallel(model) if world > 1 else model
-    dataset = _data(cfg["num_samples"], cfg["seed"])
-    # The same sampler in a single process (1 replica) gives the same global order.
-    sampler = DistributedSampler(dataset, num_replicas=world, rank=rank, shuffle=True, seed=cfg["seed"])
-    loader = DataLoader(dataset, batch_size=cfg["batch_size"] // world, sampler=sampler, drop_last=True)
-    if rank == 0:
-        print(f"tiny: world {world}, batch {cfg['batch_size'] // world} per process x {world} = {cfg['batch_size']}, "
-              f"epochs {start_epoch}..{cfg['epochs'] - 1}", flush=True)
-    loss = torch.zeros(())
-    for epoch in range(start_epoch, cfg["epochs"]):
-        sampler.set_epoch(epoch)
-        total = torch.zeros(())
-        for x, y in loader:
-            loss = torch.nn.functional.mse_loss(net(x), y)
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-            total += loss.detach()
-        mean_loss = comm.reduce_sum(total / len(loader)) / world
-        time.sleep(cfg["epoch_sleep_s"])
-        if rank == 0:
-            tmp = ckpt_path + ".tmp"
-            torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "epoch": epoch}, tmp)
-            os.replace(tmp, ckpt_path)  # complete checkpoints only
-            with open(os.path.join(output_dir, "metrics.json"), "a") as f:
-                f.write(json.dumps({"epoch": epoch, "loss": float(mean_loss), "pid": os.getpid()}) + "\n")
-            print(f"tiny: epoch {epoch} loss {float(mean_loss):.6f}", flush=True)
-        comm.synchronize()
-    if dist.is_initialized():
-        comm.synchronize()
-    return {"params": {k: v.clone() for k, v in model.state_dict().items()}, "world_size": world, "rank": rank,
-            "pid": os.getpid()}
+def plugin_flags():
+    return [flag for path in PLUGINS for flag in ("--plugin", path)]
+
+
+def train_argv(folder, name, *flags, gin=()):
+    """``tools/train_net.py`` arguments for the tiny experiment, output in ``folder/name``."""
+    argv = ["--config-file", write_config(folder), *plugin_flags(), "--output-dir", os.path.join(str(folder), name)]
+    for binding in gin:
+        argv += ["--gin", binding]
+    return argv + list(flags)
+
+
+def train_args(folder, name, *flags, gin=()):
+    return default_argument_parser().parse_args(train_argv(folder, name, *flags, gin=gin))
+
+
+def read_metrics(output_dir):
+    with open(os.path.join(str(output_dir), "metrics.json")) as f:
+        return [json.loads(line) for line in f]
+
+
+def final_weights(output_dir):
+    return torch.load(os.path.join(str(output_dir), "model_final.pth"), weights_only=True)["model"]
+
+
+def assert_same_weights(a, b, atol=1e-6):
+    assert a.keys() == b.keys()
+    for name in a:
+        torch.testing.assert_close(a[name], b[name], rtol=0, atol=atol, msg=lambda m: f"{name}: {m}")

@@ -1,120 +1,81 @@
-"""DDP launcher: real processes (gloo on CPU) training a real tiny model."""
-import json
+"""DDP launcher: real processes (gloo on CPU) running the real training job."""
 import os
 import subprocess
 import sys
-import textwrap
 
 import pytest
-import torch
 
-from flexcore.engine.defaults import default_argument_parser
+from flexcore.engine.defaults import main
 from flexcore.engine.launch import LaunchError, launch
-from launch_fixtures import tiny_main
-
-HERE = os.path.dirname(os.path.abspath(__file__))
-REPO = os.path.dirname(os.path.dirname(HERE))
+from launch_fixtures import TRAIN_NET, assert_same_weights, final_weights, read_metrics, train_args, train_argv
 
 
-def tiny_args(tmp_path, name, *flags, gin=()):
-    config = tmp_path / "tiny.gin"
-    config.write_text("tiny_experiment.epochs = 3\ntiny_experiment.batch_size = 8\n")
-    argv = ["--config-file", str(config), "--output-dir", str(tmp_path / name), *flags]
-    for binding in gin:
-        argv += ["--gin", binding]
-    return default_argument_parser().parse_args(argv)
-
-
-def read_metrics(output_dir):
-    with open(os.path.join(output_dir, "metrics.json")) as f:
-        return [json.loads(line) for line in f]
+def run_cli(cwd, argv, *launcher, timeout=300):
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    for name in ("RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT", "LOCAL_RANK"):
+        env.pop(name, None)
+    return subprocess.run([*launcher, TRAIN_NET, *argv] if launcher else [sys.executable, TRAIN_NET, *argv],
+                          cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
 
 
 @pytest.fixture(scope="module")
 def single_and_ddp(tmp_path_factory):
     """The same tiny training run in one process and in two DDP processes (once per module)."""
     tmp_path = tmp_path_factory.mktemp("ddp")
-    single = launch(tiny_main, tiny_args(tmp_path, "single"))
-    ddp = launch(tiny_main, tiny_args(tmp_path, "ddp", "--num-processes", "2"))
+    single = launch(main, train_args(tmp_path, "single"))
+    ddp = launch(main, train_args(tmp_path, "ddp", "--num-processes", "2"))
     return tmp_path, single, ddp
 
 
 def test_two_processes_equal_one_process_with_the_same_global_batch(single_and_ddp):
     tmp_path, single, ddp = single_and_ddp
-    assert single["world_size"] == 1 and ddp["world_size"] == 2 and ddp["rank"] == 0
-    for name, value in single["params"].items():
-        torch.testing.assert_close(ddp["params"][name], value, rtol=0, atol=1e-6)
-    losses_single = [m["loss"] for m in read_metrics(tmp_path / "single")]
-    losses_ddp = [m["loss"] for m in read_metrics(tmp_path / "ddp")]
-    assert losses_ddp == pytest.approx(losses_single, abs=1e-6)
-    assert losses_ddp[-1] < losses_ddp[0]  # it really trained
+    one, two = read_metrics(tmp_path / "single"), read_metrics(tmp_path / "ddp")
+    assert [m["iteration"] for m in two] == [m["iteration"] for m in one]
+    assert {m["iteration"] for m in one} >= set(range(8))  # 2 epochs of 4 steps, one line each
+    for a, b in zip(one, two):  # the loss of each step, reduced over the ranks, and the validation
+        assert {k for k in a if "loss" in k} == {k for k in b if "loss" in k}
+        for key in (k for k in a if "loss" in k):  # loss, val/loss, test/loss
+            assert b[key] == pytest.approx(a[key], rel=1e-6)
+    assert_same_weights(final_weights(tmp_path / "single"), final_weights(tmp_path / "ddp"), atol=1e-6)
+    assert ddp["test_loss_final_model"] == pytest.approx(single["test_loss_final_model"], rel=1e-6)
+    assert one[-1]["test/loss"] < one[0]["loss"]  # it learned something
+    with open(tmp_path / "ddp" / "log.txt") as f:
+        assert "global batch 16 = 8 per process x 2" in f.read()  # the effective batch is reported
 
 
 def test_only_rank_zero_writes_results(single_and_ddp):
-    tmp_path, _, ddp = single_and_ddp
-    out = tmp_path / "ddp"
-    # Each rank keeps its own log (detectron2's log.txt.rankN); every result is rank 0's.
-    assert sorted(os.listdir(out)) == ["checkpoint.pth", "config.gin", "log.txt", "log.txt.rank1", "metrics.json"]
-    metrics = read_metrics(out)
-    assert [m["epoch"] for m in metrics] == [0, 1, 2]  # one line per epoch, not one per rank
-    assert {m["pid"] for m in metrics} == {ddp["pid"]}
+    tmp_path, _, _ = single_and_ddp
+    # The same files as a single process, plus rank 1's own log (detectron2's log.txt.rankN).
+    assert sorted(os.listdir(tmp_path / "ddp")) == sorted(os.listdir(tmp_path / "single") + ["log.txt.rank1"])
+    with open(tmp_path / "ddp" / "log.txt.rank1") as f:
+        rank1_log = f.read()
+    assert "Saving checkpoint" not in rank1_log and "Starting training" in rank1_log
 
 
 @pytest.mark.slow
 def test_failing_child_exits_nonzero_with_its_traceback(tmp_path):
-    """The CLI entry point turns a child's exception into exit 1 + the child's traceback."""
-    script = tmp_path / "run_tiny.py"
-    script.write_text(textwrap.dedent(
-        """
-        import sys
-        from flexcore.engine import defaults
-        from launch_fixtures import tiny_main
-        defaults.main = tiny_main
-        if __name__ == "__main__":  # spawned DDP children re-import this file
-            sys.exit(defaults.cli_entry())
-        """
-    ))
-    (tmp_path / "tiny.gin").write_text("tiny_experiment.fail_on_rank = 1\n")
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([HERE, os.environ.get("PYTHONPATH", "")]))
-    result = subprocess.run(
-        [sys.executable, str(script), "--config-file", "tiny.gin", "--num-processes", "2", "--output-dir", "out"],
-        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300,
-    )
-    assert result.returncode == 1
+    """The CLI turns a child's exception into exit 1 + the child's own traceback."""
+    argv = train_argv(tmp_path, "fail", "--num-processes", "2",
+                      gin=["Trainer.extra_hooks = [@FailOnRank]", "FailOnRank.rank = 1"])
+    result = run_cli(tmp_path, argv)
+    assert result.returncode == 1, result.stderr
     assert "Launch error: DDP process of rank 1 failed" in result.stderr
     assert "Traceback (most recent call last)" in result.stderr
-    assert "launch_fixtures.py" in result.stderr  # the child's own frames, not the launcher's
-    assert "ValueError: tiny_main failed on purpose on rank 1" in result.stderr
+    assert "launch_plugin.py" in result.stderr  # the child's frames, not the launcher's
+    assert "RuntimeError: FailOnRank: rank 1 fails at iteration 1 on purpose" in result.stderr
 
 
 @pytest.mark.slow
 def test_under_torchrun_joins_instead_of_spawning(tmp_path):
-    script = tmp_path / "run_tiny.py"
-    script.write_text(textwrap.dedent(
-        """
-        from flexcore.engine.defaults import default_argument_parser
-        from flexcore.engine.launch import launch
-        from launch_fixtures import tiny_main
-        if __name__ == "__main__":
-            result = launch(tiny_main, default_argument_parser().parse_args())
-            print(f"RESULT rank={result['rank']} world={result['world_size']}", flush=True)
-        """
-    ))
-    (tmp_path / "tiny.gin").write_text("tiny_experiment.epochs = 2\n")
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([HERE, os.environ.get("PYTHONPATH", "")]), OMP_NUM_THREADS="1")
-    for name in ("RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT", "LOCAL_RANK"):
-        env.pop(name, None)
-    result = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", str(script),
-         "--config-file", "tiny.gin", "--output-dir", "out", "--num-processes", "2"],
-        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300,
-    )
-    assert result.returncode == 0, result.stdout + result.stderr
-    # Two workers, each in a world of 2: launch() joined torchrun's group and spawned nothing.
-    assert sorted(line for line in result.stdout.splitlines() if line.startswith("RESULT")) == [
-        "RESULT rank=0 world=2", "RESULT rank=1 world=2"]
-    assert "world size comes from torchrun (2)" in result.stdout + result.stderr
-    assert [m["epoch"] for m in read_metrics(tmp_path / "out")] == [0, 1]
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2"]
+    result = run_cli(tmp_path, train_argv(tmp_path, "out", "--num-processes", "2"), *torchrun)
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output
+    assert "world size comes from torchrun (2)" in output
+    assert "DDP: 2 process(es)" not in output  # nothing spawned on top of torchrun's workers
+    with open(tmp_path / "out" / "log.txt") as f:
+        assert "global batch 16 = 8 per process x 2" in f.read()
+    assert {m["iteration"] for m in read_metrics(tmp_path / "out")} >= set(range(8))
 
 
 @pytest.mark.parametrize(
@@ -129,4 +90,5 @@ def test_under_torchrun_joins_instead_of_spawning(tmp_path):
 )
 def test_bad_ddp_flags_are_explained(tmp_path, flags, message):
     with pytest.raises(LaunchError, match=message):
-        launch(tiny_main, tiny_args(tmp_path, "bad", *flags))
+        launch(main, train_args(tmp_path, "bad", *flags))
+    assert not (tmp_path / "bad").exists()

@@ -5,17 +5,10 @@ import os
 import pytest
 
 from flexcore.config import ConfigError
-from flexcore.engine.defaults import default_argument_parser
+from flexcore.engine.defaults import main
 from flexcore.engine.launch import LaunchError, launch
-from flexcore.engine.sweep import parse_sweep, summarize_metrics, sweep_runs
-from launch_fixtures import tiny_main
-
-
-def tiny_args(tmp_path, *flags):
-    config = tmp_path / "tiny.gin"
-    config.write_text("tiny_experiment.epochs = 2\n")
-    argv = ["--config-file", str(config), "--output-dir", str(tmp_path / "sweep"), *flags]
-    return default_argument_parser().parse_args(argv)
+from flexcore.engine.sweep import parse_sweep, read_run_results, sweep_runs
+from launch_fixtures import read_metrics, train_args
 
 
 def test_parse_sweep_splits_values_outside_brackets_and_quotes():
@@ -58,38 +51,44 @@ def test_grid_is_cartesian_with_safe_unique_names(tmp_path):
     assert all(set(n) <= set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.+-_") for n in names)
 
 
-def test_summarize_metrics_keeps_final_values_and_best_accuracies(tmp_path):
+def test_run_results_keep_final_values_best_metrics_and_the_summary(tmp_path):
     lines = [
-        {"iteration": 10, "loss": 2.0, "lr": 0.1, "val/top1_acc": 0.5},
-        {"iteration": 20, "loss": 1.0, "lr": 0.1, "val/top1_acc": 0.7},
-        {"iteration": 30, "loss": 1.5, "lr": 0.01, "val/top1_acc": 0.6},
+        {"iteration": 10, "loss": 2.0, "lr": 0.1, "val/accuracy": 50.0},
+        {"iteration": 20, "loss": 1.0, "lr": 0.1, "val/accuracy": 70.0},
+        {"iteration": 30, "loss": 1.5, "lr": 0.01, "val/accuracy": 60.0},
     ]
     (tmp_path / "metrics.json").write_text("".join(json.dumps(x) + "\n" for x in lines) + '{"iteration": 4')
-    summary = summarize_metrics(str(tmp_path))
-    assert summary == {"final": {"iteration": 30, "loss": 1.5, "val/top1_acc": 0.6}, "best": {"val/top1_acc": 0.7}}
+    (tmp_path / "summary.json").write_text(json.dumps({"best_val_accuracy": 70.0}))
+    assert read_run_results(str(tmp_path)) == {
+        "final": {"iteration": 30, "loss": 1.5, "lr": 0.01, "val/accuracy": 60.0},
+        "best": {"loss": 1.0, "val/accuracy": 70.0},
+        "summary": {"best_val_accuracy": 70.0},
+    }
 
 
 def test_local_sweep_runs_each_point_and_summarizes_even_when_one_fails(tmp_path, capsys):
-    args = tiny_args(tmp_path, "--sweep", "tiny_experiment.hidden=4,8", "--sweep", "tiny_experiment.fail_on_rank=-1,0")
-    with pytest.raises(LaunchError, match="2 of 4 sweep runs failed: hidden-4_fail_on_rank-0, hidden-8_fail_on_rank-0"):
-        launch(tiny_main, args)
+    args = train_args(tmp_path, "sweep", "--sweep", "Trainer.lr=0.01,0.001", "--sweep", "FailOnRank.rank=-1,0",
+                      gin=["Trainer.extra_hooks = [@FailOnRank]"])
+    with pytest.raises(LaunchError, match="2 of 4 sweep runs failed: lr-0.01_rank-0, lr-0.001_rank-0"):
+        launch(main, args)
     sweep_dir = tmp_path / "sweep"
-    rows = json.loads((sweep_dir / "sweep_summary.json").read_text())
-    by_name = {r["run"]: r for r in rows}
-    assert by_name["hidden-8_fail_on_rank--1"]["status"] == "completed"
-    assert by_name["hidden-8_fail_on_rank-0"]["status"].startswith("failed: ValueError: tiny_main failed on purpose")
-    with open(sweep_dir / "hidden-8_fail_on_rank--1" / "metrics.json") as f:
-        last = [json.loads(line) for line in f][-1]
-    assert by_name["hidden-8_fail_on_rank--1"]["final"] == {"epoch": 1, "loss": last["loss"]}
-    # Each run parsed its own bindings: the two completed runs trained different models.
-    assert by_name["hidden-4_fail_on_rank--1"]["final"]["loss"] != last["loss"]
+    rows = {r["run"]: r for r in json.loads((sweep_dir / "sweep_summary.json").read_text())}
+    assert list(rows) == ["lr-0.01_rank--1", "lr-0.01_rank-0", "lr-0.001_rank--1", "lr-0.001_rank-0"]
+    done, failed = rows["lr-0.001_rank--1"], rows["lr-0.001_rank-0"]
+    assert done["status"] == "completed"
+    assert failed["status"] == "failed: RuntimeError: FailOnRank: rank 0 fails at iteration 1 on purpose"
+    # Results come from each run's own files; each run parsed its own bindings.
+    assert done["summary"] == json.loads((sweep_dir / "lr-0.001_rank--1" / "summary.json").read_text())
+    assert done["final"]["loss"] == [m for m in read_metrics(sweep_dir / "lr-0.001_rank--1") if "loss" in m][-1]["loss"]
+    assert done["summary"]["test_loss_final_model"] != rows["lr-0.01_rank--1"]["summary"]["test_loss_final_model"]
+    assert failed["summary"] == {} and failed["final"]["iteration"] == 1
     printed = capsys.readouterr().out
-    assert "Sweep summary" in printed and "| hidden-4_fail_on_rank--1 |" in printed
-    assert (sweep_dir / "sweep_summary.md").read_text().count("| hidden-") == 4
+    assert "Sweep summary" in printed and "| lr-0.001_rank--1 " in printed and "test_loss_final_model" in printed
+    assert (sweep_dir / "sweep_summary.md").read_text().count("| lr-") == 4
 
 
 def test_bad_sweep_binding_fails_before_any_run(tmp_path):
-    args = tiny_args(tmp_path, "--sweep", "tiny_experimnt.hidden=4,8", "--launcher", "slurm")
-    with pytest.raises(ConfigError, match="tiny_experiment"):
-        launch(tiny_main, args)
+    args = train_args(tmp_path, "sweep", "--sweep", "Trainer.lrr=0.1,0.2", "--launcher", "slurm")
+    with pytest.raises(ConfigError, match="Did you mean 'lr'"):
+        launch(main, args)
     assert not (tmp_path / "sweep").exists()

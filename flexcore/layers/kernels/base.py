@@ -7,6 +7,7 @@ positions): the positions ``(1, dim, *grid)`` are a free view of it, every layer
 """
 from __future__ import annotations
 
+import logging
 import math
 from typing import Optional
 
@@ -25,6 +26,7 @@ __all__ = [
 ]
 
 _NO_BIAS_INIT = (None, "", "none", "default")
+logger = logging.getLogger(__name__)
 
 
 def check_int(owner: str, name: str, value, minimum: int = 1) -> int:
@@ -73,7 +75,10 @@ def clamp_spatial_value(owner: str, value) -> float:
     """``init_spatial_value`` clamped to <= 1 (grids live in [-1, 1]; CKConv clamps too)."""
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
         raise ValueError(f"{owner}: `init_spatial_value` must be a number >= 0, got {value!r}.")
-    return 1.0 if value > 1.0 else value
+    if value > 1.0:
+        logger.warning("%s: init_spatial_value %s > 1 clamped to 1.0 (positions lie in [-1, 1]).", owner, value)
+        return 1.0
+    return value
 
 
 class PointwiseLinear(nn.Module):

@@ -10,8 +10,8 @@ import torch
 
 import flexcore.projects.rff_kernels  # noqa: F401  (registers RFFNet)
 from flexcore.config import parse_config
-from flexcore.registry import KERNEL_NETS
-from flexcore.regularizers.antialiasing import filter_frequencies
+from flexcore.registry import CONVS, KERNEL_NETS
+from flexcore.regularizers.antialiasing import AntiAliasing, filter_frequencies
 
 GIN_FILE = Path(__file__).resolve().parents[1] / "gin_configs" / "rff_kernel.gin"
 
@@ -76,12 +76,36 @@ def test_frequency_terms_feed_the_anti_aliasing_regulariser():
     assert max_freq.item() == pytest.approx(net.frequencies.abs().max().item() / (2 * math.pi))
 
 
-def test_project_gin_file_configures_the_net():
+def test_project_gin_file_puts_rffnet_into_flexconv():
     assert GIN_FILE.read_text().splitlines()[0] == "import flexcore.projects.rff_kernels"
     parse_config(["rff_kernel.gin"], bindings=["RFFNet.num_layers = 3"])
-    net = KERNEL_NETS.build("RFFNet", 2, 4)
+    conv = CONVS.build("FlexConv", 3, 4, 2, horizon=9)
+    net = conv.kernel_net
+    assert type(net).__name__ == "RFFNet" and net.out_channels == 3 * 4
     assert (net.hidden_channels, net.num_layers, net.omega_0) == (32, 3, 2.0)
-    assert net(_grid(2, 5)).shape == (1, 4, 5, 5)
+    x = torch.randn(2, 3, 8, 8)
+    out = conv(x)
+    assert out.shape == (2, 4, 8, 8) and torch.isfinite(out).all()
+    # the anti-aliasing regulariser bounds RFFNet's frequencies through frequency_terms()
+    loss = out.square().mean() + AntiAliasing(factor=1.0, target="gabor", res=9)(conv)
+    loss.backward()
+    assert net.output_linear.weight.grad is not None
+
+
+def test_experiment_gin_file_builds_and_runs_a_step():
+    import flexcore.engine.trainer  # noqa: F401  (the Trainer configurable the file binds)
+
+    parse_config(["digits_flexnet_rff.gin"], bindings=["Trainer.epochs = 1"], finalize=False)
+    from flexcore.data.base import build_dataset
+    from flexcore.modeling import build_model
+
+    dataset = build_dataset(name="Digits", split="train")
+    model = build_model(dataset.metadata)
+    kernel_nets = [m.kernel_net for m in model.modules() if hasattr(m, "kernel_net")]
+    assert kernel_nets and all(type(k).__name__ == "RFFNet" for k in kernel_nets)
+    x, y = zip(*(dataset[i] for i in range(4)))
+    logits = model(torch.stack([torch.as_tensor(v) for v in x]))
+    torch.nn.functional.cross_entropy(logits, torch.as_tensor(y)).backward()
 
 
 @pytest.mark.parametrize("kwargs, match", [

@@ -1,4 +1,5 @@
 """PointwiseLinear (1x1-conv-equivalent linear map), weight norm and argument helpers."""
+import logging
 import pickle
 
 import pytest
@@ -74,8 +75,15 @@ def test_parse_bias_init_rejects_unknown():
         parse_bias_init("Net", "normal")
 
 
-def test_clamp_spatial_value():
-    assert clamp_spatial_value("Net", 3.0) == 1.0
+def test_clamp_spatial_value(caplog):
+    # flexcore's logger may not propagate to the root (setup_logger), so listen on it directly
+    logger = logging.getLogger("flexcore.layers.kernels.base")
+    logger.addHandler(caplog.handler)
+    try:
+        assert clamp_spatial_value("Net", 3.0) == 1.0
+    finally:
+        logger.removeHandler(caplog.handler)
+    assert "Net: init_spatial_value 3.0 > 1 clamped to 1.0" in caplog.text
     assert clamp_spatial_value("Net", 0.125025) == 0.125025
     with pytest.raises(ValueError, match="init_spatial_value"):
         clamp_spatial_value("Net", -0.5)

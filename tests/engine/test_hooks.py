@@ -1,0 +1,94 @@
+import pytest
+
+from flexcore.engine.hooks import IterationTimer, KernelSizeLogger, PeriodicWriter, Progress
+from flexcore.engine.train_loop import HookBase, TrainerBase
+from flexcore.registry import HOOKS
+from flexcore.utils.events import EventWriter, get_event_storage
+
+
+class _Loop(TrainerBase):
+    def run_step(self):
+        get_event_storage().put_scalar("loss", 1.0 / (self.iter + 1))
+
+
+class _Recorder(EventWriter):
+    def __init__(self):
+        self.iters = []
+        self.closed = False
+
+    def write(self):
+        self.iters.append(get_event_storage().iter)
+
+    def close(self):
+        self.closed = True
+
+
+class _Order(HookBase):
+    def __init__(self, log, name):
+        self.log, self.name = log, name
+
+    def before_step(self):
+        self.log.append(("before", self.name, self.trainer.iter))
+
+    def after_step(self):
+        self.log.append(("after", self.name, self.trainer.iter))
+
+
+def test_hooks_run_in_registration_order_and_after_train_runs_on_error():
+    log = []
+    loop = _Loop()
+    loop.register_hooks([_Order(log, "a"), None, _Order(log, "b")])
+    loop.train(0, 2)
+    assert log == [("before", "a", 0), ("before", "b", 0), ("after", "a", 0), ("after", "b", 0),
+                   ("before", "a", 1), ("before", "b", 1), ("after", "a", 1), ("after", "b", 1)]
+    assert loop.completed and loop.iter == 2
+
+    class Boom(HookBase):
+        finished = None
+
+        def after_step(self):
+            raise RuntimeError("boom")
+
+        def after_train(self):
+            Boom.finished = self.trainer.completed
+
+    failing = _Loop()
+    failing.register_hooks([Boom()])
+    with pytest.raises(RuntimeError, match="boom"):
+        failing.train(0, 3)
+    assert Boom.finished is False and failing.iter == 0
+    with pytest.raises(TypeError, match="HookBase"):
+        failing.register_hooks([object()])
+
+
+def test_periodic_writer_schedule_and_progress_bar(capsys):
+    recorder = _Recorder()
+    loop = _Loop()
+    loop.register_hooks([IterationTimer(warmup_iter=0), PeriodicWriter([recorder], period=3), Progress(enabled=True)])
+    loop.train(0, 7)
+    assert recorder.iters == [2, 5, 6, 7] and recorder.closed  # every 3, the last, and after training
+    err = capsys.readouterr().err
+    assert "7/7" in err  # tqdm's bar
+    assert loop.storage.history("time").values()
+
+
+def test_progress_is_silent_without_a_terminal(capsys):
+    loop = _Loop()
+    loop.register_hooks([Progress(enabled=False)])
+    loop.train(0, 3)
+    assert "3/3" not in capsys.readouterr().err
+
+
+def test_kernel_size_logger_without_continuous_convs_is_quiet():
+    import torch
+
+    loop = _Loop()
+    loop.model = torch.nn.Linear(2, 2)
+    loop.register_hooks([KernelSizeLogger(period=1)])
+    loop.train(0, 2)
+    assert not [k for k in loop.storage.histories() if k.startswith("kernel_size")]
+
+
+def test_registered_hooks_are_gin_configurables():
+    assert {"IterationTimer", "LRScheduler", "PeriodicCheckpointer", "EvalHook", "PeriodicWriter", "Progress",
+            "KernelSizeLogger", "TorchProfiler"} <= set(HOOKS.list())
