@@ -93,6 +93,7 @@ setup(
         "console_scripts": [
             "flexcore-train=flexcore.cli:train_main",
             "flexcore-analyze=flexcore.cli:analyze_main",
+            "flexcore-fit-kernel=flexcore.cli:fit_kernel_main",
         ],
     },
     classifiers=[

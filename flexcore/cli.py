@@ -12,3 +12,9 @@ def analyze_main() -> None:
     from flexcore.analysis.cli import main
 
     sys.exit(main())
+
+
+def fit_kernel_main() -> None:
+    from flexcore.fitting import main
+
+    sys.exit(main())

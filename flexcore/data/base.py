@@ -262,8 +262,25 @@ def build_dataset(
     if split not in SPLITS:
         raise ValueError(f"Unknown split {split!r} for dataset {name!r}; use one of {SPLITS}.")
     if fake:
-        return FakeDataset(describe_dataset(name, **options), length=fake_length)
+        metadata = describe_dataset(name, **options)
+        _record_bindings_as_used(f"datasets.{DATASETS._resolve(name)}")  # noqa: SLF001
+        return FakeDataset(metadata, length=fake_length)
     return DATASETS.get(name)(root=root, split=split, **options)
+
+
+def _record_bindings_as_used(selector: str) -> None:
+    """Put a configurable's bindings into gin's operative config as if it had been called.
+
+    A fake dataset never calls the dataset's configurable, so the run's
+    ``operative_config.gin`` would lose options that shape the model (``SpeechCommands.mfcc``,
+    a ``resolution``) and no longer rebuild it. gin has no public call for this.
+    """
+    bound = gin.get_bindings(selector)
+    if not bound:
+        return
+    scope = "/".join(gin.current_scope())
+    with gin.config._OPERATIVE_CONFIG_LOCK:  # noqa: SLF001
+        gin.config._OPERATIVE_CONFIG.setdefault((scope, selector), {}).update(bound)  # noqa: SLF001
 
 
 def describe_dataset(name: str, **options: Any) -> DatasetMetadata:

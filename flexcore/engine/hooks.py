@@ -375,7 +375,10 @@ class KernelSizeLogger(HookBase):
     def _sizes(self) -> List[tuple]:
         rows = []
         for name, conv in named_continuous_convs(unwrap_model(self.trainer.model)):
-            size = conv.kernel_size()
+            try:
+                size = conv.kernel_size()
+            except RuntimeError:  # horizon 'same'/'full': the first forward fixes the grid
+                continue
             rows.append((name, tuple(int(s) for s in size) if isinstance(size, (tuple, list)) else (int(size),)))
         return rows
 
