@@ -52,7 +52,7 @@ ZERO_COST_OPS = frozenset(
         "aten::view_as", "aten::reshape_as", "aten::movedim", "aten::moveaxis", "aten::unflatten",
         "aten::repeat_interleave", "aten::diagonal", "aten::tril", "aten::triu", "aten::where",
         "aten::alias", "aten::lift_fresh", "aten::detach_", "aten::fill_", "aten::zero_",
-        "aten::ones_like", "aten::empty_like", "aten::empty_strided", "aten::new_ones",
+        "aten::ones_like", "aten::empty_like", "aten::empty_strided", "aten::new_ones", "aten::eye",
         "aten::scalar_tensor", "aten::tensor", "aten::as_strided", "aten::unfold",
         "aten::pixel_shuffle", "aten::pixel_unshuffle", "aten::channel_shuffle",
         # Complex views: torch conjugates lazily (a sign bit folded into the next product).
@@ -358,6 +358,8 @@ def flop_handles(convention: str = "mac") -> Dict[str, Handle]:
         "aten::addmm": _matmul_like(1, fpm),
         "aten::baddbmm": _matmul_like(1, fpm),
         "aten::addbmm": _matmul_like(1, fpm),
+        # flexcore's FFT channel mix: a batched complex matmul with a hand-written backward.
+        "prim::PythonOp._ComplexMix": _matmul_like(0, fpm),
         "aten::outer": _outer(fpm),
         "aten::einsum": _einsum(fpm),
         # Norm estimates as in fvcore (5 per element with affine, batch norm in eval 1-2).
