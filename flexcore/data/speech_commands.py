@@ -15,9 +15,8 @@ import numpy as np
 import torch
 
 from flexcore.registry import DATASETS
-from flexcore.utils import comm
 
-from .archives import download_url, extract_tar
+from .download import download_files
 from .audio import mfcc as compute_mfcc
 from .audio import read_wav, wav_length
 from .base import SPLITS, CorruptDatasetError, DatasetMetadata, MissingDatasetError, dataset_dir, default_root
@@ -197,8 +196,7 @@ class SpeechCommands(IrregularSequenceDataset):
             if not download:
                 raise
         base = os.path.join(default_root(root), "SpeechCommands")
-        archive = os.path.join(base, os.path.basename(URL))
-        comm.on_main_process(lambda: extract_tar(download_url(URL, archive), base))
+        download_files("SpeechCommands", ((URL, os.path.basename(URL), None),), base)
         return dataset_dir(root, "SpeechCommands", "SpeechCommands", expected, SOURCE)
 
     @staticmethod

@@ -13,9 +13,8 @@ import numpy as np
 import torch
 
 from flexcore.registry import DATASETS
-from flexcore.utils import comm
 
-from .archives import download_url, extract_zip_members
+from .download import download_files
 from .base import (
     SPLITS,
     CorruptDatasetError,
@@ -147,8 +146,7 @@ class UEAClassification(IrregularSequenceDataset):
             if not download:
                 raise
         base = os.path.join(default_root(root), cls.PROBLEM)
-        archive = os.path.join(base, f"{cls.PROBLEM}.zip")
-        comm.on_main_process(lambda: extract_zip_members(download_url(cls.url(), archive), base, expected))
+        download_files(cls.PROBLEM, ((cls.url(), f"{cls.PROBLEM}.zip", None),), base, members=expected)
         return dataset_dir(root, cls.PROBLEM, cls.PROBLEM, expected, source)
 
     @classmethod
