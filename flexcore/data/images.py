@@ -213,7 +213,7 @@ class ImageClassificationDataset(Dataset):
     @classmethod
     def _source_text(cls) -> str:
         if cls.DOWNLOADS:
-            return f"{cls.SOURCE} (or build the dataset with download=True)"
+            return f"{cls.SOURCE} (or let it download: --gin \"{cls.__name__}.download = True\")"
         return cls.SOURCE
 
     def _locate(self, root: Optional[str], part: str, download: bool) -> str:

@@ -6,10 +6,10 @@ loading the skipped batches, and a process group splits each global batch over i
 (rank ``r`` takes every ``world``-th sample of the permutation, like
 ``DistributedSampler``). Random augmentations draw from Python's ``random`` (and may use
 numpy's or torch's global generator); :class:`SeededDataset` seeds all three from the
-batch's key before loading it, so a batch is the same whether it is loaded in the main
-process or in any of any number of workers, and resumes exactly. In the main process the
-global generators are restored afterwards, so loading never shifts the model's own random
-stream (dropout).
+sample's key ``(seed, epoch, index)`` before loading it, so a sample is the same whether it
+is loaded in the main process or a worker, with any number of workers or ranks, and a
+resumed run redraws it exactly. In the main process the global generators are restored
+afterwards, so loading never shifts the model's own random stream (dropout).
 """
 from __future__ import annotations
 
@@ -106,17 +106,21 @@ class TrainingBatchSampler:
             epoch, skip = epoch + 1, 0
 
 
-@contextlib.contextmanager
-def seeded_rngs(seed: int, restore: bool) -> Iterator[None]:
-    """Seed ``random``, numpy's and torch's global CPU generators from ``seed``; optionally restore them after.
+def seed_rngs(seed: int) -> None:
+    """Seed ``random``, numpy's and torch's global CPU generators from one integer.
 
     ``torch.default_generator.manual_seed`` rather than ``torch.manual_seed``: the latter
-    also seeds every accelerator backend and costs milliseconds, once per batch.
+    also seeds every accelerator backend and costs milliseconds; this costs microseconds.
     """
-    saved = (random.getstate(), np.random.get_state(), torch.default_generator.get_state()) if restore else None
     random.seed(seed)
     np.random.seed(seed % (1 << 32))
     torch.default_generator.manual_seed(seed)
+
+
+@contextlib.contextmanager
+def restored_rngs(restore: bool = True) -> Iterator[None]:
+    """Put the three global CPU generators back as they were when the block ends (if ``restore``)."""
+    saved = (random.getstate(), np.random.get_state(), torch.default_generator.get_state()) if restore else None
     try:
         yield
     finally:
@@ -127,10 +131,11 @@ def seeded_rngs(seed: int, restore: bool) -> Iterator[None]:
 
 
 class SeededDataset(Dataset):
-    """Wraps a dataset to take ``(sample_seed, index)`` keys; seeds the RNGs per batch from its first key.
+    """Wraps a dataset to take ``(sample_seed, index)`` keys; seeds the RNGs from each sample's key.
 
-    The sampler's keys depend on ``(seed, epoch, index)`` only, so the augmentations of a
-    batch do not depend on which process loads it or how many workers there are.
+    The sampler's keys depend on ``(seed, epoch, index)`` only, so a sample's augmentation
+    does not depend on which process loads it, how many workers or ranks there are, or the
+    batch it lands in.
     """
 
     def __init__(self, dataset: Dataset):
@@ -140,9 +145,13 @@ class SeededDataset(Dataset):
         return len(self.dataset)  # type: ignore[arg-type]
 
     def __getitems__(self, keys: List[Tuple[int, int]]) -> List[Any]:
+        samples = []
         # A worker owns its RNGs; the main process must get its own back (model dropout, resume).
-        with seeded_rngs(keys[0][0], restore=get_worker_info() is None):
-            return [self.dataset[index] for _, index in keys]
+        with restored_rngs(restore=get_worker_info() is None):
+            for sample_seed, index in keys:
+                seed_rngs(sample_seed)
+                samples.append(self.dataset[index])
+        return samples
 
     def __getitem__(self, key: Tuple[int, int]) -> Any:
         return self.__getitems__([key])[0]

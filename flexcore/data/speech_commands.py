@@ -34,8 +34,8 @@ CLIP_LENGTH = 16000
 LISTS = {"val": "validation_list.txt", "test": "testing_list.txt"}
 URL = "http://download.tensorflow.org/data/speech_commands_v0.02.tar.gz"
 SOURCE = (
-    f"{URL} (Speech Commands v0.02, 2.3 GB; unpack it into <root>/SpeechCommands, or build the "
-    f"dataset once with download=True)"
+    f"{URL} (Speech Commands v0.02, 2.3 GB; unpack it into <root>/SpeechCommands, or let it "
+    f"download: --gin \"SpeechCommands.download = True\")"
 )
 SPLIT_SCHEMES = ("standard", "original")
 # Sizes of the original's stratified 70/15/15 split of the 34,975 full-length clips.

@@ -137,7 +137,7 @@ class UEAClassification(IrregularSequenceDataset):
     @classmethod
     def _locate(cls, root: Optional[str], download: bool) -> str:
         expected = list(cls.file_names())
-        source = f"{cls.url()} (the UEA archive; or build once with download=True)"
+        source = f"{cls.url()} (the UEA archive; or let it download: --gin \"{cls.__name__}.download = True\")"
         # the per-problem zip's layout, then the unpacked 2018 archive's
         folders = (cls.PROBLEM, os.path.join("Multivariate_ts", cls.PROBLEM))
         try:

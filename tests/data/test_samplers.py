@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch.utils.data import Dataset
 
-from flexcore.data.samplers import TrainingBatchSampler, build_test_loader, build_train_loader
+from flexcore.data.samplers import SeededDataset, TrainingBatchSampler, build_test_loader, build_train_loader
 
 
 class RandomlyAugmented(Dataset):
@@ -60,6 +60,21 @@ def test_augmentations_do_not_depend_on_workers_and_leave_the_global_rng_alone()
         torch.testing.assert_close(a, b, rtol=0, atol=0)
     noise = torch.cat(main)[:, 1]
     assert len(set(noise.tolist())) == len(noise)  # every sample drew a fresh value
+
+
+def test_a_sample_draws_the_same_augmentation_on_any_rank_and_in_any_batch():
+    def drawn(batch_size, world_size):
+        values = {}
+        for rank in range(world_size):
+            sampler = TrainingBatchSampler(10, batch_size, seed=2, rank=rank, world_size=world_size)
+            for batch in take(iter(sampler), sampler.iters_per_epoch):
+                for x, index in SeededDataset(RandomlyAugmented()).__getitems__(batch):
+                    values[index] = float(x[1])
+        return values
+
+    one = drawn(4, 1)
+    assert sorted(one) == list(range(10))
+    assert drawn(2, 2) == one and drawn(5, 1) == one
 
 
 def test_bad_batch_sizes_are_explained():
