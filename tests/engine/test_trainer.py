@@ -80,6 +80,9 @@ def test_resume_continues_exactly_like_an_uninterrupted_run(tmp_path, tiny_plugi
     a, b = full.model.state_dict(), resumed.model.state_dict()
     assert all(torch.equal(a[k], b[k]) for k in a)
     assert resumed.results["test_accuracy_final_model"] == full.results["test_accuracy_final_model"]
+    # the summary covers the whole run: both sessions' time, all iterations
+    assert resumed.results["iterations"] == 24 and resumed.results["resumed_at_iteration"] == 8
+    assert resumed.results["wall_time_s"] > resumed.results["session_wall_time_s"] > 0
 
 
 def test_same_seed_same_metrics_for_any_num_workers(tmp_path, tiny_plugin):
