@@ -42,6 +42,14 @@ def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
 
 
+def _check_counts(minimum: int = 1, **values: Any) -> None:
+    """ValueError naming the ``Trainer`` argument unless each value is an integer >= ``minimum``."""
+    for name, value in values.items():
+        if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+            raise ValueError(f"Trainer.{name} must be an integer >= {minimum}, got {value!r} "
+                             f"(e.g. --gin 'Trainer.{name} = {max(minimum, 1)}').")
+
+
 def _resolve_device(device: str) -> torch.device:
     if device == "auto":
         return torch.device(f"cuda:{comm.get_local_rank()}") if torch.cuda.is_available() else torch.device("cpu")
@@ -137,6 +145,11 @@ class Trainer(TrainerBase):
         super().__init__()
         if period_unit not in ("epoch", "iter"):
             raise ValueError(f"Trainer.period_unit must be 'epoch' or 'iter', got {period_unit!r}")
+        _check_counts(batch_size=batch_size, eval_batch_size=eval_batch_size or batch_size, log_period=log_period)
+        _check_counts(minimum=0, num_workers=num_workers, epochs=epochs, max_iter=max_iter, eval_period=eval_period,
+                      checkpoint_period=checkpoint_period, profile_steps=profile_steps)
+        if not grad_clip >= 0:
+            raise ValueError(f"Trainer.grad_clip must be >= 0 (0: no clipping), got {grad_clip!r}")
         if bool(epochs) == bool(max_iter):
             raise ValueError(
                 f"Give exactly one of Trainer.epochs ({epochs}) or Trainer.max_iter ({max_iter}) "

@@ -99,6 +99,18 @@ def test_same_seed_same_metrics_for_any_num_workers(tmp_path, tiny_plugin):
     assert runs["a"] != runs["c"]
 
 
+@pytest.mark.parametrize("binding,match", [
+    ("Trainer.batch_size = 0", "Trainer.batch_size must be an integer >= 1, got 0"),
+    ("Trainer.eval_batch_size = -4", "Trainer.eval_batch_size must be an integer >= 1"),
+    ("Trainer.epochs = 1.5", "Trainer.epochs must be an integer >= 0, got 1.5"),
+    ("Trainer.num_workers = -1", "Trainer.num_workers"),
+    ("Trainer.grad_clip = -1.0", "Trainer.grad_clip must be >= 0"),
+])
+def test_bad_trainer_arguments_name_the_binding(tmp_path, tiny_plugin, binding, match):
+    with pytest.raises(ValueError, match=match):
+        _trainer(tmp_path, [binding])
+
+
 def test_outputs_eval_and_summary(tmp_path, tiny_plugin):
     trainer = _trainer(tmp_path, ["Trainer.regularizers = {'kernel_norm': @LnLoss}", "LnLoss.weight = 1e-3",
                                   "build_param_groups.mask_lr_factor = 0.1"])
