@@ -180,7 +180,7 @@ def environment() -> Dict[str, Any]:
 def _load_builtin_benchmarks() -> None:
     import importlib
 
-    for module in ("flexcore.analysis.bench_layers",):
+    for module in ("flexcore.analysis.bench_layers", "flexcore.analysis.bench_accel", "flexcore.analysis.bench_convergence"):
         importlib.import_module(module)
 
 
