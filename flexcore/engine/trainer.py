@@ -43,6 +43,14 @@ def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
 
 
+def _check_counts(minimum: int = 1, **values: Any) -> None:
+    """ValueError naming the ``Trainer`` argument unless each value is an integer >= ``minimum``."""
+    for name, value in values.items():
+        if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+            raise ValueError(f"Trainer.{name} must be an integer >= {minimum}, got {value!r} "
+                             f"(e.g. --gin 'Trainer.{name} = {max(minimum, 1)}').")
+
+
 def _resolve_device(device: str) -> torch.device:
     if device == "auto":
         return torch.device(f"cuda:{comm.get_local_rank()}") if torch.cuda.is_available() else torch.device("cpu")
@@ -155,6 +163,11 @@ class Trainer(TrainerBase):
         super().__init__()
         if period_unit not in ("epoch", "iter"):
             raise ValueError(f"Trainer.period_unit must be 'epoch' or 'iter', got {period_unit!r}")
+        _check_counts(batch_size=batch_size, eval_batch_size=eval_batch_size or batch_size, log_period=log_period)
+        _check_counts(minimum=0, num_workers=num_workers, epochs=epochs, max_iter=max_iter, eval_period=eval_period,
+                      checkpoint_period=checkpoint_period, profile_steps=profile_steps)
+        if not grad_clip >= 0:
+            raise ValueError(f"Trainer.grad_clip must be >= 0 (0: no clipping), got {grad_clip!r}")
         if bool(epochs) == bool(max_iter):
             raise ValueError(
                 f"Give exactly one of Trainer.epochs ({epochs}) or Trainer.max_iter ({max_iter}) "
@@ -173,6 +186,8 @@ class Trainer(TrainerBase):
         self.init_weights = init_weights
         self.init_strict = init_strict
         self.start_iter = 0
+        self._earlier_wall_s = 0.0  # training time of earlier sessions of this run (from the checkpoint)
+        self._session_start: Optional[float] = None
         self.validation_result: Optional[Dict[str, Any]] = None
         self.results: Dict[str, Any] = {}
 
@@ -320,12 +335,15 @@ class Trainer(TrainerBase):
     def state_dict(self) -> Dict[str, Any]:
         state = super().state_dict()
         state["rng"] = get_rng_state()
+        session = time.perf_counter() - self._session_start if self._session_start is not None else 0.0
+        state["wall_time_s"] = self._earlier_wall_s + session
         return state
 
     def load_state_dict(self, state: Dict[str, Any]) -> None:
         super().load_state_dict(state)
         if "rng" in state:
             set_rng_state(state["rng"])
+        self._earlier_wall_s = float(state.get("wall_time_s", 0.0))
 
     # -- running ----------------------------------------------------------------------------
     def resume_or_load(self, resume: bool = True, weights: Optional[str] = None) -> None:
@@ -358,7 +376,7 @@ class Trainer(TrainerBase):
         if finished is not None:
             self.results = finished
             return finished
-        start = time.perf_counter()
+        start = self._session_start = time.perf_counter()
         self._trainer.data_loader = build_train_loader(
             self.train_set, self.batch_size, seed=self.seed, num_workers=self.num_workers,
             start_iter=self.start_iter, drop_last=self.drop_last, pin_memory=self.device.type == "cuda",
@@ -402,16 +420,19 @@ class Trainer(TrainerBase):
     # -- results ----------------------------------------------------------------------------
     def _summarize(self, wall_time: float) -> Dict[str, Any]:
         timer = next(h for h in self._hooks if isinstance(h, H.IterationTimer))
-        steps = self.max_iter - self.start_iter
         per_rank = per_rank_batch_size(self.batch_size)
         throughput = per_rank * comm.get_world_size() * timer.counted_steps / timer.step_time if timer.step_time else float("nan")
         results: Dict[str, Any] = {
             "parameters": self.num_parameters,
-            "iterations": steps,
+            "iterations": self.max_iter,
             "epochs": round(self.max_iter / self.iters_per_epoch, 4),
-            "wall_time_s": round(wall_time, 2),
+            # every session of the run, each counted up to its last checkpoint (a resume redoes the rest)
+            "wall_time_s": round(self._earlier_wall_s + wall_time, 2),
             "train_samples_per_s": round(throughput, 1),
         }
+        if self.start_iter:
+            results["resumed_at_iteration"] = self.start_iter
+            results["session_wall_time_s"] = round(wall_time, 2)
         flops = self._flops() if comm.is_main_process() else None
         if flops is not None:
             results["flops_per_sample"] = flops
