@@ -181,7 +181,12 @@ def environment() -> Dict[str, Any]:
 def _load_builtin_benchmarks() -> None:
     import importlib
 
-    for module in ("flexcore.analysis.bench_layers", "flexcore.engine.bench_quick_start"):
+    for module in (
+        "flexcore.analysis.bench_layers",
+        "flexcore.engine.bench_quick_start",
+        "flexcore.analysis.bench_accel",
+        "flexcore.analysis.bench_convergence",
+    ):
         importlib.import_module(module)
 
 
