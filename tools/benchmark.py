@@ -9,6 +9,7 @@
   tools/benchmark.py sequences              # FlexTCN at L = 1,024 / 16,000 / 65,536: L log L growth, memory
   tools/benchmark.py layers --quick --threads 2 --json out.json
   tools/benchmark.py models --threads 1 --clock cpu   # steadier on a shared machine
+  tools/benchmark.py quickstart             # python tools/train_net.py: test accuracy, wall and CPU time
 
 The logic lives in flexcore.analysis.benchmark (subcommands register there).
 """

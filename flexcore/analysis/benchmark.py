@@ -8,6 +8,7 @@ hits them alike and their ratios stay meaningful.
 
     python tools/benchmark.py layers --json output/benchmark/layers.json
     python tools/benchmark.py fft --threads 2
+    python tools/benchmark.py quickstart       # the README's first command: accuracy, wall and CPU time
 """
 from __future__ import annotations
 
@@ -189,6 +190,9 @@ def _load_builtin_benchmarks() -> None:
         "flexcore.analysis.bench_layers",
         "flexcore.analysis.bench_models",
         "flexcore.analysis.bench_sequences",
+        "flexcore.engine.bench_quick_start",
+        "flexcore.analysis.bench_accel",
+        "flexcore.analysis.bench_convergence",
     ):
         importlib.import_module(module)
 
