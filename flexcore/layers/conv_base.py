@@ -93,9 +93,10 @@ class ConvBase(nn.Module):
         shape = self._last_input_shape
         if shape is None:
             return "auto"
+        # kernel_maps=0: a baked conv computes its kernel spectrum once per input shape.
         faster = FC.fft_is_faster(
             shape[0], self.in_channels, c_out, shape[2:], kernel_size, self.pads(kernel_size), groups,
-            shape_device_type(self),
+            shape_device_type(self), kernel_maps=0,
         )
         return "auto" if faster else False
 
