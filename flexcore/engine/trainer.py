@@ -99,6 +99,8 @@ class Trainer(TrainerBase):
         weights_only: safe checkpoint loading (``--unsafe-load`` turns it off).
         extra_hooks: ``HOOKS`` factories ``() -> HookBase`` run after the built-in ones.
         tensorboard: write TensorBoard event files.
+        kernel_report: write ``kernels/`` at the end (kernel sizes over training, masks and
+            kernels as tables and PNG plots; a few seconds of matplotlib per run).
         num_threads: CPU threads for torch's ops in this process (None: torch's default, one
             per core). Small models gain nothing from more, and on a machine shared with
             other jobs extra threads slow every step down badly.
@@ -139,6 +141,7 @@ class Trainer(TrainerBase):
         weights_only: bool = True,
         extra_hooks: Sequence[Callable[[], HookBase]] = (),
         tensorboard: bool = True,
+        kernel_report: bool = True,
         num_threads: Optional[int] = None,
         profile_steps: int = 0,
     ):
@@ -231,6 +234,7 @@ class Trainer(TrainerBase):
         )
         self.log_period = log_period
         self.tensorboard = tensorboard
+        self.kernel_report = kernel_report
         self.max_to_keep = max_to_keep
         self.register_hooks(self.build_hooks(extra_hooks))
 
@@ -287,7 +291,8 @@ class Trainer(TrainerBase):
             # Writers are attached in train(): they need the start iteration (resume).
             hooks.append(H.PeriodicWriter([], period=self.log_period))
             hooks.append(H.Progress())
-            hooks.append(H.KernelReport())
+            if self.kernel_report:
+                hooks.append(H.KernelReport())
         return hooks
 
     def _open_writers(self) -> None:

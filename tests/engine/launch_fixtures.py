@@ -25,6 +25,7 @@ Trainer.epochs = 2
 Trainer.lr = 0.01
 Trainer.log_period = 1
 Trainer.tensorboard = False
+Trainer.kernel_report = False
 """
 
 
