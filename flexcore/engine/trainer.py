@@ -22,6 +22,7 @@ from flexcore.checkpoint import CheckpointError, Checkpointer, get_rng_state, se
 from flexcore.data.base import build_dataset
 from flexcore.data.samplers import TrainingBatchSampler, build_test_loader, build_train_loader, per_rank_batch_size
 from flexcore.engine import hooks as H
+from flexcore.engine.accelerate import amp_dtype, compile_model, to_channels_last
 from flexcore.engine.evaluation import build_task, evaluate
 from flexcore.engine.train_loop import HookBase, NonFiniteLossError, SimpleTrainer, TrainerBase, unwrap_model
 from flexcore.modeling.build import build_model
@@ -99,12 +100,20 @@ class Trainer(TrainerBase):
         weights_only: safe checkpoint loading (``--unsafe-load`` turns it off).
         extra_hooks: ``HOOKS`` factories ``() -> HookBase`` run after the built-in ones.
         tensorboard: write TensorBoard event files.
-        kernel_report: write ``kernels/`` at the end (kernel sizes over training, masks and
-            kernels as tables and PNG plots; a few seconds of matplotlib per run).
         num_threads: CPU threads for torch's ops in this process (None: torch's default, one
             per core). Small models gain nothing from more, and on a machine shared with
             other jobs extra threads slow every step down badly.
         profile_steps: profile this many steps with ``TorchProfiler`` (``--profile N``).
+        compile: ``torch.compile`` the model (compiled on the first step; a failure there
+            is logged and training continues eagerly unless ``compile_fallback`` is False).
+        compile_mode: torch.compile mode (None, ``"reduce-overhead"``, ``"max-autotune"``).
+        compile_backend: torch.compile backend (``"inductor"``; ``"aot_eager"`` to debug).
+        compile_fallback: train eagerly if compiling fails (False: stop with the error).
+        channels_last: channels-last memory for the model and 4-D inputs (2-D image models).
+        kernel_report: write the kernel report (sizes, plots) at the end of training.
+        amp: mixed precision for the training forward: None (float32), ``"bf16"`` (autocast
+            to bfloat16) or ``"fp16"`` (float16 with a gradient scaler). FFT convolutions
+            run in float32 whatever the input; evaluation runs in float32.
     """
 
     def __init__(
@@ -141,9 +150,15 @@ class Trainer(TrainerBase):
         weights_only: bool = True,
         extra_hooks: Sequence[Callable[[], HookBase]] = (),
         tensorboard: bool = True,
-        kernel_report: bool = True,
         num_threads: Optional[int] = None,
         profile_steps: int = 0,
+        compile: bool = False,
+        compile_mode: Optional[str] = None,
+        compile_backend: str = "inductor",
+        compile_fallback: bool = True,
+        channels_last: bool = False,
+        amp: Optional[str] = None,
+        kernel_report: bool = True,
     ):
         super().__init__()
         if period_unit not in ("epoch", "iter"):
@@ -191,10 +206,15 @@ class Trainer(TrainerBase):
         model = build_model(self.metadata)
         self.device = _resolve_device(device)
         model.to(self.device)
+        amp_dtype(amp, self.device)  # a bad value fails here, before any data is touched
+        if channels_last:
+            to_channels_last(model)
         self.num_parameters = count_parameters(model)
         logger.info("Model: %s with %s trainable parameters", type(model).__name__, f"{self.num_parameters:,}")
         # Different dropout/augmentation streams per rank from here on.
         seed_all_rng(self.seed + comm.get_rank())
+        if compile:  # before DDP wraps it, so that DDP's hooks see the compiled module
+            compile_model(model, mode=compile_mode, backend=compile_backend)
         if comm.get_world_size() > 1:
             ids = [self.device.index] if self.device.type == "cuda" else None
             model = nn.parallel.DistributedDataParallel(model, device_ids=ids)
@@ -227,6 +247,7 @@ class Trainer(TrainerBase):
         self._trainer = SimpleTrainer(
             model, None, self.optimizer, self.task.loss, self.regularizers, grad_clip=grad_clip,
             grad_clip_type=grad_clip_type, device=self.device, batch_metrics=self.task.train_batch_metrics,
+            amp=amp, channels_last=channels_last, compile_fallback=compile_fallback,
         )
         self.checkpointer = Checkpointer(
             unwrap_model(model), output_dir, weights_only=weights_only,
@@ -234,8 +255,8 @@ class Trainer(TrainerBase):
         )
         self.log_period = log_period
         self.tensorboard = tensorboard
-        self.kernel_report = kernel_report
         self.max_to_keep = max_to_keep
+        self.kernel_report = kernel_report
         self.register_hooks(self.build_hooks(extra_hooks))
 
     # -- construction -------------------------------------------------------------------
