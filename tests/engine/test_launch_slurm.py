@@ -174,6 +174,18 @@ def test_slurm_launcher_without_sbatch_says_how_to_run_locally(tmp_path):
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.slurm
+def test_an_output_dir_holding_a_run_is_refused_before_submitting(tmp_path, slurm):
+    """Not in the queue, minutes later: at once, with the way out (as a local run says)."""
+    from flexcore.engine.defaults import OutputDirError
+
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "metrics.json").write_text("{}\n")
+    with pytest.raises(OutputDirError, match="--resume"):
+        launch(main, train_args(tmp_path, "out", "--launcher", "slurm", "--time", "5"))
+    assert not (tmp_path / "out" / "slurm").exists() and not slurm_ids(tmp_path)
+
+
 @with_marks(slurm_test)
 @pytest.mark.parametrize("flags, reason", [
     (["--partition", "no-such-partition"], "[Ii]nvalid partition"),
