@@ -330,6 +330,10 @@ class Trainer(TrainerBase):
 
     def train(self) -> Dict[str, Any]:
         """Train from ``start_iter`` to ``max_iter``; returns the results (also in ``summary.json``)."""
+        finished = self._finished_summary()
+        if finished is not None:
+            self.results = finished
+            return finished
         start = time.perf_counter()
         self._trainer.data_loader = build_train_loader(
             self.train_set, self.batch_size, seed=self.seed, num_workers=self.num_workers,
@@ -356,6 +360,20 @@ class Trainer(TrainerBase):
             return {"profile": next(h for h in self._hooks if isinstance(h, H.TorchProfiler)).table}
         self.results = self._summarize(wall)
         return self.results
+
+    def _finished_summary(self) -> Optional[Dict[str, Any]]:
+        """The written summary of a run that ``--resume`` found complete; its results stay as they are."""
+        path = os.path.join(self.output_dir, "summary.json")
+        if self.profile_steps or self.start_iter < self.max_iter or not path_manager.exists(path):
+            return None
+        with path_manager.open(path) as f:
+            results = json.load(f)
+        logger.info(
+            "%s already finished all %d iterations; nothing to train, its results stay as written in %s. "
+            "Evaluate again with --eval-only; train longer with a new --output-dir and --weights.",
+            self.output_dir, self.max_iter, path,
+        )
+        return results
 
     # -- results ----------------------------------------------------------------------------
     def _summarize(self, wall_time: float) -> Dict[str, Any]:

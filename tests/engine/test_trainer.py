@@ -82,6 +82,20 @@ def test_resume_continues_exactly_like_an_uninterrupted_run(tmp_path, tiny_plugi
     assert resumed.results["test_accuracy_final_model"] == full.results["test_accuracy_final_model"]
 
 
+def test_same_seed_same_metrics_for_any_num_workers(tmp_path, tiny_plugin):
+    # Augmented real data and dropout: both random streams must follow the seed alone.
+    bindings = ["Trainer.dataset = 'Digits'", "Digits.augment = 'resnet'", "TinyNet.dropout = 0.3",
+                "Trainer.epochs = 0", "Trainer.max_iter = 4", "Trainer.val_split = None", "Trainer.test_split = None"]
+    runs = {}
+    for name, seed, workers in (("a", 0, 0), ("b", 0, 2), ("c", 1, 0)):
+        trainer = _trainer(tmp_path / name, bindings + [f"Trainer.seed = {seed}", f"Trainer.num_workers = {workers}"])
+        trainer.resume_or_load(resume=False)
+        trainer.train()
+        runs[name] = _losses(tmp_path / name)
+    assert runs["a"] == runs["b"] and sorted(runs["a"]) == [0, 1, 2, 3]
+    assert runs["a"] != runs["c"]
+
+
 def test_outputs_eval_and_summary(tmp_path, tiny_plugin):
     trainer = _trainer(tmp_path, ["Trainer.regularizers = {'kernel_norm': @LnLoss}", "LnLoss.weight = 1e-3",
                                   "build_param_groups.mask_lr_factor = 0.1"])
@@ -173,8 +187,10 @@ def test_main_train_refuse_resume_eval_only_profile(tmp_path, tiny_plugin):
     with pytest.raises(OutputDirError, match="already holds a run .*--resume"):
         main(_args(tmp_path))
     gin.clear_config()
-    again = main(_args(tmp_path, "--resume"))  # finished run: nothing left to train
-    assert again["iterations"] == 0
+    summary, metrics = (run / "summary.json").read_text(), (run / "metrics.json").read_text()
+    again = main(_args(tmp_path, "--resume"))  # finished run: nothing left to train, nothing rewritten
+    assert again == json.loads(summary) and again["iterations"] == 16
+    assert (run / "summary.json").read_text() == summary and (run / "metrics.json").read_text() == metrics
     gin.clear_config()
     evaluated = main(_args(tmp_path, "--eval-only"))
     assert evaluated["test"]["accuracy"] == pytest.approx(results["test_accuracy_final_model"])
