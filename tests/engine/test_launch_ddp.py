@@ -68,6 +68,7 @@ def test_failing_child_exits_nonzero_with_its_traceback(tmp_path):
     assert "RuntimeError: FailOnRank: rank 1 fails at iteration 1 on purpose" in result.stderr
 
 
+@pytest.mark.slow
 def test_the_rank_that_raised_is_named_not_the_peer_it_broke():
     """Rank 1 raises; its peer fails at once in the broken collective while rank 1 is still
     leaving the group: the report names rank 1 and its own traceback (a past flaky race)."""
