@@ -80,6 +80,9 @@ def test_resume_continues_exactly_like_an_uninterrupted_run(tmp_path, tiny_plugi
     a, b = full.model.state_dict(), resumed.model.state_dict()
     assert all(torch.equal(a[k], b[k]) for k in a)
     assert resumed.results["test_accuracy_final_model"] == full.results["test_accuracy_final_model"]
+    # the summary covers the whole run: both sessions' time, all iterations
+    assert resumed.results["iterations"] == 24 and resumed.results["resumed_at_iteration"] == 8
+    assert resumed.results["wall_time_s"] > resumed.results["session_wall_time_s"] > 0
 
 
 def test_same_seed_same_metrics_for_any_num_workers(tmp_path, tiny_plugin):
@@ -94,6 +97,18 @@ def test_same_seed_same_metrics_for_any_num_workers(tmp_path, tiny_plugin):
         runs[name] = _losses(tmp_path / name)
     assert runs["a"] == runs["b"] and sorted(runs["a"]) == [0, 1, 2, 3]
     assert runs["a"] != runs["c"]
+
+
+@pytest.mark.parametrize("binding,match", [
+    ("Trainer.batch_size = 0", "Trainer.batch_size must be an integer >= 1, got 0"),
+    ("Trainer.eval_batch_size = -4", "Trainer.eval_batch_size must be an integer >= 1"),
+    ("Trainer.epochs = 1.5", "Trainer.epochs must be an integer >= 0, got 1.5"),
+    ("Trainer.num_workers = -1", "Trainer.num_workers"),
+    ("Trainer.grad_clip = -1.0", "Trainer.grad_clip must be >= 0"),
+])
+def test_bad_trainer_arguments_name_the_binding(tmp_path, tiny_plugin, binding, match):
+    with pytest.raises(ValueError, match=match):
+        _trainer(tmp_path, [binding])
 
 
 def test_outputs_eval_and_summary(tmp_path, tiny_plugin):
