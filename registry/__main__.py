@@ -4,7 +4,7 @@ import sys
 
 from tabulate import tabulate
 
-from . import all_registries, import_builtins, load_plugins
+from . import PluginError, all_registries, import_builtins, load_plugins
 
 
 def main(argv=None) -> int:
@@ -19,8 +19,12 @@ def main(argv=None) -> int:
     lister.add_argument("--plugin", action="append", default=[], help="module or .py file to load first")
     args = parser.parse_args(argv)
 
-    load_plugins(args.plugin)
-    import_builtins()
+    try:
+        load_plugins(args.plugin)
+        import_builtins()
+    except PluginError as exc:  # the message already holds the plugin's own traceback
+        print(f"Plugin error: {exc}", file=sys.stderr)
+        return 2
     registries = all_registries()
     if args.family is not None:
         if args.family not in registries:

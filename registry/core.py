@@ -103,6 +103,7 @@ class Registry(_FvcoreRegistry):
             for alias in aliases:
                 self._check_free(alias, target)
                 self._aliases[alias] = key
+                self._add_gin_alias(alias, key)
             return target
 
         if obj is None:
@@ -129,6 +130,20 @@ class Registry(_FvcoreRegistry):
             return
         gin.register(gin_name, module=self._name)(target)
         self._obj_map[key] = target
+
+    def _add_gin_alias(self, alias: str, key: str) -> None:
+        """Make ``@alias`` in gin the same configurable as ``@key``.
+
+        gin has no aliases, so the alias selector points at the canonical entry of gin's
+        registry: a binding ``alias.x = 1`` is stored under ``key`` and applies however the
+        component is referenced, just as ``get(alias)`` returns the canonical callable.
+        """
+        from gin import config as gin_config
+
+        registry = gin_config._REGISTRY  # noqa: SLF001 - gin has no public alias API
+        alias_selector = f"{self._name}.{alias}"
+        if alias_selector not in registry:
+            registry[alias_selector] = registry[f"{self._name}.{key}"]
 
     # -- lookup ---------------------------------------------------------------------
     def _ensure_builtins(self) -> None:

@@ -1,6 +1,7 @@
 """A plain (non-editable) install carries the registry, gin configs and projects."""
 import glob
 import os
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -10,11 +11,28 @@ import pytest
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
+def _clean_copy(dest):
+    """The checkout without build leftovers: setuptools reuses ``build/lib``, so a wheel built
+    in the worktree could carry modules deleted since the last build."""
+    anywhere = shutil.ignore_patterns("*.egg-info", "__pycache__", ".git")
+    top_level = {"build", "dist", "output", "datasets"}  # gin_configs/base/datasets must stay
+
+    def ignore(folder, names):
+        skip = set(anywhere(folder, names))
+        if os.path.samefile(folder, REPO):
+            skip |= {n for n in names if n in top_level or n.startswith(".venv")}
+        return skip
+
+    shutil.copytree(REPO, dest, ignore=ignore)
+    return dest
+
+
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory):
     out = tmp_path_factory.mktemp("wheel")
+    src = _clean_copy(tmp_path_factory.mktemp("src") / "flexcore")
     subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(out), REPO],
+        [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(out), str(src)],
         check=True, capture_output=True, text=True,
     )
     (path,) = glob.glob(str(out / "flexcore-*.whl"))
@@ -62,3 +80,17 @@ def test_installed_copy_works_outside_the_checkout(wheel, tmp_path):
         check=True, capture_output=True, text=True,
     ).stdout
     assert "kernel_nets" in listing
+    # A project's plugin and its gin files are found from the installed copy too.
+    code = (
+        "from flexcore.config import parse_config; import gin;"
+        "parse_config(['quick/digits_flexnet.gin', 'rff_kernel.gin'], finalize=False); print(gin.config_str())"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=tmp_path, env=env, check=True, capture_output=True, text=True
+    ).stdout
+    assert "FlexConv.kernel_net = @RFFNet" in out
+    listing = subprocess.run(
+        [sys.executable, "-m", "flexcore.registry", "list", "kernel_nets", "--plugin", "flexcore.projects.rff_kernels"],
+        cwd=tmp_path, env=env, check=True, capture_output=True, text=True,
+    ).stdout
+    assert "flexcore.projects.rff_kernels.rff_net:RFFNet" in listing

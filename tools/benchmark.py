@@ -5,6 +5,7 @@
   tools/benchmark.py fft                    # FFT conv vs a straightforward torch.fft one
   tools/benchmark.py fft-calibrate          # refit the 'auto' cost constants on this machine
   tools/benchmark.py layers --quick --threads 2 --json out.json
+  tools/benchmark.py quickstart             # python tools/train_net.py: test accuracy, wall and CPU time
 
 The logic lives in flexcore.analysis.benchmark (subcommands register there).
 """

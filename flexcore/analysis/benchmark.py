@@ -8,6 +8,7 @@ hits them alike and their ratios stay meaningful.
 
     python tools/benchmark.py layers --json output/benchmark/layers.json
     python tools/benchmark.py fft --threads 2
+    python tools/benchmark.py quickstart       # the README's first command: accuracy, wall and CPU time
 """
 from __future__ import annotations
 
@@ -180,7 +181,12 @@ def environment() -> Dict[str, Any]:
 def _load_builtin_benchmarks() -> None:
     import importlib
 
-    for module in ("flexcore.analysis.bench_layers",):
+    for module in (
+        "flexcore.analysis.bench_layers",
+        "flexcore.engine.bench_quick_start",
+        "flexcore.analysis.bench_accel",
+        "flexcore.analysis.bench_convergence",
+    ):
         importlib.import_module(module)
 
 

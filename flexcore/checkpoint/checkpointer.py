@@ -264,7 +264,10 @@ class Checkpointer(_FvcoreCheckpointer):
             except Exception as exc:  # noqa: BLE001 - any handler error means "not reachable"
                 raise CheckpointError(f"Checkpoint {path} cannot be opened: {exc}") from exc
             if not os.path.isfile(local):
-                raise CheckpointError(f"Checkpoint {path} not found.")
+                raise CheckpointError(
+                    f"Checkpoint {path} not found; pass an existing file or iopath URI (a run's folder holds "
+                    "model_final.pth, model_best.pth and model_NNNNNNN.pth)."
+                )
         checkpoint = self._load_file(local)
         self._load_model(checkpoint, strict=strict, source=path)
         wanted = list(self.checkpointables) if checkpointables is None else list(checkpointables)

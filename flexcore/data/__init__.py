@@ -21,7 +21,7 @@ from .images import ImageClassificationDataset  # noqa: E402
 
 # Image datasets (registering modules).
 from .cifar import CIFAR10, CIFAR100  # noqa: E402,F401
-from .digits import Digits  # noqa: E402,F401
+from .digits import Digits, SDigits  # noqa: E402,F401
 from .imagenet import ImageNet8, ImageNet16, ImageNet32, ImageNet64  # noqa: E402,F401
 from .mnist import MNIST  # noqa: E402,F401
 from .sequential_images import PMNIST, SCIFAR10, SMNIST, NoisePaddedCIFAR10  # noqa: E402,F401

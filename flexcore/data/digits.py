@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any, Dict, Optional, Tuple
 
+import dataclasses
 import importlib.util
 import os
 
@@ -22,7 +23,7 @@ from .base import SPLITS, DatasetMetadata, holdout_indices
 from .images import NORMALIZATIONS, VAL_SOURCES, check_choice
 from .transforms import AUGMENTATIONS, Size, as_size, build_image_transform
 
-__all__ = ["Digits", "load_digits_arrays"]
+__all__ = ["Digits", "SDigits", "load_digits_arrays"]
 
 NUM_SAMPLES = 1797
 # Mean and std of all 1,797 images scaled to [0, 1] (value / 16).
@@ -188,3 +189,41 @@ class Digits(Dataset):
     def __repr__(self) -> str:
         shape = (self.metadata.in_channels, *self.metadata.shape)
         return f"Digits(split={self.split!r}, samples={len(self)}, shape={shape}, transform={self.transform!r})"
+
+
+@DATASETS.register(aliases=("SequentialDigits",))
+class SDigits(Digits):
+    """The digits read pixel by pixel as a (1, 64) sequence: an embedded sMNIST / pMNIST stand-in.
+
+    Args:
+        permutation_seed: ``None`` reads row by row (as sMNIST); an int reads the pixels in one
+            fixed seeded permutation (as pMNIST, :func:`flexcore.data.sequential_images.permutation`),
+            the same for every split.
+        (other arguments: see :class:`Digits`; ``resolution`` 16 gives 256 steps)
+    """
+
+    def __init__(self, root: Optional[str] = None, split: str = "train", permutation_seed: Optional[int] = None,
+                 **options: Any):
+        super().__init__(root, split, **options)
+        self.metadata = self.describe(permutation_seed=permutation_seed, **options)
+        self.permutation = None
+        if permutation_seed is not None:
+            from .sequential_images import permutation  # noqa: PLC0415 - that module imports the image sets
+
+            self.permutation = torch.as_tensor(permutation(self.metadata.shape[0], int(permutation_seed)))
+
+    @classmethod
+    def describe(cls, permutation_seed: Optional[int] = None, **options: Any) -> DatasetMetadata:
+        """Metadata for these options: shape ``(H * W,)``, one channel."""
+        image = super().describe(**options)
+        extras = {**image.extras, "permutation_seed": permutation_seed}
+        return dataclasses.replace(image, name="SDigits", shape=(image.shape[0] * image.shape[1],), extras=extras)
+
+    def __getitem__(self, index: int) -> Tuple[torch.Tensor, int]:
+        x, y = super().__getitem__(index)
+        x = x.reshape(1, -1)
+        return (x if self.permutation is None else x[:, self.permutation]), y
+
+    def __repr__(self) -> str:
+        order = "row-major" if self.permutation is None else f"permuted (seed {self.metadata.extras['permutation_seed']})"
+        return f"SDigits(split={self.split!r}, samples={len(self)}, shape={(1, *self.metadata.shape)}, {order})"

@@ -9,23 +9,16 @@ files unless ``val_source="test"``), the per-sample transform pipeline, metadata
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import inspect
-import logging
 import os
-import shutil
-import tarfile
-import urllib.request
-import zipfile
 from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from flexcore.utils import comm
-
 from .base import SPLITS, DatasetMetadata, MissingDatasetError, dataset_dir, default_root, holdout_indices
+from .download import download_files
 from .transforms import AUGMENTATIONS, Size, as_size, build_image_transform
 
 __all__ = [
@@ -33,12 +26,7 @@ __all__ = [
     "NORMALIZATIONS",
     "ImageClassificationDataset",
     "check_choice",
-    "download_files",
-    "fetch_url",
-    "extract_archive",
 ]
-
-logger = logging.getLogger(__name__)
 
 VAL_SOURCES = ("holdout", "test")
 NORMALIZATIONS = ("reference", "dataset", "none")
@@ -51,63 +39,6 @@ def check_choice(dataset: str, option: str, value: Any, choices: Sequence[Any]) 
     """ValueError naming the dataset and option unless ``value`` is one of ``choices``."""
     if value not in choices:
         raise ValueError(f"{dataset}: {option}={value!r} is not one of {tuple(choices)}")
-
-
-def _md5(path: str) -> str:
-    digest = hashlib.md5()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def fetch_url(url: str, path: str, md5: Optional[str] = None) -> None:
-    """Download ``url`` to ``path`` (via ``path.part``, renamed when complete and its MD5 checks out)."""
-    if os.path.exists(path) and (md5 is None or _md5(path) == md5):
-        return
-    part = path + ".part"
-    try:
-        with urllib.request.urlopen(url, timeout=60) as response, open(part, "wb") as out:
-            shutil.copyfileobj(response, out, 1 << 20)
-        if md5 is not None and _md5(part) != md5:
-            raise ValueError(f"MD5 of the download is {_md5(part)}, expected {md5}")
-        os.replace(part, path)
-    finally:
-        if os.path.exists(part):
-            os.remove(part)
-
-
-def extract_archive(path: str, folder: str) -> None:
-    """Unpack a ``.tar.gz``/``.tgz``/``.tar``/``.zip`` archive into ``folder`` (no paths outside it)."""
-    if path.endswith((".tar.gz", ".tgz", ".tar")):
-        with tarfile.open(path) as archive:
-            archive.extractall(folder, filter="data")
-    elif path.endswith(".zip"):
-        with zipfile.ZipFile(path) as archive:
-            archive.extractall(folder)
-
-
-def download_files(dataset: str, downloads: Sequence[Tuple[str, str, Optional[str]]], folder: str) -> None:
-    """Download (and unpack archives) into ``folder`` on the main process; the others wait.
-
-    Args:
-        downloads: ``(url, file name, md5 or None)``; ``.tar.gz``/``.zip`` archives are extracted.
-    """
-    error = None
-    if comm.is_main_process():
-        os.makedirs(folder, exist_ok=True)
-        for url, filename, md5 in downloads:
-            logger.info("%s: downloading %s to %s", dataset, url, folder)
-            try:
-                path = os.path.join(folder, filename)
-                fetch_url(url, path, md5)
-                extract_archive(path, folder)
-            except Exception as exc:  # network errors come in many types; report them all the same way
-                error = f"{dataset}: download of {url} failed ({type(exc).__name__}: {exc})"
-                break
-    comm.synchronize()
-    if error:
-        raise MissingDatasetError(error + f"; download it by hand into {os.path.abspath(folder)!r}.")
 
 
 class ImageClassificationDataset(Dataset):
@@ -282,7 +213,7 @@ class ImageClassificationDataset(Dataset):
     @classmethod
     def _source_text(cls) -> str:
         if cls.DOWNLOADS:
-            return f"{cls.SOURCE} (or build the dataset with download=True)"
+            return f"{cls.SOURCE} (or let it download: --gin \"{cls.__name__}.download = True\")"
         return cls.SOURCE
 
     def _locate(self, root: Optional[str], part: str, download: bool) -> str:

@@ -4,13 +4,16 @@ Training draws one permutation per epoch from ``(seed, epoch)`` alone, so iterat
 always sees the same batch: a resumed run skips straight to its iteration without
 loading the skipped batches, and a process group splits each global batch over its ranks
 (rank ``r`` takes every ``world``-th sample of the permutation, like
-``DistributedSampler``). In loader worker processes each sample is drawn with its RNGs
-seeded from ``(seed, epoch, index)``, so random augmentations are reproducible and
-resumable too, independent of the number of workers; in the main process
-(``num_workers=0``) augmentations draw from the global RNG, which checkpoints restore.
+``DistributedSampler``). Random augmentations draw from Python's ``random`` (and may use
+numpy's or torch's global generator); :class:`SeededDataset` seeds all three from the
+sample's key ``(seed, epoch, index)`` before loading it, so a sample is the same whether it
+is loaded in the main process or a worker, with any number of workers or ranks, and a
+resumed run redraws it exactly. In the main process the global generators are restored
+afterwards, so loading never shifts the model's own random stream (dropout).
 """
 from __future__ import annotations
 
+import contextlib
 import math
 import random
 from typing import Any, Iterator, List, Optional, Tuple
@@ -103,8 +106,37 @@ class TrainingBatchSampler:
             epoch, skip = epoch + 1, 0
 
 
+def seed_rngs(seed: int) -> None:
+    """Seed ``random``, numpy's and torch's global CPU generators from one integer.
+
+    ``torch.default_generator.manual_seed`` rather than ``torch.manual_seed``: the latter
+    also seeds every accelerator backend and costs milliseconds; this costs microseconds.
+    """
+    random.seed(seed)
+    np.random.seed(seed % (1 << 32))
+    torch.default_generator.manual_seed(seed)
+
+
+@contextlib.contextmanager
+def restored_rngs(restore: bool = True) -> Iterator[None]:
+    """Put the three global CPU generators back as they were when the block ends (if ``restore``)."""
+    saved = (random.getstate(), np.random.get_state(), torch.default_generator.get_state()) if restore else None
+    try:
+        yield
+    finally:
+        if saved is not None:
+            random.setstate(saved[0])
+            np.random.set_state(saved[1])
+            torch.default_generator.set_state(saved[2])
+
+
 class SeededDataset(Dataset):
-    """Wraps a dataset to take ``(sample_seed, index)``; seeds the RNGs per sample in loader workers."""
+    """Wraps a dataset to take ``(sample_seed, index)`` keys; seeds the RNGs from each sample's key.
+
+    The sampler's keys depend on ``(seed, epoch, index)`` only, so a sample's augmentation
+    does not depend on which process loads it, how many workers or ranks there are, or the
+    batch it lands in.
+    """
 
     def __init__(self, dataset: Dataset):
         self.dataset = dataset
@@ -112,13 +144,17 @@ class SeededDataset(Dataset):
     def __len__(self) -> int:
         return len(self.dataset)  # type: ignore[arg-type]
 
+    def __getitems__(self, keys: List[Tuple[int, int]]) -> List[Any]:
+        samples = []
+        # A worker owns its RNGs; the main process must get its own back (model dropout, resume).
+        with restored_rngs(restore=get_worker_info() is None):
+            for sample_seed, index in keys:
+                seed_rngs(sample_seed)
+                samples.append(self.dataset[index])
+        return samples
+
     def __getitem__(self, key: Tuple[int, int]) -> Any:
-        sample_seed, index = key
-        if get_worker_info() is not None:
-            torch.manual_seed(sample_seed)
-            random.seed(sample_seed)
-            np.random.seed(sample_seed % (1 << 32))
-        return self.dataset[index]
+        return self.__getitems__([key])[0]
 
 
 def build_train_loader(dataset: Dataset, batch_size: int, seed: int = 0, num_workers: int = 0, start_iter: int = 0,

@@ -15,9 +15,8 @@ import numpy as np
 import torch
 
 from flexcore.registry import DATASETS
-from flexcore.utils import comm
 
-from .archives import download_url, extract_tar
+from .download import download_files
 from .audio import mfcc as compute_mfcc
 from .audio import read_wav, wav_length
 from .base import SPLITS, CorruptDatasetError, DatasetMetadata, MissingDatasetError, dataset_dir, default_root
@@ -35,8 +34,8 @@ CLIP_LENGTH = 16000
 LISTS = {"val": "validation_list.txt", "test": "testing_list.txt"}
 URL = "http://download.tensorflow.org/data/speech_commands_v0.02.tar.gz"
 SOURCE = (
-    f"{URL} (Speech Commands v0.02, 2.3 GB; unpack it into <root>/SpeechCommands, or build the "
-    f"dataset once with download=True)"
+    f"{URL} (Speech Commands v0.02, 2.3 GB; unpack it into <root>/SpeechCommands, or let it "
+    f"download: --gin \"SpeechCommands.download = True\")"
 )
 SPLIT_SCHEMES = ("standard", "original")
 # Sizes of the original's stratified 70/15/15 split of the 34,975 full-length clips.
@@ -197,8 +196,7 @@ class SpeechCommands(IrregularSequenceDataset):
             if not download:
                 raise
         base = os.path.join(default_root(root), "SpeechCommands")
-        archive = os.path.join(base, os.path.basename(URL))
-        comm.on_main_process(lambda: extract_tar(download_url(URL, archive), base))
+        download_files("SpeechCommands", ((URL, os.path.basename(URL), None),), base)
         return dataset_dir(root, "SpeechCommands", "SpeechCommands", expected, SOURCE)
 
     @staticmethod

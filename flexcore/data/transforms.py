@@ -4,8 +4,9 @@ Every transform maps an image ``(C, H, W)`` to an image; the deterministic ones
 (:func:`gaussian_blur`, :func:`resize`, :func:`normalize`) also take batches ``(B, C, H, W)``
 so an evaluator can resize a whole batch on the GPU. Random transforms draw from Python's
 ``random`` module (a draw costs 0.1 us there against ~8 us for a one-element torch
-tensor); ``DataLoader`` seeds it in every worker from the loader's seed, and
-``random.seed`` makes main-process loading reproducible.
+tensor); the training loader seeds it per sample from ``(seed, epoch, index)``
+(:class:`flexcore.data.samplers.SeededDataset`), in the main process and in workers alike,
+so augmentations are reproducible whatever the number of workers or ranks.
 
 :func:`build_image_transform` assembles the per-sample pipeline every image dataset uses::
 

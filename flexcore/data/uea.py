@@ -13,9 +13,8 @@ import numpy as np
 import torch
 
 from flexcore.registry import DATASETS
-from flexcore.utils import comm
 
-from .archives import download_url, extract_zip_members
+from .download import download_files
 from .base import (
     SPLITS,
     CorruptDatasetError,
@@ -138,7 +137,7 @@ class UEAClassification(IrregularSequenceDataset):
     @classmethod
     def _locate(cls, root: Optional[str], download: bool) -> str:
         expected = list(cls.file_names())
-        source = f"{cls.url()} (the UEA archive; or build once with download=True)"
+        source = f"{cls.url()} (the UEA archive; or let it download: --gin \"{cls.__name__}.download = True\")"
         # the per-problem zip's layout, then the unpacked 2018 archive's
         folders = (cls.PROBLEM, os.path.join("Multivariate_ts", cls.PROBLEM))
         try:
@@ -147,8 +146,7 @@ class UEAClassification(IrregularSequenceDataset):
             if not download:
                 raise
         base = os.path.join(default_root(root), cls.PROBLEM)
-        archive = os.path.join(base, f"{cls.PROBLEM}.zip")
-        comm.on_main_process(lambda: extract_zip_members(download_url(cls.url(), archive), base, expected))
+        download_files(cls.PROBLEM, ((cls.url(), f"{cls.PROBLEM}.zip", None),), base, members=expected)
         return dataset_dir(root, cls.PROBLEM, cls.PROBLEM, expected, source)
 
     @classmethod

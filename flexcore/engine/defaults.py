@@ -197,12 +197,16 @@ USER_ERRORS = (CheckpointError, NonFiniteLossError, OutputDirError, DatasetError
 def cli_entry(argv: Optional[List[str]] = None) -> int:
     """``flexcore-train`` / ``tools/train_net.py``: parse flags and launch :func:`main`."""
     from flexcore.engine.launch import LaunchError, launch
+    from flexcore.registry import PluginError
 
     args = default_argument_parser().parse_args(argv)
     try:
         launch(main, args)
     except ConfigError as exc:
         print(f"Config error: {exc}", file=sys.stderr)
+        return 2
+    except PluginError as exc:  # the message already holds the plugin's own traceback
+        print(f"Plugin error: {exc}", file=sys.stderr)
         return 2
     except USER_ERRORS as exc:
         print(f"Error: {exc}", file=sys.stderr)

@@ -84,12 +84,15 @@ class Task:
             result["mse"] = result["loss"]
         return result
 
-    def train_batch_metrics(self, outputs: torch.Tensor, targets: torch.Tensor) -> Dict[str, float]:
-        """Per-step training accuracy (classification only), logged as ``train/accuracy``."""
+    def train_batch_metrics(self, outputs: torch.Tensor, targets: torch.Tensor) -> Dict[str, torch.Tensor]:
+        """Per-step training accuracy (classification only), logged as ``train/accuracy``.
+
+        A 0-d tensor: the trainer reads it back with the loss in one device-to-host copy.
+        """
         if not self.is_classification:
             return {}
         correct = outputs.argmax(dim=1).eq(targets).float().mean()
-        return {"train/accuracy": 100.0 * float(correct)}
+        return {"train/accuracy": 100.0 * correct}
 
 
 def build_task(metadata: DatasetMetadata) -> Task:

@@ -19,10 +19,12 @@ matters because each phase runs the hooks in sequence:
 from __future__ import annotations
 
 import copy
+import importlib
 import logging
 import os
 import sys
 import time
+import warnings
 from typing import Any, Dict, Iterable, List, Optional, Sequence
 
 import torch
@@ -48,6 +50,13 @@ __all__ = [
 ]
 
 logger = logging.getLogger("flexcore")
+
+
+def _analysis(module: str) -> Any:
+    """Import ``flexcore.analysis.<module>`` lazily, without fvcore.nn's torch.jit FutureWarning in the run's log."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*torch.jit.script.*", category=FutureWarning)
+        return importlib.import_module(f"flexcore.analysis.{module}")
 
 
 def _due(iteration: int, period: int, max_iter: int) -> bool:
@@ -436,10 +445,10 @@ class TorchProfiler(HookBase):
     def before_train(self) -> None:
         if not comm.is_main_process():
             return
-        from flexcore.analysis.profiler import TrainingProfiler
-
-        self._profiler = TrainingProfiler(self.output_dir, steps=self.num_steps, warmup=self.warmup_steps,
-                                          model=unwrap_model(self.trainer.model), row_limit=self.top).start()
+        self._profiler = _analysis("profiler").TrainingProfiler(
+            self.output_dir, steps=self.num_steps, warmup=self.warmup_steps,
+            model=unwrap_model(self.trainer.model), row_limit=self.top,
+        ).start()
 
     def after_step(self) -> None:
         if self._profiler is not None and not self._profiler.done:
@@ -482,15 +491,12 @@ class KernelReport(HookBase):
 
     def after_step(self) -> None:
         if not self._start and comm.is_main_process():  # the first step fixed every grid: sizes at the start
-            from flexcore.analysis.kernels import kernel_stats
-
-            self._start = {f"iter {self.trainer.iter + 1}": kernel_stats(unwrap_model(self.trainer.model))}
+            self._start = {f"iter {self.trainer.iter + 1}": _analysis("kernels").kernel_stats(unwrap_model(self.trainer.model))}
 
     def after_train(self) -> None:
         if not comm.is_main_process() or not self._start:
             return
-        from flexcore.analysis.kernels import write_kernel_report
-
+        write_kernel_report = _analysis("kernels").write_kernel_report
         output_dir = self.output_dir or self.trainer.output_dir
         try:  # `iter` counts the iterations done once training ended (max_iter when completed)
             write_kernel_report(unwrap_model(self.trainer.model), output_dir, label=f"iter {self.trainer.iter}",

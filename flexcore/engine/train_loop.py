@@ -17,6 +17,8 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence
 import torch
 import torch.nn as nn
 
+from flexcore.engine.accelerate import amp_dtype, autocast, disable_compile, is_compile_error
+from flexcore.layers.bake import refresh_crops
 from flexcore.utils import comm
 from flexcore.utils.events import EventStorage, get_event_storage
 
@@ -203,7 +205,18 @@ class SimpleTrainer(TrainerBase):
         grad_clip_type: ``"norm"`` (total L2 norm, as the original) or ``"value"``.
         device: where batches are moved (default: the model's device).
         batch_metrics: ``fn(outputs, targets) -> dict`` of extra per-batch scalars
-            (e.g. training accuracy), computed without gradients.
+            (e.g. training accuracy; floats or 0-d tensors), computed without gradients.
+        amp: mixed precision: None (float32), ``"bf16"`` or ``"fp16"`` (autocast around the
+            forward and the loss; fp16 also scales the loss, ``torch.amp.GradScaler``).
+        channels_last: feed 4-D inputs in channels-last memory (convert the model too, see
+            :func:`flexcore.engine.accelerate.to_channels_last`).
+        compile_fallback: the model was ``torch.compile``-d; if compiling fails in the first
+            step, log why and train eagerly (False: raise).
+
+    Host-device synchronisation: a step reads device values back twice, whatever the
+    depth: once before the forward for every FlexConv's crop (``refresh_crops``) and once
+    for all logged scalars (loss terms, metrics; the NaN check), plus the gradient norm
+    when clipping by norm.
     """
 
     def __init__(
@@ -216,7 +229,10 @@ class SimpleTrainer(TrainerBase):
         grad_clip: float = 0.0,
         grad_clip_type: str = "norm",
         device: Optional[torch.device] = None,
-        batch_metrics: Optional[Callable[[torch.Tensor, torch.Tensor], Dict[str, float]]] = None,
+        batch_metrics: Optional[Callable[[torch.Tensor, torch.Tensor], Dict[str, Any]]] = None,
+        amp: Optional[str] = None,
+        channels_last: bool = False,
+        compile_fallback: bool = True,
     ):
         super().__init__()
         if grad_clip_type not in ("norm", "value"):
@@ -231,6 +247,12 @@ class SimpleTrainer(TrainerBase):
         self.grad_clip_type = grad_clip_type
         self.device = device if device is not None else next(model.parameters()).device
         self.batch_metrics = batch_metrics
+        self.amp_dtype = amp_dtype(amp, self.device)
+        self.grad_scaler = torch.amp.GradScaler(self.device.type) if self.amp_dtype == torch.float16 else None
+        self.channels_last = bool(channels_last)
+        self.compile_fallback = compile_fallback
+        # Checked once: the first step of a compiled model is where compilation happens.
+        self._compile_pending = getattr(unwrap_model(model), "_compiled_call_impl", None) is not None
         self._data_iter = None
 
     @property
@@ -250,29 +272,29 @@ class SimpleTrainer(TrainerBase):
         data_time = time.perf_counter() - start
         inputs = inputs.to(self.device, non_blocking=True)
         targets = targets.to(self.device, non_blocking=True)
-
-        outputs = self.model(inputs)
-        losses = {"loss": self.loss_fn(outputs, targets)}
+        if self.channels_last and inputs.dim() == 4:
+            inputs = inputs.contiguous(memory_format=torch.channels_last)
         bare = unwrap_model(self.model)
-        for name, regularizer in self.regularizers.items():
-            losses[f"reg/{name}"] = regularizer(bare)
-        total = losses["loss"] if len(losses) == 1 else sum(losses.values())
+        # Every FlexConv's crop from one device-to-host copy (not one per layer).
+        refresh_crops(bare)
 
-        values = {k: float(v.detach()) for k, v in losses.items()}
-        if len(losses) > 1:
-            values["total_loss"] = float(total.detach())
-        if self.batch_metrics is not None:
-            with torch.no_grad():
-                values.update(self.batch_metrics(outputs.detach(), targets))
+        if self._compile_pending:
+            outputs, losses, total, values = self._first_compiled_step(inputs, targets)
+        else:
+            outputs, losses, total = self._forward(inputs, targets)
+            values = self._read_scalars(losses, total, outputs, targets)
         values["data_time"] = data_time
         # One reduction per step (means over ranks); a NaN on any rank reaches every rank, so all stop together.
         values = comm.all_reduce_dict(values)
         if not math.isfinite(values.get("total_loss", values["loss"])):
             raise NonFiniteLossError(self.iter, {k: v for k, v in values.items() if k == "loss" or k.startswith("reg/")})
 
-        self.optimizer.zero_grad(set_to_none=True)
-        total.backward()
+        if not self._compile_pending:
+            self._backward(total)
+        self._compile_pending = False
         self.after_backward()
+        if self.grad_scaler is not None:
+            self.grad_scaler.unscale_(self.optimizer)  # clip true gradients
         if self.grad_clip > 0:
             params = [p for group in self.optimizer.param_groups for p in group["params"] if p.grad is not None]
             if self.grad_clip_type == "norm":
@@ -280,6 +302,72 @@ class SimpleTrainer(TrainerBase):
                 values["grad_norm"] = float(torch.nn.utils.clip_grad_norm_(params, self.grad_clip))
             else:
                 torch.nn.utils.clip_grad_value_(params, self.grad_clip)
-        self.optimizer.step()
+        if self.grad_scaler is not None:
+            self.grad_scaler.step(self.optimizer)  # skips the update if fp16 gradients overflowed
+            self.grad_scaler.update()
+        else:
+            self.optimizer.step()
 
         get_event_storage().put_scalars(**values)
+
+    def _forward(self, inputs: torch.Tensor, targets: torch.Tensor):
+        """Forward, task loss and regularisers (under autocast when ``amp`` is set)."""
+        with autocast(self.device, self.amp_dtype):
+            outputs = self.model(inputs)
+            losses = {"loss": self.loss_fn(outputs, targets)}
+        bare = unwrap_model(self.model)
+        for name, regularizer in self.regularizers.items():
+            losses[f"reg/{name}"] = regularizer(bare)
+        total = losses["loss"] if len(losses) == 1 else sum(losses.values())
+        return outputs, losses, total
+
+    def _backward(self, total: torch.Tensor) -> None:
+        self.optimizer.zero_grad(set_to_none=True)
+        (total if self.grad_scaler is None else self.grad_scaler.scale(total)).backward()
+
+    def _read_scalars(self, losses, total, outputs, targets) -> Dict[str, float]:
+        """Loss terms and batch metrics as floats, with a single device-to-host copy."""
+        tensors = {k: v.detach().float() for k, v in losses.items()}
+        if len(losses) > 1:
+            tensors["total_loss"] = total.detach().float()
+        plain = {}
+        if self.batch_metrics is not None:
+            with torch.no_grad():
+                for k, v in self.batch_metrics(outputs.detach(), targets).items():
+                    if isinstance(v, torch.Tensor):
+                        tensors[k] = v.detach().float().reshape(())
+                    else:
+                        plain[k] = float(v)
+        keys = list(tensors)
+        read = torch.stack([tensors[k].reshape(()) for k in keys]).tolist()
+        return {**dict(zip(keys, read)), **plain}
+
+    def _first_compiled_step(self, inputs, targets):
+        """Forward and backward of a compiled model's first step; on a compile failure,
+        explain, undo the compilation and run the step eagerly (or raise)."""
+        try:
+            outputs, losses, total = self._forward(inputs, targets)
+            values = self._read_scalars(losses, total, outputs, targets)
+            if math.isfinite(values.get("total_loss", values["loss"])):
+                self._backward(total)
+            return outputs, losses, total, values
+        except Exception as exc:
+            if not is_compile_error(exc):
+                raise
+            if not self.compile_fallback:
+                raise RuntimeError(
+                    f"torch.compile failed on the first step ({type(exc).__name__}: {str(exc).splitlines()[0]}). "
+                    "Train without it (Trainer.compile = False), try another Trainer.compile_mode, or set "
+                    "Trainer.compile_fallback = True to fall back to eager execution."
+                ) from exc
+            logger.warning(
+                "torch.compile failed on the first step (%s: %s); training continues without it "
+                "(set Trainer.compile = False to skip the attempt).", type(exc).__name__, str(exc).splitlines()[0],
+            )
+            disable_compile(unwrap_model(self.model))
+            self.optimizer.zero_grad(set_to_none=True)
+            outputs, losses, total = self._forward(inputs, targets)
+            values = self._read_scalars(losses, total, outputs, targets)
+            if math.isfinite(values.get("total_loss", values["loss"])):
+                self._backward(total)
+            return outputs, losses, total, values

@@ -22,6 +22,7 @@ from flexcore.checkpoint import CheckpointError, Checkpointer, get_rng_state, se
 from flexcore.data.base import build_dataset
 from flexcore.data.samplers import TrainingBatchSampler, build_test_loader, build_train_loader, per_rank_batch_size
 from flexcore.engine import hooks as H
+from flexcore.engine.accelerate import amp_dtype, compile_model, to_channels_last
 from flexcore.engine.evaluation import build_task, evaluate
 from flexcore.engine.train_loop import HookBase, NonFiniteLossError, SimpleTrainer, TrainerBase, unwrap_model
 from flexcore.modeling.build import build_model
@@ -40,6 +41,14 @@ logger = logging.getLogger("flexcore")
 def count_parameters(model: nn.Module) -> int:
     """Trainable parameters (``requires_grad``; buffers excluded), as the original's ``no_params``."""
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+def _check_counts(minimum: int = 1, **values: Any) -> None:
+    """ValueError naming the ``Trainer`` argument unless each value is an integer >= ``minimum``."""
+    for name, value in values.items():
+        if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+            raise ValueError(f"Trainer.{name} must be an integer >= {minimum}, got {value!r} "
+                             f"(e.g. --gin 'Trainer.{name} = {max(minimum, 1)}').")
 
 
 def _resolve_device(device: str) -> torch.device:
@@ -95,6 +104,16 @@ class Trainer(TrainerBase):
             per core). Small models gain nothing from more, and on a machine shared with
             other jobs extra threads slow every step down badly.
         profile_steps: profile this many steps with ``TorchProfiler`` (``--profile N``).
+        compile: ``torch.compile`` the model (compiled on the first step; a failure there
+            is logged and training continues eagerly unless ``compile_fallback`` is False).
+        compile_mode: torch.compile mode (None, ``"reduce-overhead"``, ``"max-autotune"``).
+        compile_backend: torch.compile backend (``"inductor"``; ``"aot_eager"`` to debug).
+        compile_fallback: train eagerly if compiling fails (False: stop with the error).
+        channels_last: channels-last memory for the model and 4-D inputs (2-D image models).
+        kernel_report: write the kernel report (sizes, plots) at the end of training.
+        amp: mixed precision for the training forward: None (float32), ``"bf16"`` (autocast
+            to bfloat16) or ``"fp16"`` (float16 with a gradient scaler). FFT convolutions
+            run in float32 whatever the input; evaluation runs in float32.
     """
 
     def __init__(
@@ -133,10 +152,22 @@ class Trainer(TrainerBase):
         tensorboard: bool = True,
         num_threads: Optional[int] = None,
         profile_steps: int = 0,
+        compile: bool = False,
+        compile_mode: Optional[str] = None,
+        compile_backend: str = "inductor",
+        compile_fallback: bool = True,
+        channels_last: bool = False,
+        amp: Optional[str] = None,
+        kernel_report: bool = True,
     ):
         super().__init__()
         if period_unit not in ("epoch", "iter"):
             raise ValueError(f"Trainer.period_unit must be 'epoch' or 'iter', got {period_unit!r}")
+        _check_counts(batch_size=batch_size, eval_batch_size=eval_batch_size or batch_size, log_period=log_period)
+        _check_counts(minimum=0, num_workers=num_workers, epochs=epochs, max_iter=max_iter, eval_period=eval_period,
+                      checkpoint_period=checkpoint_period, profile_steps=profile_steps)
+        if not grad_clip >= 0:
+            raise ValueError(f"Trainer.grad_clip must be >= 0 (0: no clipping), got {grad_clip!r}")
         if bool(epochs) == bool(max_iter):
             raise ValueError(
                 f"Give exactly one of Trainer.epochs ({epochs}) or Trainer.max_iter ({max_iter}) "
@@ -155,6 +186,8 @@ class Trainer(TrainerBase):
         self.init_weights = init_weights
         self.init_strict = init_strict
         self.start_iter = 0
+        self._earlier_wall_s = 0.0  # training time of earlier sessions of this run (from the checkpoint)
+        self._session_start: Optional[float] = None
         self.validation_result: Optional[Dict[str, Any]] = None
         self.results: Dict[str, Any] = {}
 
@@ -173,10 +206,15 @@ class Trainer(TrainerBase):
         model = build_model(self.metadata)
         self.device = _resolve_device(device)
         model.to(self.device)
+        amp_dtype(amp, self.device)  # a bad value fails here, before any data is touched
+        if channels_last:
+            to_channels_last(model)
         self.num_parameters = count_parameters(model)
         logger.info("Model: %s with %s trainable parameters", type(model).__name__, f"{self.num_parameters:,}")
         # Different dropout/augmentation streams per rank from here on.
         seed_all_rng(self.seed + comm.get_rank())
+        if compile:  # before DDP wraps it, so that DDP's hooks see the compiled module
+            compile_model(model, mode=compile_mode, backend=compile_backend)
         if comm.get_world_size() > 1:
             ids = [self.device.index] if self.device.type == "cuda" else None
             model = nn.parallel.DistributedDataParallel(model, device_ids=ids)
@@ -209,6 +247,7 @@ class Trainer(TrainerBase):
         self._trainer = SimpleTrainer(
             model, None, self.optimizer, self.task.loss, self.regularizers, grad_clip=grad_clip,
             grad_clip_type=grad_clip_type, device=self.device, batch_metrics=self.task.train_batch_metrics,
+            amp=amp, channels_last=channels_last, compile_fallback=compile_fallback,
         )
         self.checkpointer = Checkpointer(
             unwrap_model(model), output_dir, weights_only=weights_only,
@@ -217,6 +256,7 @@ class Trainer(TrainerBase):
         self.log_period = log_period
         self.tensorboard = tensorboard
         self.max_to_keep = max_to_keep
+        self.kernel_report = kernel_report
         self.register_hooks(self.build_hooks(extra_hooks))
 
     # -- construction -------------------------------------------------------------------
@@ -272,7 +312,8 @@ class Trainer(TrainerBase):
             # Writers are attached in train(): they need the start iteration (resume).
             hooks.append(H.PeriodicWriter([], period=self.log_period))
             hooks.append(H.Progress())
-            hooks.append(H.KernelReport())
+            if self.kernel_report:
+                hooks.append(H.KernelReport())
         return hooks
 
     def _open_writers(self) -> None:
@@ -294,12 +335,15 @@ class Trainer(TrainerBase):
     def state_dict(self) -> Dict[str, Any]:
         state = super().state_dict()
         state["rng"] = get_rng_state()
+        session = time.perf_counter() - self._session_start if self._session_start is not None else 0.0
+        state["wall_time_s"] = self._earlier_wall_s + session
         return state
 
     def load_state_dict(self, state: Dict[str, Any]) -> None:
         super().load_state_dict(state)
         if "rng" in state:
             set_rng_state(state["rng"])
+        self._earlier_wall_s = float(state.get("wall_time_s", 0.0))
 
     # -- running ----------------------------------------------------------------------------
     def resume_or_load(self, resume: bool = True, weights: Optional[str] = None) -> None:
@@ -328,7 +372,11 @@ class Trainer(TrainerBase):
 
     def train(self) -> Dict[str, Any]:
         """Train from ``start_iter`` to ``max_iter``; returns the results (also in ``summary.json``)."""
-        start = time.perf_counter()
+        finished = self._finished_summary()
+        if finished is not None:
+            self.results = finished
+            return finished
+        start = self._session_start = time.perf_counter()
         self._trainer.data_loader = build_train_loader(
             self.train_set, self.batch_size, seed=self.seed, num_workers=self.num_workers,
             start_iter=self.start_iter, drop_last=self.drop_last, pin_memory=self.device.type == "cuda",
@@ -355,19 +403,36 @@ class Trainer(TrainerBase):
         self.results = self._summarize(wall)
         return self.results
 
+    def _finished_summary(self) -> Optional[Dict[str, Any]]:
+        """The written summary of a run that ``--resume`` found complete; its results stay as they are."""
+        path = os.path.join(self.output_dir, "summary.json")
+        if self.profile_steps or self.start_iter < self.max_iter or not path_manager.exists(path):
+            return None
+        with path_manager.open(path) as f:
+            results = json.load(f)
+        logger.info(
+            "%s already finished all %d iterations; nothing to train, its results stay as written in %s. "
+            "Evaluate again with --eval-only; train longer with a new --output-dir and --weights.",
+            self.output_dir, self.max_iter, path,
+        )
+        return results
+
     # -- results ----------------------------------------------------------------------------
     def _summarize(self, wall_time: float) -> Dict[str, Any]:
         timer = next(h for h in self._hooks if isinstance(h, H.IterationTimer))
-        steps = self.max_iter - self.start_iter
         per_rank = per_rank_batch_size(self.batch_size)
         throughput = per_rank * comm.get_world_size() * timer.counted_steps / timer.step_time if timer.step_time else float("nan")
         results: Dict[str, Any] = {
             "parameters": self.num_parameters,
-            "iterations": steps,
+            "iterations": self.max_iter,
             "epochs": round(self.max_iter / self.iters_per_epoch, 4),
-            "wall_time_s": round(wall_time, 2),
+            # every session of the run, each counted up to its last checkpoint (a resume redoes the rest)
+            "wall_time_s": round(self._earlier_wall_s + wall_time, 2),
             "train_samples_per_s": round(throughput, 1),
         }
+        if self.start_iter:
+            results["resumed_at_iteration"] = self.start_iter
+            results["session_wall_time_s"] = round(wall_time, 2)
         flops = self._flops() if comm.is_main_process() else None
         if flops is not None:
             results["flops_per_sample"] = flops

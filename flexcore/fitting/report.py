@@ -84,9 +84,16 @@ def save_comparison(target: torch.Tensor, predictions: Dict[str, torch.Tensor], 
     if target.dim() == 3:  # (C, H, W)
         fig, axes = plt.subplots(1, n, figsize=(2.4 * n, 2.7), squeeze=False)
         panels = [("ground truth", target)] + list(predictions.items())
+        # Grey panels share the target's value range, so low-contrast targets stay visible
+        # (the per-net PNGs keep absolute values).
+        low, high = _to_uint8(target).min(), _to_uint8(target).max()
+        if high - low < 8:
+            low, high = 0, 255
         for ax, (name, values) in zip(axes[0], panels):
             image = _to_uint8(values)
-            ax.imshow(image, cmap="gray" if image.ndim == 2 else None, vmin=0, vmax=255, interpolation="nearest")
+            grey = image.ndim == 2
+            ax.imshow(image, cmap="gray" if grey else None, vmin=low if grey else 0, vmax=high if grey else 255,
+                      interpolation="nearest")
             ax.set_title(name if name == "ground truth" else f"{name}\n{psnrs[name]:.1f} dB", fontsize=9)
             ax.axis("off")
     else:  # (C, L): first channel as curves
@@ -97,6 +104,8 @@ def save_comparison(target: torch.Tensor, predictions: Dict[str, torch.Tensor], 
             ax.plot(x, values[0].detach().cpu().numpy(), lw=1.2, label=f"{name} ({psnrs[name]:.1f} dB)")
         ax.legend(fontsize=8)
         ax.set_xlabel("relative position")
+    if target.dim() == 3 and target.shape[0] == 1 and (low, high) != (0, 255):
+        title = f"{title}; grey scale {low / 255:.2f} to {high / 255:.2f}".lstrip("; ")
     if title:
         fig.suptitle(title, fontsize=10)
     fig.tight_layout()

@@ -14,6 +14,16 @@ path_manager = PathManager()
 path_manager.register_handler(HTTPURLHandler())
 
 
+def _read_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+# Read once: os.umask can only be read by setting it, which would race with other threads.
+_UMASK = _read_umask()
+
+
 def is_local_path(path: str) -> bool:
     """True for plain filesystem paths, False for URIs handled by an iopath handler (``scheme://``)."""
     return "://" not in path
@@ -39,6 +49,8 @@ def atomic_open(path: str, mode: str = "wb", manager: Optional[PathManager] = No
     os.makedirs(folder, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=folder)
     try:
+        # mkstemp makes the file private (0600); give it the mode open() would (0666 & ~umask).
+        os.chmod(tmp, 0o666 & ~_UMASK)
         with os.fdopen(fd, mode) as f:
             yield f
             f.flush()

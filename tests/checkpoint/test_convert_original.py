@@ -11,6 +11,7 @@ import yaml
 
 from flexcore.checkpoint.convert_original import main, read_original_config
 from flexcore.data.base import DatasetMetadata
+from flexcore.engine.defaults import build_trainer, default_argument_parser, default_setup
 from flexcore.modeling import build_model
 
 REPO = Path(__file__).resolve().parents[2]
@@ -47,19 +48,32 @@ def build_from_outputs(out_dir, in_channels, classes, shape):
 
 
 @pytest.mark.parametrize(
-    "case,args,meta",
+    "case,args,experiment",
     [
-        ("flexnet7_cifar10", ["--horizon", "33"], (3, 10, (32, 32))),
-        ("flexnet7_cifar10_perturbed", ["--horizon", "33"], (3, 10, (32, 32))),
-        ("flextcn_scifar10", [], (3, 10, (1024,))),
+        ("flexnet7_cifar10", ["--horizon", "33", "--dataset", "CIFAR10"], "cifar10/flexnet7.gin"),
+        ("flexnet7_cifar10_perturbed", ["--horizon", "33", "--dataset", "CIFAR10"], "cifar10/flexnet7.gin"),
+        ("flextcn_scifar10", ["--dataset", "SCIFAR10"], "scifar10/flextcn.gin"),
     ],
 )
-def test_round_trip_reproduces_original_outputs(seed_fixtures, tmp_path, case, args, meta):
+def test_round_trip_reproduces_original_outputs(seed_fixtures, tmp_path, case, args, experiment):
+    """The documented use end to end: the shipped experiment + the emitted model.gin, built by
+    the Trainer, the converted weights loaded by ``--eval-only --weights``."""
     path, ref = original_checkpoint(seed_fixtures, case, tmp_path)
     out_dir = tmp_path / "out"
     assert main([str(path), "--output-dir", str(out_dir), *args]) == 0
-    model, ckpt = build_from_outputs(out_dir, *meta)
+    ckpt = torch.load(out_dir / "model_final.pth", weights_only=True)
     assert ckpt["epoch"] == 12 and "optimizer" not in ckpt
+
+    gin.clear_config()
+    cli = default_argument_parser().parse_args([
+        "--config-file", experiment, "--config-file", str(out_dir / "model.gin"), "--fake-data",
+        "--output-dir", str(tmp_path / "eval"), "--eval-only", "--weights", str(out_dir / "model_final.pth"),
+        "--gin", "build_dataset.fake_length = 4", "--gin", "Trainer.tensorboard = False",
+    ])
+    trainer = build_trainer(cli, default_setup(cli))
+    results = trainer.evaluate_only(cli.weights)  # loads strictly
+    assert results["test"]["samples"] == 4
+    model = trainer.model.eval()
     with torch.no_grad():
         out = model(ref["input"])
     assert ((out - ref["output"]).abs().max() / ref["output"].abs().max()).item() <= 1e-5

@@ -101,7 +101,7 @@ def test_env_root_and_missing_root_message(cifar10, tmp_path, monkeypatch):
     msg = str(err.value)
     assert "CIFAR10" in msg and os.path.join(str(tmp_path), "cifar-10-batches-py") in msg
     assert "data_batch_1" in msg and "batches.meta" in msg and "cs.toronto.edu" in msg
-    assert "download=True" in msg
+    assert "--gin \"CIFAR10.download = True\"" in msg
 
 
 def test_truncated_and_malformed_batches_name_the_file(cifar10, tmp_path):

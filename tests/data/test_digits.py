@@ -95,3 +95,20 @@ def test_bad_options_are_reported():
         build_dataset("digits", "train", augment="mixup")
     with pytest.raises(ValueError, match="test_fraction"):
         build_dataset("digits", "train", test_fraction=0.95)
+
+
+@pytest.mark.parametrize("permutation_seed", [None, 3])
+def test_sequential_digits_read_the_images_pixel_by_pixel(permutation_seed):
+    images = build_dataset("digits", "test", resolution=16)
+    seqs = build_dataset("SDigits", "test", resolution=16, permutation_seed=permutation_seed)
+    meta = describe_dataset("SDigits", resolution=16, permutation_seed=permutation_seed)
+    assert meta.shape == seqs.metadata.shape == (256,) and meta.in_channels == 1 and meta.num_classes == 10
+    assert meta.extras["permutation_seed"] == permutation_seed
+    order = np.arange(256) if permutation_seed is None else np.random.RandomState(3).permutation(256)
+    for i in (0, 7):
+        (x, y), (image, label) = seqs[i], images[i]
+        assert x.shape == (1, 256) and y == label
+        assert torch.equal(x, image.reshape(1, -1)[:, torch.as_tensor(order)])
+    # the same permutation in every split
+    train = build_dataset("SDigits", "train", resolution=16, permutation_seed=permutation_seed)
+    assert torch.equal(train[0][0], build_dataset("digits", "train", resolution=16)[0][0].reshape(1, -1)[:, order])

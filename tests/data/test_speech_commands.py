@@ -204,7 +204,7 @@ def test_missing_root_names_folder_files_and_source(tmp_path):
         load(tmp_path / "empty")
     message = str(err.value)
     for part in ("SpeechCommands", str(tmp_path / "empty" / "SpeechCommands"), "validation_list.txt",
-                 "speech_commands_v0.02.tar.gz", "download=True"):
+                 "speech_commands_v0.02.tar.gz", "SpeechCommands.download = True"):
         assert part in message
 
 

@@ -155,7 +155,8 @@ def test_archive_layout_and_missing_root(tmp_path):
         load(tmp_path / "nothing")
     message = str(err.value)
     for part in ("CharacterTrajectories_TRAIN.ts", "CharacterTrajectories_TEST.ts",
-                 str(tmp_path / "nothing" / "CharacterTrajectories"), "timeseriesclassification.com"):
+                 str(tmp_path / "nothing" / "CharacterTrajectories"), "timeseriesclassification.com",
+                 "CharacterTrajectories.download = True"):
         assert part in message
 
 

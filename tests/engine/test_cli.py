@@ -50,3 +50,15 @@ def test_misspelt_configurable_exits_with_hint(tmp_path):
     assert result.returncode == 2
     assert "Did you mean 'cli_model'" in result.stderr
     assert "exp.gin" in result.stderr and "line 1" in result.stderr
+
+
+def test_broken_plugin_names_itself_with_its_traceback(tmp_path, capsys, monkeypatch):
+    from flexcore.engine.defaults import cli_entry
+
+    (tmp_path / "broken_cli_plugin.py").write_text("import math\nraise RuntimeError('plugin boom')\n")
+    monkeypatch.chdir(tmp_path)
+    assert cli_entry(["--plugin", "broken_cli_plugin.py", "--print-config"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("Plugin error: Failed to load flexcore plugin 'broken_cli_plugin.py'")
+    assert 'broken_cli_plugin.py", line 2' in err and "plugin boom" in err  # the plugin's own frame
+    assert "defaults.py" not in err  # no second traceback through flexcore's launcher

@@ -59,13 +59,14 @@ def test_three_stages_adapt_the_convs_and_report_three_accuracies(tmp_path, tiny
     assert ootb["accuracy"] == pytest.approx(summary["ootb_test_accuracy"])
     assert check.test_set[0][0].shape == (1, 16, 16)
 
-    # A finished cross-resolution dir is refused for a fresh run; --resume skips the source stage.
+    # A finished cross-resolution dir is refused for a fresh run; --resume retrains no stage.
     with pytest.raises(OutputDirError, match="summary.json"):
         check_output_dir(str(tmp_path))
     job = _job(tmp_path)
     job.resume_or_load(resume=True)
     again = job.train()
-    assert again["target"]["iterations"] == 0
+    assert again["target"]["iterations"] == 4  # the finished stage's summary, as written: nothing retrained
+    assert again["finetuned_test_accuracy"] == summary["finetuned_test_accuracy"]
     assert again["ootb_test_accuracy"] == summary["ootb_test_accuracy"]
     # --eval-only: the fine-tuned model, adapted to 16 px again after loading.
     evaluated = _job(tmp_path).evaluate_only()

@@ -80,6 +80,35 @@ def test_resume_continues_exactly_like_an_uninterrupted_run(tmp_path, tiny_plugi
     a, b = full.model.state_dict(), resumed.model.state_dict()
     assert all(torch.equal(a[k], b[k]) for k in a)
     assert resumed.results["test_accuracy_final_model"] == full.results["test_accuracy_final_model"]
+    # the summary covers the whole run: both sessions' time, all iterations
+    assert resumed.results["iterations"] == 24 and resumed.results["resumed_at_iteration"] == 8
+    assert resumed.results["wall_time_s"] > resumed.results["session_wall_time_s"] > 0
+
+
+def test_same_seed_same_metrics_for_any_num_workers(tmp_path, tiny_plugin):
+    # Augmented real data and dropout: both random streams must follow the seed alone.
+    bindings = ["Trainer.dataset = 'Digits'", "Digits.augment = 'resnet'", "TinyNet.dropout = 0.3",
+                "Trainer.epochs = 0", "Trainer.max_iter = 4", "Trainer.val_split = None", "Trainer.test_split = None"]
+    runs = {}
+    for name, seed, workers in (("a", 0, 0), ("b", 0, 2), ("c", 1, 0)):
+        trainer = _trainer(tmp_path / name, bindings + [f"Trainer.seed = {seed}", f"Trainer.num_workers = {workers}"])
+        trainer.resume_or_load(resume=False)
+        trainer.train()
+        runs[name] = _losses(tmp_path / name)
+    assert runs["a"] == runs["b"] and sorted(runs["a"]) == [0, 1, 2, 3]
+    assert runs["a"] != runs["c"]
+
+
+@pytest.mark.parametrize("binding,match", [
+    ("Trainer.batch_size = 0", "Trainer.batch_size must be an integer >= 1, got 0"),
+    ("Trainer.eval_batch_size = -4", "Trainer.eval_batch_size must be an integer >= 1"),
+    ("Trainer.epochs = 1.5", "Trainer.epochs must be an integer >= 0, got 1.5"),
+    ("Trainer.num_workers = -1", "Trainer.num_workers"),
+    ("Trainer.grad_clip = -1.0", "Trainer.grad_clip must be >= 0"),
+])
+def test_bad_trainer_arguments_name_the_binding(tmp_path, tiny_plugin, binding, match):
+    with pytest.raises(ValueError, match=match):
+        _trainer(tmp_path, [binding])
 
 
 def test_outputs_eval_and_summary(tmp_path, tiny_plugin):
@@ -173,8 +202,10 @@ def test_main_train_refuse_resume_eval_only_profile(tmp_path, tiny_plugin):
     with pytest.raises(OutputDirError, match="already holds a run .*--resume"):
         main(_args(tmp_path))
     gin.clear_config()
-    again = main(_args(tmp_path, "--resume"))  # finished run: nothing left to train
-    assert again["iterations"] == 0
+    summary, metrics = (run / "summary.json").read_text(), (run / "metrics.json").read_text()
+    again = main(_args(tmp_path, "--resume"))  # finished run: nothing left to train, nothing rewritten
+    assert again == json.loads(summary) and again["iterations"] == 16
+    assert (run / "summary.json").read_text() == summary and (run / "metrics.json").read_text() == metrics
     gin.clear_config()
     evaluated = main(_args(tmp_path, "--eval-only"))
     assert evaluated["test"]["accuracy"] == pytest.approx(results["test_accuracy_final_model"])

@@ -180,3 +180,48 @@ def test_clear_kernel_caches_after_data_edits():
         layer.kernel_net.out.bias.data.add_(1.0)  # .data bypasses the version counter
         clear_kernel_caches(layer)
         assert not torch.equal(layer(x), y1)
+
+
+def _ddp_cache_worker(rank, world, folder):
+    import torch.distributed as dist
+
+    dist.init_process_group("gloo", init_method=f"file://{folder}/rendezvous", rank=rank, world_size=world)
+    torch.set_num_threads(1)
+    torch.manual_seed(0)
+    layer = FlexConv(2, 3, 2, kernel_net=BNKernelNet, mask=_wide_mask, horizon=9)
+    model = nn.parallel.DistributedDataParallel(layer)  # broadcasts buffers in place every train forward
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    x = torch.randn(2, 2, 8, 8)
+    results = []
+    for step in range(2):
+        model.train()
+        model(x + rank).square().sum().backward()  # different data per rank: DDP averages the grads
+        opt.step()
+        model.eval()
+        with torch.no_grad():
+            calls = layer.kernel_net.calls
+            y = model(x)
+            assert torch.equal(model(x), y)
+            results.append((layer.kernel_net.calls - calls, y))
+    gathered = [torch.zeros_like(y) for _ in range(world)]
+    dist.all_gather(gathered, results[-1][1])
+    fresh = copy.deepcopy(layer)
+    fresh.clear_cache()
+    with torch.no_grad():
+        stale = not torch.equal(fresh(x), results[-1][1])
+    torch.save({"calls": [c for c, _ in results], "same_across_ranks": torch.equal(*gathered), "stale": stale,
+                "changed": not torch.equal(results[0][1], results[1][1])}, f"{folder}/rank{rank}.pt")
+    dist.destroy_process_group()
+
+
+@pytest.mark.slow
+def test_eval_cache_under_ddp(tmp_path):
+    """Real DDP, 2 gloo processes: the eval kernel is computed once per parameter state (then
+    reused), refreshed after every optimiser step, and identical on both ranks."""
+    import torch.multiprocessing as mp
+
+    mp.spawn(_ddp_cache_worker, args=(2, str(tmp_path)), nprocs=2)
+    for rank in range(2):
+        res = torch.load(tmp_path / f"rank{rank}.pt", weights_only=True)
+        assert res["calls"] == [1, 1]  # one kernel computation for two eval forwards, after each step
+        assert res["same_across_ranks"] and res["changed"] and not res["stale"]

@@ -113,6 +113,20 @@ def test_set_resolution():
     assert layer.kernel_size() == (9, 9)
 
 
+def test_sampling_rate_norm_scales_the_kernel_and_refreshes_the_eval_cache():
+    torch.manual_seed(0)
+    layer = FlexConv(2, 3, 2, kernel_net=TinyKernelNet, horizon=9, mask=lambda d, causal: GaussianMask(d, init_value=0.3))
+    x = torch.randn(1, 2, 8, 8)
+    layer.eval()
+    with torch.no_grad():
+        y1, k1 = layer(x), layer.generate_kernel().clone()  # cached from here on
+        layer.set_resolution(sampling_rate_norm=0.25)  # cross-resolution: (source / target)^2
+        y2, k2 = layer(x), layer.generate_kernel()
+    assert torch.allclose(k2, 0.25 * k1, rtol=1e-6, atol=0)  # mask * (norm * kernel net output), ref. §3
+    bias = layer.bias.view(1, -1, 1, 1)
+    assert torch.allclose(y2 - bias, 0.25 * (y1 - bias), rtol=1e-5, atol=1e-6)
+
+
 def test_stride_and_padding_are_honoured():
     torch.manual_seed(0)
     for fft in (False, True):

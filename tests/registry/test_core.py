@@ -173,3 +173,17 @@ def test_table_rows_show_definition_and_doc():
     assert where.endswith("test_core:test_table_rows_show_definition_and_doc.<locals>.Documented")
     assert doc == "First line shows."
     assert "Documented" in repr(reg)
+
+
+def test_alias_is_the_same_gin_configurable():
+    reg = fresh()
+
+    @reg.register(aliases=["Alt"])
+    def make_thing(value=0):
+        return ("thing", value)
+
+    gin.parse_config(f"{reg._name}.Alt.value = 4")  # bound through the alias ...
+    assert reg.get("make_thing")() == ("thing", 4)  # ... applies to the canonical name
+    assert reg.get("Alt") is reg.get("make_thing")
+    assert gin.get_configurable(f"{reg._name}.Alt") is reg.get("make_thing")  # `@Alt` in gin
+    assert "make_thing.value = 4" in gin.config_str() and ".Alt." not in gin.config_str()

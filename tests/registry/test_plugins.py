@@ -97,3 +97,27 @@ def test_registry_cli_lists_plugin(tmp_path):
         [sys.executable, "-m", "flexcore.registry", "list", "no_such_family"], capture_output=True, text=True
     )
     assert missing.returncode == 2 and "kernel_nets" in missing.stderr
+
+
+def test_registry_cli_wildcards_over_families_and_within_one(capsys):
+    from flexcore.registry.__main__ import main
+
+    assert main(["list", "*gabor*"]) == 0  # a pattern in place of the family: every family
+    out = capsys.readouterr().out
+    assert "kernel_nets:" in out and "GaborNet" in out and "MAGNet" not in out
+    assert "datasets:" not in out  # families without a match are left out
+    assert main(["list", "kernel_nets", "*siren*"]) == 0
+    out = capsys.readouterr().out
+    assert "SIREN" in out and "nSIREN" in out and "GaborNet" not in out
+    assert "flexcore.layers.kernels.siren:SIREN" in out  # the "defined in" column
+
+
+def test_registry_cli_broken_plugin_is_a_clean_error(tmp_path, capsys):
+    from flexcore.registry.__main__ import main
+
+    path = tmp_path / "cli_broken_plugin.py"
+    path.write_text("raise RuntimeError('cli plugin exploded')\n")
+    assert main(["list", "--plugin", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("Plugin error:") and "cli_broken_plugin.py" in err
+    assert "cli plugin exploded" in err and "Traceback of the plugin import" in err

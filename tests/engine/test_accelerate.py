@@ -1,0 +1,203 @@
+"""Trainer accelerators (amp, channels-last, torch.compile) and host-device syncs per step.
+
+Real short trainings of a small FlexNet on the embedded digits data (CPU).
+"""
+import functools
+import math
+
+import gin
+import pytest
+import torch
+
+from flexcore.config import parse_config
+from flexcore.engine.accelerate import amp_dtype, is_compile_error
+from flexcore.engine.trainer import Trainer
+from flexcore.layers import FlexConv, GaussianMask, refresh_crops
+from flexcore.layers import functional as FC
+from flexcore.modeling.backbones.flexnet import FlexNet
+from flexcore.registry import KERNEL_NETS
+from flexcore.utils.events import EventStorage
+from flexcore.utils.host_sync import count_host_reads
+
+QUICK = [
+    "Trainer.epochs = 0",
+    "Trainer.max_iter = 3",
+    "Trainer.batch_size = 16",
+    "Trainer.val_split = None",
+    "Trainer.test_split = None",
+    "Trainer.tensorboard = False",
+    "Trainer.log_period = 1",
+    "FlexNet.hidden_channels = 8",
+    "MAGNet.hidden_channels = 8",
+    "FlexNet.dropout = 0.0",
+]
+
+
+def _trainer(tmp_path, bindings=(), **kwargs):
+    gin.clear_config()
+    parse_config(["quick/digits_flexnet.gin"], QUICK + list(bindings), finalize=False)
+    return Trainer(str(tmp_path), **kwargs)
+
+
+def _steps(trainer, n=3):
+    """Run ``n`` training steps; return the logged losses."""
+    losses = []
+    with EventStorage() as storage:
+        trainer._trainer.storage = storage
+        for i in range(n):
+            trainer._trainer.iter = storage.iter = i
+            trainer._trainer.run_step()
+            losses.append(storage.history("loss").latest())
+    return losses
+
+
+def _loader(trainer):
+    from flexcore.data.samplers import build_train_loader
+
+    trainer._trainer.data_loader = build_train_loader(trainer.train_set, trainer.batch_size, seed=0)
+    trainer._trainer.reset_data_iter()
+
+
+def _run(tmp_path, bindings=(), **kwargs):
+    trainer = _trainer(tmp_path, bindings, **kwargs)
+    _loader(trainer)
+    return trainer, _steps(trainer)
+
+
+def test_bf16_and_channels_last_train_close_to_fp32(tmp_path):
+    _, ref = _run(tmp_path / "fp32")
+    _, bf16 = _run(tmp_path / "bf16", amp="bf16")
+    trainer, cl = _run(tmp_path / "cl", channels_last=True)
+    assert all(math.isfinite(v) for v in ref + bf16 + cl)
+    # Same data and init: bf16 rounding moves the loss by well under 1 %; channels-last not at all.
+    assert bf16 == pytest.approx(ref, rel=2e-2)
+    assert cl == pytest.approx(ref, rel=1e-4)
+    conv_weights = [p for p in trainer.model.parameters() if p.dim() == 4]
+    assert conv_weights and all(p.is_contiguous(memory_format=torch.channels_last) for p in conv_weights)
+
+
+def test_fp16_amp_scales_the_loss(tmp_path):
+    trainer, losses = _run(tmp_path, amp="fp16")
+    assert trainer._trainer.grad_scaler is not None
+    assert all(math.isfinite(v) for v in losses)
+
+
+def test_amp_is_gin_configurable_and_checked(tmp_path):
+    trainer, _ = _run(tmp_path, ["Trainer.amp = 'bf16'"])
+    assert trainer._trainer.amp_dtype == torch.bfloat16
+    with pytest.raises(ValueError, match="Trainer.amp must be None, 'bf16' or 'fp16'"):
+        amp_dtype("int8", torch.device("cpu"))
+
+
+@pytest.mark.slow
+def test_compile_trains_and_keeps_checkpoint_keys(tmp_path):
+    # The eager backend runs dynamo's tracing without the minutes of C++ codegen of inductor.
+    small = ["FlexNet.num_blocks = 1"]
+    _, ref = _run(tmp_path / "eager", small)
+    trainer, compiled = _run(tmp_path / "compiled", small + ["Trainer.compile = True", "Trainer.compile_backend = 'eager'"])
+    assert trainer.model._compiled_call_impl is not None
+    assert compiled == pytest.approx(ref, rel=1e-4)
+    assert not any(k.startswith("_orig_mod") for k in trainer.model.state_dict())
+
+
+@pytest.mark.slow
+def test_compile_failure_falls_back_to_eager_with_a_warning(tmp_path, caplog):
+    def broken_backend(gm, example_inputs):
+        raise RuntimeError("simulated compiler crash")
+
+    small = ["FlexNet.num_blocks = 1"]
+    _, ref = _run(tmp_path / "eager", small)
+    trainer = _trainer(tmp_path / "broken", small, compile=True)
+    trainer.model.compile(backend=broken_backend)
+    _loader(trainer)
+    with caplog.at_level("WARNING", logger="flexcore"):
+        losses = _steps(trainer)
+    assert "torch.compile failed on the first step" in caplog.text
+    assert trainer.model._compiled_call_impl is None
+    assert losses == pytest.approx(ref, rel=1e-4)
+
+    strict = _trainer(tmp_path / "strict", small, compile=True, compile_fallback=False)
+    strict.model.compile(backend=broken_backend)
+    _loader(strict)
+    with pytest.raises(RuntimeError, match="Trainer.compile = False"):
+        _steps(strict, 1)
+
+
+def test_model_errors_are_not_taken_for_compile_errors():
+    assert not is_compile_error(ValueError("bad shape"))
+
+
+# -- FFT convolution under autocast ------------------------------------------------------
+def test_fft_conv_runs_in_float32_under_autocast():
+    torch.manual_seed(0)
+    x = torch.randn(2, 4, 12, 12)
+    w = torch.randn(5, 4, 9, 9) / 18
+    ref = FC.conv(x, w, None, 1, "same", fft=True)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        same = FC.conv(x, w, None, 1, "same", fft=True)
+        half_in = FC.conv(x.bfloat16(), w, None, 1, "same", fft=True)
+    assert same.dtype == torch.float32
+    torch.testing.assert_close(same, ref, rtol=1e-5, atol=1e-5)  # no bf16 anywhere inside
+    # A bf16 input is transformed in float32: only the input's and the output's rounding remain.
+    expected = FC.conv(x.bfloat16().float(), w, None, 1, "same", fft=True)
+    assert half_in.dtype == torch.bfloat16
+    torch.testing.assert_close(half_in.float(), expected, rtol=1e-2, atol=1e-2)
+
+
+# -- host-device synchronisation ---------------------------------------------------------
+def _flexnet(num_blocks):
+    net = functools.partial(KERNEL_NETS.get("MAGNet"), hidden_channels=8)
+    conv = functools.partial(FlexConv, kernel_net=net, mask=GaussianMask, horizon=9)
+    return FlexNet(1, 10, 2, conv=conv, hidden_channels=8, num_blocks=num_blocks, block_width_factors=None)
+
+
+@pytest.mark.parametrize("num_blocks", [1, 3])
+def test_flexnet_training_forward_reads_the_device_once_per_step(num_blocks):
+    torch.manual_seed(0)
+    model = _flexnet(num_blocks)
+    x = torch.randn(4, 1, 8, 8)
+    model(x)  # the first forward fixes the grids
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    model(x).sum().backward()
+    for _ in range(2):
+        opt.step()  # masks move: every crop is stale
+        with count_host_reads(model, x) as unbatched:
+            model(x).sum().backward()
+        opt.step()
+        # Without the batched read each FlexConv reads its own bounds back: one sync per layer.
+        assert unbatched.count == 2 * num_blocks + 1, unbatched.report()
+        with count_host_reads(model, x) as reads:
+            refresh_crops(model)
+            model(x).sum().backward()
+        assert reads.count == 1, reads.report()
+        assert reads.reads[0][1].split(":")[0].endswith("bake.py")  # the one batched copy
+        assert model.cconv1.mask.sigma.grad is not None
+
+
+def test_trainer_step_syncs_twice_whatever_the_depth(tmp_path):
+    counts = {}
+    for blocks in (1, 3):
+        trainer = _trainer(tmp_path / str(blocks), [f"FlexNet.num_blocks = {blocks}"])
+        _loader(trainer)
+        _steps(trainer, 1)  # fixes the grids
+        with EventStorage() as storage:
+            trainer._trainer.storage = storage
+            with count_host_reads(trainer.model) as reads:
+                trainer._trainer.run_step()
+        counts[blocks] = reads.count
+        # crops (all layers at once) + the logged scalars (loss, accuracy, NaN check)
+        assert reads.count == 2, reads.report()
+    assert counts[1] == counts[3]
+
+
+def test_host_read_counter_counts_real_reads():
+    w = torch.nn.Parameter(torch.ones(3))
+    host = torch.arange(3.0)
+    with count_host_reads(w) as reads:
+        float((w * 2).sum())
+        (w + 1).tolist()
+        w.detach().cpu()
+        float(host.sum())  # a host tensor: no sync
+        bounds = w.detach().cpu()
+        float(bounds[0])  # a host copy: no sync
+    assert [k for k, _ in reads.reads] == ["float", "tolist", "cpu", "cpu"]
