@@ -64,6 +64,11 @@ def _stats(samples: Sequence[float]) -> Stats:
 
 
 _MIN_SAMPLE_S = 0.1  # set from --min-sample
+# Sample clock (--clock): wall time, or this process's CPU time (all its threads), which a
+# machine shared with other jobs inflates far less; with --threads 1 it approximates the
+# wall time of an idle machine.
+_CLOCKS = {"wall": time.perf_counter, "cpu": time.process_time}
+_CLOCK = _CLOCKS["wall"]
 
 
 def _sync() -> None:
@@ -91,20 +96,20 @@ def time_round_robin(
     for name, fn in fns.items():
         elapsed = 0.0
         for _ in range(max(warmup, 1)):
-            t0 = time.perf_counter()
+            t0 = _CLOCK()
             fn()
             _sync()
-            elapsed = time.perf_counter() - t0
+            elapsed = _CLOCK() - t0
         inner[name] = max(1, math.ceil(min_sample_s / max(elapsed, 1e-6)))
     samples: Dict[str, List[float]] = {name: [] for name in fns}
     start = time.perf_counter()
     for r in range(repeat):
         for name, fn in fns.items():
-            t0 = time.perf_counter()
+            t0 = _CLOCK()
             for _ in range(inner[name]):
                 fn()
             _sync()
-            samples[name].append((time.perf_counter() - t0) / inner[name])
+            samples[name].append((_CLOCK() - t0) / inner[name])
         spent = time.perf_counter() - start
         if spent > budget_s and (r >= 1 or spent > 2 * budget_s):
             break
@@ -183,6 +188,8 @@ def _load_builtin_benchmarks() -> None:
 
     for module in (
         "flexcore.analysis.bench_layers",
+        "flexcore.analysis.bench_models",
+        "flexcore.analysis.bench_sequences",
         "flexcore.engine.bench_quick_start",
         "flexcore.analysis.bench_accel",
         "flexcore.analysis.bench_convergence",
@@ -204,6 +211,8 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
         p.add_argument("--budget", type=float, default=60.0, help="seconds per table row before stopping early")
         p.add_argument("--min-sample", type=float, default=0.1, help="seconds a timed sample lasts (calls repeated)")
+        p.add_argument("--clock", choices=sorted(_CLOCKS), default="wall",
+                       help="wall time, or process CPU time (steadier on a loaded machine; use with --threads 1)")
         p.add_argument("--quick", action="store_true", help="fewer, smaller cases (a smoke run)")
         p.add_argument("--device", default="cpu", help="cpu or cuda")
         p.add_argument("--json", default=None, help=f"write results here (default output/benchmark/{name}.json)")
@@ -216,14 +225,16 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     args = build_parser().parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
-    global _MIN_SAMPLE_S
+    global _MIN_SAMPLE_S, _CLOCK
     _MIN_SAMPLE_S = args.min_sample
+    _CLOCK = _CLOCKS[args.clock]
     if args.device == "cuda" and not torch.cuda.is_available():
         raise SystemExit("benchmark: --device cuda asked for, but no CUDA device is available")
     env_before = environment()
     report: Report = BENCHMARKS[args.command]["fn"](args)
     env = dict(env_before, load_avg_after=environment().get("load_avg"))
-    print(f"# benchmark {args.command}: torch {env['torch']}, {env['threads']} threads, {env['device']}, "
+    env["clock"] = args.clock
+    print(f"# benchmark {args.command}: torch {env['torch']}, {env['threads']} threads, {env['device']}, {args.clock} clock, "
           f"load {env.get('load_avg')} -> {env.get('load_avg_after')}")
     for table in report.tables:
         print(table.render())

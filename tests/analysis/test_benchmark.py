@@ -32,3 +32,40 @@ def test_cli_writes_json(tmp_path, capsys):
     assert payload["benchmark"] == "fft" and payload["tables"][0]["rows"]
     assert payload["checks"][0]["name"].startswith("flexcore FFT conv")
     assert "FFT convolution" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("command,first_title,check", [
+    ("models", "FlexNet-7 CIFAR-10 training step", None),
+    ("inference", "FlexNet-7 eval forward", None),
+    ("sequences", "FlexTCN sCIFAR-10", "FlexTCN step growth"),
+])
+def test_model_level_benchmarks_write_tables_and_json(seed_fixtures, tmp_path, capsys, command, first_title, check):
+    out = tmp_path / f"{command}.json"
+    threads = torch.get_num_threads()
+    argv = [command, "--quick", "--repeat", "1", "--warmup", "0", "--min-sample", "0", "--clock", "cpu", "--threads", "1",
+            "--fixtures", str(seed_fixtures), "--json", str(out)]
+    try:
+        assert main(argv) == 0
+    finally:
+        torch.set_num_threads(threads)
+    payload = json.loads(out.read_text())
+    assert payload["benchmark"] == command and payload["environment"]["clock"] == "cpu"
+    assert payload["tables"][0]["title"].startswith(first_title)
+    for table in payload["tables"]:
+        assert table["rows"] and all(len(row) == len(table["headers"]) for row in table["rows"])
+    assert [c["name"] for c in payload["checks"] if check and c["name"].startswith(check)] or check is None
+    text = capsys.readouterr().out
+    assert first_title in text and f"wrote {out}" in text
+    if command == "models":  # the trained-like fixture's crops reach the benchmark
+        assert (33, 33) in {tuple(k) for k in payload["data"]["trained_like_kernel_sizes"]}
+        assert all(row["times"]["flexcore"]["median"] > 0 for row in payload["data"]["rows"])
+    if command == "sequences":
+        lengths = payload["data"]["lengths"]
+        assert [r["length"] for r in lengths] == [256, 1024] and lengths[1]["kernel"] > lengths[0]["kernel"]
+
+
+def test_n_log_n_growth():
+    from flexcore.analysis.bench_sequences import n_log_n_growth
+
+    assert n_log_n_growth(1024, 1.0, 2048, 2.2) == pytest.approx(1.0)  # 2 * 11/10
+    assert n_log_n_growth(1024, 1.0, 2048, 4.0) > 1.5  # quadratic growth is flagged

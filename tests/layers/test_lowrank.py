@@ -31,18 +31,23 @@ def test_builtin_nets_split_into_hidden_and_output_layer(name):
     assert type(net.output_linear).__name__ == "PointwiseLinear"  # restored
 
 
+# (spatial size, causal): even and odd lengths, square and non-square, causal and not
+SHAPES = [((12,), True), ((13,), True), ((13,), False), ((13, 9), False)]
+
+
 @pytest.mark.parametrize("name", NETS)
-@pytest.mark.parametrize("dim", [1, 2])
-def test_low_rank_fft_training_matches_spatial(name, dim):
+@pytest.mark.parametrize("spatial,causal", SHAPES)
+def test_low_rank_fft_training_matches_spatial(name, spatial, causal):
     """Training forward + backward through the low-rank spectrum equals the spatial path."""
+    dim = len(spatial)
     results = []
     for fft in (False, True):
         torch.manual_seed(0)
-        layer = FlexConv(4, 5, dim, causal=dim == 1, kernel_net=_factory(name), horizon=11,
+        layer = FlexConv(4, 5, dim, causal=causal, kernel_net=_factory(name), horizon=11,
                          mask=functools.partial(GaussianMask, init_value=0.3), fft=fft,
                          sampling_rate_norm=0.5).double()
         assert layer._low_rank_maps() == 7  # H + 1 < 5 * 4 kernel maps
-        x = torch.randn(2, 4, *([12] * dim), dtype=torch.float64)
+        x = torch.randn(2, 4, *spatial, dtype=torch.float64)
         y = layer(x)
         (y * torch.linspace(-1, 1, y.numel(), dtype=y.dtype).view_as(y)).sum().backward()
         results.append((y.detach(), layer.conv_kernel.detach(), {k: p.grad.clone() for k, p in layer.named_parameters()}))
