@@ -445,8 +445,8 @@ def spec_from_state_dict(state_dict: Mapping[str, torch.Tensor], **hints: Any) -
         observed = (int(sd["layer1.0.conv1.weight"].shape[0]), int(sd["layer1.0.conv2.weight"].shape[1]))
         for arch, (block, layers, extra) in TORCHVISION_ARCHS.items():
             groups = extra.get("groups", 1)
-            width = int(64 * extra.get("width_per_group", 64) / 64) * groups if block.__name__ == "Bottleneck" else 64
-            if tuple(layers) == counts and (block.__name__ == "Bottleneck") == bottleneck and observed == (
+            width = int(64 * extra.get("width_per_group", 64) / 64) * groups if block == "Bottleneck" else 64
+            if tuple(layers) == counts and (block == "Bottleneck") == bottleneck and observed == (
                     width, width // groups):
                 conv1 = sd["conv1.weight"]
                 hp: Dict[str, Any] = {"arch": arch}

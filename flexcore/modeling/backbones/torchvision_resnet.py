@@ -10,7 +10,6 @@ from typing import Callable, Dict, Optional, Tuple
 
 import torch
 import torch.nn as nn
-from torchvision.models import resnet as tv_resnet
 
 from flexcore.registry import BACKBONES
 
@@ -18,16 +17,18 @@ from .common import build_conv, check_dim
 
 __all__ = ["TorchvisionResNet", "TORCHVISION_ARCHS"]
 
-# arch -> (block, layers per stage, extra ResNet kwargs)
-TORCHVISION_ARCHS: Dict[str, Tuple[type, Tuple[int, ...], dict]] = {
-    "resnet10": (tv_resnet.BasicBlock, (1, 1, 1, 1), {}),
-    "resnet18": (tv_resnet.BasicBlock, (2, 2, 2, 2), {}),
-    "resnet34": (tv_resnet.BasicBlock, (3, 4, 6, 3), {}),
-    "resnet50": (tv_resnet.Bottleneck, (3, 4, 6, 3), {}),
-    "resnet101": (tv_resnet.Bottleneck, (3, 4, 23, 3), {}),
-    "resnet152": (tv_resnet.Bottleneck, (3, 8, 36, 3), {}),
-    "resnext50_32x4d": (tv_resnet.Bottleneck, (3, 4, 6, 3), {"groups": 32, "width_per_group": 4}),
-    "wide_resnet50_2": (tv_resnet.Bottleneck, (3, 4, 6, 3), {"width_per_group": 128}),
+# arch -> (torchvision block class name, layers per stage, extra ResNet kwargs). Names, not
+# classes: torchvision is imported only when a TorchvisionResNet is built, because importing
+# it pulls in torch._dynamo (seconds at the start of every process otherwise).
+TORCHVISION_ARCHS: Dict[str, Tuple[str, Tuple[int, ...], dict]] = {
+    "resnet10": ("BasicBlock", (1, 1, 1, 1), {}),
+    "resnet18": ("BasicBlock", (2, 2, 2, 2), {}),
+    "resnet34": ("BasicBlock", (3, 4, 6, 3), {}),
+    "resnet50": ("Bottleneck", (3, 4, 6, 3), {}),
+    "resnet101": ("Bottleneck", (3, 4, 23, 3), {}),
+    "resnet152": ("Bottleneck", (3, 8, 36, 3), {}),
+    "resnext50_32x4d": ("Bottleneck", (3, 4, 6, 3), {"groups": 32, "width_per_group": 4}),
+    "wide_resnet50_2": ("Bottleneck", (3, 4, 6, 3), {"width_per_group": 128}),
 }
 
 
@@ -44,7 +45,9 @@ class StridedConv(nn.Module):
         return out[(..., *[slice(None, None, self.stride)] * (out.dim() - 2))]
 
 
-def _replace_3x3(model: tv_resnet.ResNet, conv: Callable[..., nn.Module]) -> None:
+def _replace_3x3(model: nn.Module, conv: Callable[..., nn.Module]) -> None:
+    from torchvision.models import resnet as tv_resnet
+
     for module in model.modules():
         if isinstance(module, (tv_resnet.BasicBlock, tv_resnet.Bottleneck)):
             names = ("conv1", "conv2") if isinstance(module, tv_resnet.BasicBlock) else ("conv2",)
@@ -89,9 +92,11 @@ class TorchvisionResNet(nn.Module):
         check_dim("TorchvisionResNet", dim, (2,))
         if arch not in TORCHVISION_ARCHS:
             raise ValueError(f"TorchvisionResNet: unknown arch {arch!r}; use one of {sorted(TORCHVISION_ARCHS)}.")
+        from torchvision.models import resnet as tv_resnet
+
         block, layers, extra = TORCHVISION_ARCHS[arch]
         self.arch = arch
-        net = tv_resnet.ResNet(block, list(layers), num_classes=out_channels,
+        net = tv_resnet.ResNet(getattr(tv_resnet, block), list(layers), num_classes=out_channels,
                                zero_init_residual=zero_init_residual, **extra)
         if in_channels != 3 or small_input:
             kernel, stride, padding = (3, 1, 1) if small_input else (7, 2, 3)
