@@ -97,6 +97,7 @@ _TINY = [
     "Trainer.batch_size = 2", "Trainer.eval_batch_size = 4", "Trainer.epochs = 1", "Trainer.max_iter = 0",
     "Trainer.num_workers = 0", "Trainer.tensorboard = False", "Trainer.log_period = 1",
     "Trainer.num_threads = 1", "build_dataset.fake_length = 4", "CrossResolution.finetune_epochs = 1",
+    "KernelReport.num_slices = 1",  # one kernel image per layer: the report's plots cost more than the steps
     *[f"{net}.{k} = {v}" for net in ("FlexNet", "CKCNN", "TCN", "FlexTCN", "CKTCN") for k, v in _WIDTH.items()],
     *[f"{net}.hidden_channels = 8" for net in ("MAGNet", "GaborNet", "FourierNet", "SIREN", "nSIREN", "MLP")],
     *[f"CIFARResNet{d}.base_width = 4" for d in ("", 20, 32, 44, 56, 110)],
@@ -160,6 +161,10 @@ def test_experiment_trains_two_steps_and_operative_config_rebuilds_it(name, tmp_
     summary = results["target"] if cross_res else results
     assert summary["iterations"] == 2
     state = torch.load(final, map_location="cpu", weights_only=True)["model"]
+    report = final.parent / "kernels"  # the end-of-training hook logs, not raises, its errors: check its files
+    layers = json.loads((report / "kernel_sizes.json").read_text())
+    plots = ["kernel_sizes.png", "kernels.png"] if any(layers.values()) else []
+    assert all((report / p).is_file() for p in plots), f"{name}: kernel report incomplete: {sorted(os.listdir(report))}"
     assert all(torch.isfinite(v).all() for v in state.values() if v.is_floating_point()), f"{name}: non-finite weights"
 
     gin.clear_config()

@@ -52,12 +52,16 @@ def refresh_crops(model: nn.Module) -> int:
 
     Each layer otherwise reads its mask bounds back on its own (one synchronisation per
     layer whenever the mask changed, i.e. every training step). Call this once before the
-    forward pass (the trainer's kernel hook does); returns the number of layers updated.
+    forward pass (the trainer does, every step); layers whose masks did not change since
+    their crop was computed are skipped. Returns the number of layers updated.
     """
     convs = [c for _, c in continuous_convs(model) if c.mask is not None and c.dynamic_cropping]
     items = []
     for conv in convs:
         if min(conv._grid_sizes()) < 1:  # grid not fixed yet: the first forward does it
+            continue
+        cached = conv._crop_cache
+        if cached is not None and cached[0] == conv._crop_key():  # masks unchanged since: nothing to read
             continue
         bounds = conv.mask.bounds()
         if bounds is not None:

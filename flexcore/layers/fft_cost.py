@@ -92,6 +92,10 @@ def fft_is_faster(
     """
     from flexcore.layers.functional import fft_sizes
 
+    # Plain ints: under jit tracing, sizes are 0-d tensors and every step here would be traced.
+    batch, c_in, c_out, groups = int(batch), int(c_in), int(c_out), int(groups)
+    spatial, kernel_size = [int(n) for n in spatial], [int(k) for k in kernel_size]
+    pads = [(int(a), int(b)) for a, b in pads]
     if math.prod(kernel_size) <= 1:
         return False
     out = [n + a + b - k + 1 for n, k, (a, b) in zip(spatial, kernel_size, pads)]

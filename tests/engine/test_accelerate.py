@@ -187,6 +187,12 @@ def test_trainer_step_syncs_twice_whatever_the_depth(tmp_path):
         counts[blocks] = reads.count
         # crops (all layers at once) + the logged scalars (loss, accuracy, NaN check)
         assert reads.count == 2, reads.report()
+        # The kernel-size logger reads all crops at once too, and the next step then reads none.
+        size_logger = next(h for h in trainer.hooks if type(h).__name__ == "KernelSizeLogger")
+        with count_host_reads(trainer.model) as reads:
+            assert len(size_logger._sizes()) == 2 * blocks + 1
+            refresh_crops(trainer.model)
+        assert reads.count == 1, reads.report()
     assert counts[1] == counts[3]
 
 
