@@ -97,7 +97,6 @@ _TINY = [
     "Trainer.batch_size = 2", "Trainer.eval_batch_size = 4", "Trainer.epochs = 1", "Trainer.max_iter = 0",
     "Trainer.num_workers = 0", "Trainer.tensorboard = False", "Trainer.log_period = 1",
     "Trainer.num_threads = 1", "build_dataset.fake_length = 4", "CrossResolution.finetune_epochs = 1",
-    "KernelReport.num_slices = 1",  # one kernel image per layer: the report's plots cost more than the steps
     *[f"{net}.{k} = {v}" for net in ("FlexNet", "CKCNN", "TCN", "FlexTCN", "CKTCN") for k, v in _WIDTH.items()],
     *[f"{net}.hidden_channels = 8" for net in ("MAGNet", "GaborNet", "FourierNet", "SIREN", "nSIREN", "MLP")],
     *[f"CIFARResNet{d}.base_width = 4" for d in ("", 20, 32, 44, 56, 110)],
