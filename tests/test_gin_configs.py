@@ -160,6 +160,10 @@ def test_experiment_trains_two_steps_and_operative_config_rebuilds_it(name, tmp_
     summary = results["target"] if cross_res else results
     assert summary["iterations"] == 2
     state = torch.load(final, map_location="cpu", weights_only=True)["model"]
+    report = final.parent / "kernels"  # the end-of-training hook logs, not raises, its errors: check its files
+    layers = json.loads((report / "kernel_sizes.json").read_text())
+    plots = ["kernel_sizes.png", "kernels.png"] if any(layers.values()) else []
+    assert all((report / p).is_file() for p in plots), f"{name}: kernel report incomplete: {sorted(os.listdir(report))}"
     assert all(torch.isfinite(v).all() for v in state.values() if v.is_floating_point()), f"{name}: non-finite weights"
 
     gin.clear_config()

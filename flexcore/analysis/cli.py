@@ -84,6 +84,7 @@ class AnalysisSetup:
                 f"{self.metadata.dim} spatial dim(s) {tuple(self.metadata.shape)}; give {self.metadata.dim} sizes."
             )
         self.input_size = tuple(input_size) if input_size else None
+        self._shared: Dict[Optional[str], nn.Module] = {}
 
     def build_model(self, weights: Optional[str] = None) -> nn.Module:
         from flexcore.modeling import build_model
@@ -92,6 +93,13 @@ class AnalysisSetup:
         if weights:
             load_weights(model, weights)
         return model.to(self.device)
+
+    def shared_model(self, weights: Optional[str] = None) -> nn.Module:
+        """One model for the tasks that only read it (FLOPs trace a copy; params, structure):
+        building a full-size model costs seconds."""
+        if weights not in self._shared:
+            self._shared[weights] = self.build_model(weights)
+        return self._shared[weights]
 
     def batch(self, batch_size: int) -> Tuple[torch.Tensor, Any]:
         """The first ``batch_size`` samples of the dataset, stacked: ``(B, C, *shape)`` and targets
@@ -162,7 +170,7 @@ def _write(output: str, name: str, text: str) -> str:
 def run_flops(setup: AnalysisSetup, args, output: str, tasks: Sequence[str]) -> Dict[str, Any]:
     from .flops import flop_report
 
-    model = setup.build_model(args.weights[0] if args.weights else None)
+    model = setup.shared_model(args.weights[0] if args.weights else None)
     inputs, _ = setup.batch(args.batch_size)
     report = flop_report(model, (inputs,), convention=args.convention, strict=args.strict)
     sections = []
@@ -196,7 +204,7 @@ def run_flops(setup: AnalysisSetup, args, output: str, tasks: Sequence[str]) -> 
 def run_params(setup: AnalysisSetup, args, output: str) -> Dict[str, Any]:
     from fvcore.nn import parameter_count, parameter_count_table
 
-    model = setup.build_model(args.weights[0] if args.weights else None)
+    model = setup.shared_model(args.weights[0] if args.weights else None)
     table = parameter_count_table(model, max_depth=args.max_depth)
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     text = f"{trainable:,} trainable parameters ({type(model).__name__} on {setup.dataset_name}).\n{table}"
@@ -206,7 +214,7 @@ def run_params(setup: AnalysisSetup, args, output: str) -> Dict[str, Any]:
 
 
 def run_structure(setup: AnalysisSetup, args, output: str) -> Dict[str, Any]:
-    model = setup.build_model(args.weights[0] if args.weights else None)
+    model = setup.shared_model(args.weights[0] if args.weights else None)
     path = _write(output, "structure.txt", str(model))
     logger.info("Model structure written to %s", path)
     return {}

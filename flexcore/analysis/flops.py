@@ -13,15 +13,22 @@ kernel generation does not grow with the batch, so it is also reported on its ow
 """
 from __future__ import annotations
 
+import contextlib
 import copy
 import functools
+import gc
 import logging
+import warnings
 from collections import Counter
+from numbers import Number
 from typing import Any, Dict, List, Optional, Tuple, Union
 
+import numpy as np
 import torch
 import torch.nn as nn
-from fvcore.nn import ActivationCountAnalysis, FlopCountAnalysis, flop_count_table, parameter_count
+from fvcore.nn import ActivationCountAnalysis, FlopCountAnalysis, parameter_count
+from fvcore.nn.jit_analysis import Statistics, _get_scoped_trace_graph, _named_modules_with_dup
+from torch.jit import TracerWarning
 from tabulate import tabulate
 
 from .handles import CONVENTIONS, ZERO_COST_OPS, activation_handles, flop_handles
@@ -51,7 +58,90 @@ class UncountedOpsError(RuntimeError):
     """An op had no FLOP handle, so a count would silently miss its cost."""
 
 
-class FlexcoreFlopCountAnalysis(FlopCountAnalysis):
+@contextlib.contextmanager
+def _gc_paused():
+    """Tracing creates many short-lived Python objects; collections over the heap of a large
+    model then cost a quarter of the trace. Nothing traced relies on a collection."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
+class _SharedTrace:
+    """Mixin for fvcore's analyses: keep the trace graph and let another analysis of the same
+    model and inputs reuse it, so FLOPs and activations cost one trace, not two.
+
+    Counts exactly as fvcore's ``JitModelAnalysis._analyze`` (same handles, ignored ops,
+    ancestor modes and warnings); only the trace is cached.
+    """
+
+    _graph = None
+
+    def share_trace(self, other: "_SharedTrace"):
+        """Reuse ``other``'s trace; it must analyse the same model on the same inputs."""
+        if other._model is not self._model or other._inputs is not self._inputs:
+            raise ValueError("share_trace: the analyses trace different models or inputs")
+        self._graph = other.trace_graph()
+        return self
+
+    def trace_graph(self) -> torch._C.Graph:
+        """The scoped trace of the model (traced on first use)."""
+        if self._graph is None:
+            with warnings.catch_warnings(), _gc_paused():
+                if self._warn_trace == "none":
+                    warnings.simplefilter("ignore")
+                elif self._warn_trace == "no_tracer_warning":
+                    warnings.filterwarnings("ignore", category=TracerWarning)
+                self._graph = _get_scoped_trace_graph(self._model, self._inputs, self._aliases)
+        return self._graph
+
+    def _analyze(self) -> Statistics:
+        if self._stats is not None:
+            return self._stats
+        counts: Dict[str, Counter] = {}
+        unsupported: Dict[str, Counter] = {}
+        for _, module in _named_modules_with_dup(self._model):
+            counts[self._aliases[module]] = Counter()
+            unsupported[self._aliases[module]] = Counter()
+        seen, owners_of = set(), {}
+        for node in self.trace_graph().nodes():
+            kind = node.kind()
+            if kind == "prim::PythonOp":  # an autograd.Function: named by its Python class
+                kind = f"{kind}.{node.pyname()}"
+            scope = node.scopeName()
+            owners = owners_of.get(scope)
+            if owners is None:
+                scopes = scope.split("/")
+                seen.update(scopes)
+                owners = set(scopes) if self._ancestor_mode == "caller" else self._get_all_ancestors(scopes[-1])
+                seen.update(owners)
+                owners_of[scope] = owners
+            handle = self._op_handles.get(kind)
+            if handle is None:
+                if not self._should_ignore_node(node):
+                    for name in owners:
+                        unsupported[name][kind] += 1
+                continue
+            op_counts = handle(list(node.inputs()), list(node.outputs()))
+            if isinstance(op_counts, Number):
+                op_counts = Counter({self._simplify_op_name(kind): op_counts})
+            for value in op_counts.values():
+                if not isinstance(value, (int, float, np.integer, np.floating)):
+                    raise ValueError(f"{kind}: handle returned a count of type {type(value)}; use int or float")
+            for name in owners:
+                counts[name] += op_counts
+        self._stats = Statistics(counts=counts, unsupported_ops=unsupported,
+                                 uncalled_mods=set(self._aliases.values()) - seen)
+        self._warn_unsupported_ops(unsupported[""])
+        self._warn_uncalled_mods(self._stats.uncalled_mods)
+        return self._stats
+
+
+class FlexcoreFlopCountAnalysis(_SharedTrace, FlopCountAnalysis):
     """fvcore's ``FlopCountAnalysis`` with handles for every op flexcore's components use.
 
     Adds FFTs, complex products, elementwise math (sin, exp, sigmoid, ...), reductions,
@@ -72,7 +162,7 @@ class FlexcoreFlopCountAnalysis(FlopCountAnalysis):
         self.set_op_handle(**{op: None for op in ZERO_COST_OPS})
 
 
-class FlexcoreActivationCountAnalysis(ActivationCountAnalysis):
+class FlexcoreActivationCountAnalysis(_SharedTrace, ActivationCountAnalysis):
     """Activations (output elements) of convolutions, linears, matmuls, einsums and inverse FFTs.
 
     That is fvcore's definition; every other op is by definition not counted, so its
@@ -328,7 +418,49 @@ class FlopReport:
         """fvcore's ``flop_count_table`` (parameters, FLOPs, activations per module)."""
         analysis = self.train if mode == "train" else self.inference
         acts = self.train_activations if mode == "train" else self.inference_activations
-        return flop_count_table(analysis, max_depth=max_depth, activations=acts, show_param_shapes=False)
+        return _flop_count_table(analysis, acts, max_depth)
+
+
+def _drop_zero_modules(stats: Dict[str, Dict[str, int]]) -> Dict[str, Dict[str, int]]:
+    """Modules whose statistics and children's are all zero, removed; the root stays.
+
+    Same result and order as fvcore's ``_remove_zero_statistics(..., require_trivial_children=True)``
+    in one pass: fvcore's scans every entry for every entry (seconds for a model with
+    hundreds of parameters).
+    """
+    children: Dict[str, List[str]] = {}
+    for name in stats:
+        if name:
+            children.setdefault(name.rpartition(".")[0], []).append(name)
+    kept: Dict[str, Dict[str, int]] = {}
+
+    def visit(name: str) -> None:
+        for child in children.get(name, ()):
+            visit(child)
+        if name == "" or any(v != 0 for v in stats[name].values()) or any(c in kept for c in children.get(name, ())):
+            kept[name] = dict(stats[name])
+
+    visit("")
+    return kept
+
+
+def _flop_count_table(flops: FlopCountAnalysis, acts: ActivationCountAnalysis, max_depth: int) -> str:
+    """fvcore's ``flop_count_table(flops, max_depth, acts, show_param_shapes=False)``, built
+    from its own helpers but with a linear-time zero-module pruning."""
+    from fvcore.nn import print_model_statistics as pms  # private helpers: the table's exact format
+
+    columns = ["#parameters", "#flops", "#activations"]
+    flops.unsupported_ops_warnings(False).uncalled_modules_warnings(False).tracer_warnings("none")
+    acts.unsupported_ops_warnings(False).uncalled_modules_warnings(False).tracer_warnings("none")
+    stats = pms._group_by_module(dict(zip(columns, (dict(parameter_count(flops._model)), flops.by_module(),
+                                                     acts.by_module()))))
+    stats = pms._pretty_statistics(_drop_zero_modules(stats), hide_zero=False)
+    for column, analysis in zip(columns[1:], (flops, acts)):
+        stats = pms._indicate_uncalled_modules(stats, column, analysis.uncalled_modules() & stats.keys(),
+                                               uncalled_indicator="")
+    for name, _ in flops._model.named_parameters():
+        stats.pop(name, None)
+    return pms._model_stats_table(statistics=stats, max_depth=max_depth, stat_columns=columns)
 
 
 def _analyse(model: nn.Module, inputs: Inputs, convention: str, strict: bool, what: str):
@@ -342,8 +474,8 @@ def _analyse(model: nn.Module, inputs: Inputs, convention: str, strict: bool, wh
 
 
 def _activations(flops: FlexcoreFlopCountAnalysis) -> FlexcoreActivationCountAnalysis:
-    """Activation counts of the model and inputs a FLOP analysis traced."""
-    acts = FlexcoreActivationCountAnalysis(flops._model, flops._inputs)  # noqa: SLF001
+    """Activation counts of the model and inputs a FLOP analysis traced (from its trace)."""
+    acts = FlexcoreActivationCountAnalysis(flops._model, flops._inputs).share_trace(flops)  # noqa: SLF001
     acts.uncalled_modules_warnings(False)
     with torch.no_grad():
         acts.total()

@@ -8,6 +8,7 @@ folder, and any failure becomes a :class:`MissingDatasetError` naming the URL an
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import os
@@ -62,23 +63,20 @@ def fetch_url(url: str, path: str, md5: Optional[str] = None) -> str:
 
 def _extract_flat(path: str, folder: str, members: Sequence[str]) -> None:
     """Copy the archive members whose base names are ``members`` (at any depth) flat into ``folder``."""
-    if path.endswith(".zip"):
-        with zipfile.ZipFile(path) as archive:
-            by_base = {os.path.basename(m): m for m in archive.namelist() if not m.endswith("/")}
-            missing = [n for n in members if n not in by_base]
-            if missing:
-                raise CorruptDatasetError(f"{path}: the archive lacks {', '.join(missing)}.")
-            for name in members:
-                with archive.open(by_base[name]) as src, open(os.path.join(folder, name), "wb") as out:
-                    shutil.copyfileobj(src, out)
-        return
-    with tarfile.open(path) as archive:
-        by_base = {os.path.basename(m.name): m for m in archive.getmembers() if m.isfile()}
-        missing = [n for n in members if n not in by_base]
+    with contextlib.ExitStack() as stack:
+        if path.endswith(".zip"):
+            archive = stack.enter_context(zipfile.ZipFile(path))
+            entries = {os.path.basename(m): m for m in archive.namelist() if not m.endswith("/")}
+            open_member = archive.open
+        else:
+            archive = stack.enter_context(tarfile.open(path))
+            entries = {os.path.basename(m.name): m for m in archive.getmembers() if m.isfile()}
+            open_member = archive.extractfile
+        missing = [n for n in members if n not in entries]
         if missing:
             raise CorruptDatasetError(f"{path}: the archive lacks {', '.join(missing)}.")
         for name in members:
-            with archive.extractfile(by_base[name]) as src, open(os.path.join(folder, name), "wb") as out:
+            with open_member(entries[name]) as src, open(os.path.join(folder, name), "wb") as out:
                 shutil.copyfileobj(src, out)
 
 

@@ -28,6 +28,8 @@ __all__ = [
     "epoch_seed",
     "TrainingBatchSampler",
     "SeededDataset",
+    "seed_rngs",
+    "restored_rngs",
     "build_train_loader",
     "build_test_loader",
     "per_rank_batch_size",

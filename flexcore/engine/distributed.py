@@ -177,9 +177,23 @@ def launch_torchrun(main: Callable[[argparse.Namespace], Any], args: argparse.Na
 
 def _ddp_worker(local_rank: int, main, args, config: DDPConfig, url: str, run_dir: str) -> None:
     rank = config.machine_rank * config.procs_per_machine + local_rank
+
+    def recording_main(main_args):
+        # Record the failure before leaving the process group: leaving breaks the peers'
+        # collectives, and their echo of this failure must not be stamped earlier than it.
+        try:
+            return main(main_args)
+        except SystemExit as exc:
+            if exc.code not in (None, 0):
+                _record_failure(run_dir, rank, f"SystemExit: {exc.code}\n")
+            raise
+        except BaseException:
+            _record_failure(run_dir, rank, traceback.format_exc())
+            raise
+
     try:
         result = run_in_process_group(
-            main, args,
+            recording_main, args,
             backend=config.backend,
             init_method=url,
             world_size=config.world_size,
@@ -204,15 +218,21 @@ def _ddp_worker(local_rank: int, main, args, config: DDPConfig, url: str, run_di
 
 
 def _record_failure(run_dir: str, rank: int, trace: str) -> None:
-    """When and how a rank failed: the earliest failure is the cause, later ones its echo."""
-    with open(os.path.join(run_dir, f"failure.rank{rank}"), "w") as f:
+    """When and how a rank failed: the earliest failure is the cause, later ones its echo.
+
+    Only a rank's first record counts (``main``'s own exception, not the teardown's)."""
+    path = os.path.join(run_dir, f"failure.rank{rank}")
+    if os.path.exists(path):
+        return
+    with open(path + ".tmp", "w") as f:
         json.dump({"rank": rank, "time": time.time(), "traceback": trace}, f)
+    os.replace(path + ".tmp", path)  # a rank killed mid-write leaves no half file
 
 
 def _failure_report(run_dir: str) -> Optional[str]:
     failures = []
     for name in os.listdir(run_dir):
-        if name.startswith("failure.rank"):
+        if name.startswith("failure.rank") and not name.endswith(".tmp"):
             with open(os.path.join(run_dir, name)) as f:
                 failures.append(json.load(f))
     if not failures:

@@ -9,12 +9,15 @@ matters because each phase runs the hooks in sequence:
 4. ``LRScheduler``         logs the rate used by this step, then steps the schedule
                            (after evaluation, so ``Plateau`` sees this evaluation)
 5. ``KernelSizeLogger``    each continuous conv's current (cropped) kernel size
-6. ``PeriodicCheckpointer`` after every state change above, so a checkpoint holds this
-                           step's schedule and best metric; ``model_final`` at the end
-7. user hooks              ``Trainer.extra_hooks``
-8. ``PeriodicWriter``      metrics.json, TensorBoard, console line (main process)
-9. ``Progress``            a tqdm bar when stdout is a terminal (main process)
-10. ``KernelReport``       kernel sizes, masks and kernels as tables and PNGs at the end (main)
+6. user hooks              ``Trainer.extra_hooks``
+7. ``PeriodicWriter``      metrics.json, TensorBoard, console line (main process); also at
+                           every checkpoint iteration
+8. ``Progress``            a tqdm bar when stdout is a terminal (main process)
+9. ``KernelReport``        kernel sizes, masks and kernels as tables and PNGs at the end (main)
+10. ``PeriodicCheckpointer`` last: after every state change, so a checkpoint holds this
+                           step's schedule and best metric, and after this step's metrics
+                           are on disk, so a run killed at any moment resumes with a
+                           metrics.json that misses nothing; ``model_final`` at the end
 """
 from __future__ import annotations
 
@@ -307,14 +310,19 @@ class PeriodicWriter(HookBase):
     Args:
         writers: :class:`flexcore.utils.events.EventWriter` instances.
         period: iterations between writes.
+        checkpoint_period: also write after these iterations (the checkpointer's period), so
+            that no checkpoint is ahead of what the writers wrote; 0: never.
     """
 
-    def __init__(self, writers: Sequence[EventWriter], period: int = 20):
+    def __init__(self, writers: Sequence[EventWriter], period: int = 20, checkpoint_period: int = 0):
         self.writers = list(writers)
         self.period = int(period)
+        self.checkpoint_period = int(checkpoint_period)
 
     def after_step(self) -> None:
-        if _due(self.trainer.iter, self.period, self.trainer.max_iter):
+        it = self.trainer.iter
+        at_checkpoint = self.checkpoint_period > 0 and (it + 1) % self.checkpoint_period == 0
+        if at_checkpoint or _due(it, self.period, self.trainer.max_iter):
             for writer in self.writers:
                 writer.write()
 

@@ -4,7 +4,8 @@ A job carries only what re-creates the experiment in a fresh process — absolut
 paths, bindings, plugin names and the output dir — never gin state: the worker parses the
 config again (``main`` -> ``default_setup``). On preemption or time-out submitit calls
 :meth:`SlurmJob.checkpoint`, which requeues the job with ``resume=True``; the new start
-continues from the last complete checkpoint in the output dir.
+continues from the last complete checkpoint in the output dir. A job SLURM requeued by
+itself (``scontrol requeue``, node failure: ``SLURM_RESTART_COUNT`` > 0) resumes too.
 """
 from __future__ import annotations
 
@@ -46,7 +47,10 @@ class SlurmJob(submitit.helpers.Checkpointable):
 
     def __call__(self, resume: bool = False) -> Any:
         args = copy.copy(self.args)
-        args.resume = bool(args.resume or resume)
+        # SLURM requeued this very job (`scontrol requeue`, a node failure, a preemption in
+        # REQUEUE mode): submitit never saw a signal and reloads the original submission.
+        requeued = int(os.environ.get("SLURM_RESTART_COUNT") or 0) > 0
+        args.resume = bool(args.resume or resume or requeued)
         env = submitit.JobEnvironment()
         if env.num_tasks == 1:
             return self.main(args)
@@ -102,10 +106,14 @@ def portable_args(args: argparse.Namespace, bindings: Sequence[str] = (), output
 
 
 def check_config(args: argparse.Namespace) -> None:
-    """Parse the job's config here first, so a typo fails now rather than in the queue."""
+    """Parse the job's config and check its output dir here first, so a typo or a dir that
+    holds another run fails now rather than in the queue."""
     import gin
 
     from flexcore.config import parse_config
+    from flexcore.engine.defaults import check_output_dir
+
+    check_output_dir(args.output_dir, resume=args.resume, eval_only=getattr(args, "eval_only", False))
 
     bindings = list(args.bindings) + ([f"seed = {args.seed}"] if args.seed is not None else [])
     try:

@@ -305,15 +305,17 @@ class Trainer(TrainerBase):
         hooks += [
             H.LRScheduler(self.optimizer, self.scheduler),
             H.KernelSizeLogger(period=self.log_period),
-            H.PeriodicCheckpointer(self.checkpointer, self.checkpoint_period, max_to_keep=self.max_to_keep),
         ]
         hooks += [factory() for factory in extra_hooks]
         if main:
             # Writers are attached in train(): they need the start iteration (resume).
-            hooks.append(H.PeriodicWriter([], period=self.log_period))
+            hooks.append(H.PeriodicWriter([], period=self.log_period, checkpoint_period=self.checkpoint_period))
             hooks.append(H.Progress())
             if self.kernel_report:
                 hooks.append(H.KernelReport())
+        # Last: a checkpoint is never ahead of metrics.json (a run killed between the two
+        # would resume past a step whose metrics line was never written).
+        hooks.append(H.PeriodicCheckpointer(self.checkpointer, self.checkpoint_period, max_to_keep=self.max_to_keep))
         return hooks
 
     def _open_writers(self) -> None:

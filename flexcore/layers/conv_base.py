@@ -93,9 +93,10 @@ class ConvBase(nn.Module):
         shape = self._last_input_shape
         if shape is None:
             return "auto"
+        # kernel_maps=0: a baked conv computes its kernel spectrum once per input shape.
         faster = FC.fft_is_faster(
             shape[0], self.in_channels, c_out, shape[2:], kernel_size, self.pads(kernel_size), groups,
-            shape_device_type(self),
+            shape_device_type(self), kernel_maps=0,
         )
         return "auto" if faster else False
 
@@ -127,7 +128,33 @@ class _BakedMixin:
         self.fft = fft
 
     def forward(self, x: Tensor) -> Tensor:
-        return FC.conv(x, self.weight, self.bias, self.stride, self.pads, False, self.groups, self.fft)
+        if self.fft is False or (torch.is_grad_enabled() and self.weight.requires_grad):
+            return FC.conv(x, self.weight, self.bias, self.stride, self.pads, False, self.groups, self.fft)
+        # Inference: the path and the kernel spectrum are fixed per input shape; compute them
+        # once (the spectrum is most of an FFT conv's cost when C_out * C_in > B * (C_in + C_out)).
+        ksize = tuple(self.weight.shape[2:])
+        key = (tuple(x.shape), x.dtype, x.device, self.weight._version, self.weight.data_ptr())
+        cached = self.__dict__.get("_spectrum_cache")
+        if cached is None or cached[0] != key:
+            use_fft = self.fft is True or FC.fft_is_faster(
+                x.shape[0], x.shape[1], self.out_channels, x.shape[2:], ksize, self.pads, self.groups,
+                x.device.type, kernel_maps=0,
+            )
+            spectrum = None
+            if use_fft:
+                with torch.no_grad():
+                    spectrum = FC.kernel_spectrum(self.weight.detach().to(torch.promote_types(x.dtype, torch.float32)),
+                                                  FC.plan_fft_sizes(x.shape[2:], ksize, self.pads))
+            cached = self.__dict__["_spectrum_cache"] = (key, spectrum)
+        if cached[1] is None:
+            return FC.conv_spatial(x, self.weight, self.bias, self.stride, self.pads, self.groups)
+        return FC.conv_fft(x, None, self.bias, self.stride, self.pads, self.groups, weight_hat=cached[1],
+                           kernel_size=ksize)
+
+    def __getstate__(self):
+        state = dict(super().__getstate__())
+        state.pop("_spectrum_cache", None)  # transient, rebuilt on the next call
+        return state
 
     def extra_repr(self) -> str:
         return super().extra_repr() + f", pads={self.pads}, fft={self.fft!r}"

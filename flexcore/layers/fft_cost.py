@@ -13,7 +13,7 @@ import functools
 import math
 from typing import Dict, Optional, Sequence, Tuple
 
-__all__ = ["next_fast_len", "fft_is_faster", "spatial_cost", "fft_cost", "COST_CONSTANTS"]
+__all__ = ["next_fast_len", "fft_is_faster", "spatial_cost", "fft_cost", "COST_CONSTANTS", "DIRECT_COST_BY_DIM"]
 
 # Seconds per unit (direct multiply-add, transform point*log2, complex multiply-add), by device
 # type; fitted with `tools/benchmark.py fft-calibrate` (see docs/layers.md for the data).
@@ -21,6 +21,10 @@ COST_CONSTANTS: Dict[str, Tuple[float, float, float]] = {
     "cpu": (1.0e-10, 2.0e-9, 1.0e-9),
     "cuda": (1.0e-12, 1.0e-11, 1.0e-11),
 }
+# Direct-conv seconds per multiply-add where a dimensionality differs from COST_CONSTANTS'
+# (PyTorch's conv1d is ~4x less efficient per MAC than conv2d on CPU); fitted on the 1-D rows
+# of `tools/benchmark.py layers` (docs/performance.md).
+DIRECT_COST_BY_DIM: Dict[str, Dict[int, float]] = {"cpu": {1: 7.0e-10}}
 
 
 @functools.lru_cache(maxsize=4096)
@@ -92,12 +96,17 @@ def fft_is_faster(
     """
     from flexcore.layers.functional import fft_sizes
 
+    # Plain ints: under jit tracing, sizes are 0-d tensors and every step here would be traced.
+    batch, c_in, c_out, groups = int(batch), int(c_in), int(c_out), int(groups)
+    spatial, kernel_size = [int(n) for n in spatial], [int(k) for k in kernel_size]
+    pads = [(int(a), int(b)) for a, b in pads]
     if math.prod(kernel_size) <= 1:
         return False
     out = [n + a + b - k + 1 for n, k, (a, b) in zip(spatial, kernel_size, pads)]
     if min(out) < 1:
         return False
     c_direct, c_transform, c_mix = COST_CONSTANTS.get(device_type, COST_CONSTANTS["cuda"])
+    c_direct = DIRECT_COST_BY_DIM.get(device_type, {}).get(len(kernel_size), c_direct)
     t_direct = c_direct * spatial_cost(batch, c_in, c_out, out, kernel_size, groups)
     transform, mix = fft_cost(batch, c_in, c_out, fft_sizes(spatial, kernel_size, pads), groups, kernel_maps)
     return c_transform * transform + c_mix * mix < t_direct

@@ -173,7 +173,8 @@ def fft_sizes(spatial: Sequence[int], kernel_size: Sequence[int], pads: Sequence
     are supplied by the transform's own zero extension, so 'same' needs only ``n + (k-1)/2``,
     not ``n + k - 1``.
     """
-    return [next_fast_len(max(n + max(p), k)) for n, k, p in zip(spatial, kernel_size, pads)]
+    # int(): under jit tracing, sizes are 0-d tensors (slow arithmetic, defeats the cache).
+    return [next_fast_len(int(max(n + max(p), k))) for n, k, p in zip(spatial, kernel_size, pads)]
 
 
 def _shift_excess(x: Tensor, ksize: Sequence[int], pads: Sequence[Tuple[int, int]]):

@@ -147,3 +147,26 @@ def test_unknown_op_is_reported_with_its_module():
 def test_unknown_convention_is_rejected():
     with pytest.raises(ValueError, match="convention"):
         FlexcoreFlopCountAnalysis(nn.Linear(2, 2), (torch.randn(1, 2),), convention="macs")
+
+
+@pytest.mark.parametrize("groups", [1, 2, 6])
+@pytest.mark.parametrize("convention", ["mac", "flop"])
+def test_fft_channel_mix_is_an_exact_complex_bmm(groups, convention):
+    """The FFT conv's channel mix (the ``_ComplexMix`` autograd op, traced as
+    ``prim::PythonOp._ComplexMix``; depthwise: a complex product) costs 4 real MACs per complex
+    MAC: ``4 * bins * B * C_out * C_in / groups`` (8 per complex MAC in the flop convention)."""
+    from flexcore.layers.functional import _mix_channels
+
+    b, c_in, c_out, freq = 2, 6, 6, (5, 3)
+    bins = math.prod(freq)
+    spectrum = lambda t: torch.fft.rfftn(t, dim=(-2, -1))  # noqa: E731
+    x = torch.randn(b, c_in, freq[0], 2 * (freq[1] - 1))
+    w = torch.randn(bins, c_out, c_in // groups, 2)
+    flops = count(lambda m, x, w: torch.view_as_real(_mix_channels(spectrum(x), torch.view_as_complex(w), groups)),
+                  x, w, convention=convention)
+    per_complex_mac = 4 if convention == "mac" else 8
+    mix = {k: v for k, v in flops.by_operator().items() if not k.startswith("fft")}
+    if groups == c_in:  # depthwise: one complex product per (sample, channel, bin): 4 (mac) / 6 (flop)
+        assert mix == {"mul": (4 if convention == "mac" else 6) * b * c_out * bins}
+    else:
+        assert mix == {"PythonOp._ComplexMix": per_complex_mac * bins * b * c_out * (c_in // groups)}

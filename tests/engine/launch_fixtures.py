@@ -25,6 +25,7 @@ Trainer.epochs = 2
 Trainer.lr = 0.01
 Trainer.log_period = 1
 Trainer.tensorboard = False
+Trainer.kernel_report = False
 """
 
 
@@ -64,3 +65,25 @@ def assert_same_weights(a, b, atol=1e-6):
     assert a.keys() == b.keys()
     for name in a:
         torch.testing.assert_close(a[name], b[name], rtol=0, atol=atol, msg=lambda m: f"{name}: {m}")
+
+
+def fail_with_slow_teardown(args):
+    """A DDP ``main``: rank 1 raises, and leaving its process group takes a while.
+
+    Rank 0 then fails in its broken collective long before rank 1 has left: the launcher
+    must still name rank 1 (its failure is recorded before the teardown)."""
+    import time
+
+    import torch.distributed as dist
+
+    if dist.get_rank() == 1:
+        destroy = dist.destroy_process_group
+
+        def slow_destroy(*a, **k):
+            destroy(*a, **k)  # rank 0's collective breaks now
+            time.sleep(args.teardown_s)
+
+        dist.destroy_process_group = slow_destroy
+        raise ValueError("rank 1 fails on purpose")
+    dist.all_reduce(torch.ones(1))  # waits for rank 1, which never joins
+    return "unreachable"

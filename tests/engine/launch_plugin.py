@@ -3,6 +3,7 @@
     --gin "Trainer.extra_hooks = [@FailOnRank]" --gin "FailOnRank.rank = 1"
     --gin "Trainer.extra_hooks = [@SlowSteps]" --gin "SlowSteps.seconds = 0.5"
 """
+import os
 import time
 
 from flexcore.engine.train_loop import HookBase
@@ -24,10 +25,14 @@ class FailOnRank(HookBase):
 
 @HOOKS.register()
 class SlowSteps(HookBase):
-    """Sleep after every step, so that a test can interrupt a run half-way."""
+    """Sleep after every step, so that a test can interrupt a run half-way.
 
-    def __init__(self, seconds: float = 0.5):
+    ``first_start_only``: not in a job SLURM restarted (``SLURM_RESTART_COUNT`` > 0)."""
+
+    def __init__(self, seconds: float = 0.5, first_start_only: bool = False):
         self.seconds = seconds
+        if first_start_only and int(os.environ.get("SLURM_RESTART_COUNT") or 0) > 0:
+            self.seconds = 0.0
 
     def after_step(self):
         time.sleep(self.seconds)

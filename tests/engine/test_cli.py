@@ -43,13 +43,17 @@ def test_print_config_composes_without_building(tmp_path):
     assert not (tmp_path / "output").exists()
 
 
-def test_misspelt_configurable_exits_with_hint(tmp_path):
-    (tmp_path / "cli_plugin.py").write_text(PLUGIN)
-    (tmp_path / "exp.gin").write_text("cli_modle.width = 12\n")
-    result = run(["--plugin", "cli_plugin.py", "--config-file", "exp.gin", "--print-config"], tmp_path)
-    assert result.returncode == 2
-    assert "Did you mean 'cli_model'" in result.stderr
-    assert "exp.gin" in result.stderr and "line 1" in result.stderr
+def test_misspelt_configurable_exits_with_hint(tmp_path, capsys, monkeypatch):
+    from flexcore.engine.defaults import cli_entry
+
+    # In this process: the script is a thin wrapper of cli_entry (the tests above run it for real).
+    (tmp_path / "misspelt_cli_plugin.py").write_text(PLUGIN.replace("cli_model", "cli_model_misspelt"))
+    (tmp_path / "exp.gin").write_text("cli_modle_misspelt.width = 12\n")
+    monkeypatch.chdir(tmp_path)
+    assert cli_entry(["--plugin", "misspelt_cli_plugin.py", "--config-file", "exp.gin", "--print-config"]) == 2
+    err = capsys.readouterr().err
+    assert "Did you mean 'cli_model_misspelt'" in err
+    assert "exp.gin" in err and "line 1" in err
 
 
 def test_broken_plugin_names_itself_with_its_traceback(tmp_path, capsys, monkeypatch):

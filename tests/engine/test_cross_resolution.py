@@ -21,6 +21,7 @@ BINDINGS = [
     "Trainer.epochs = 2",
     "Trainer.lr = 0.01",
     "Trainer.tensorboard = False",
+    "Trainer.kernel_report = False",  # matplotlib PNGs: seconds per run, checked in tests/analysis
     "CrossResolution.source_resolution = 8",
     "CrossResolution.target_resolution = 16",
     "CrossResolution.finetune_epochs = 1",

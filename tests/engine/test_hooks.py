@@ -72,6 +72,33 @@ def test_periodic_writer_schedule_and_progress_bar(capsys):
     assert loop.storage.history("time").values()
 
 
+def test_writer_also_writes_at_every_checkpoint_iteration():
+    """So that no checkpoint is ahead of metrics.json (a requeued job resumes after it)."""
+    recorder = _Recorder()
+    loop = _Loop()
+    loop.register_hooks([PeriodicWriter([recorder], period=3, checkpoint_period=4)])
+    loop.train(0, 9)
+    assert recorder.iters == [2, 3, 5, 7, 8, 9]  # every 3, at checkpoints 3 and 7, the last, the end
+
+
+def test_trainer_checkpoints_after_the_writer(tmp_path, tiny_plugin):
+    import gin
+
+    from flexcore.config import parse_config
+    from flexcore.engine.hooks import PeriodicCheckpointer
+    from flexcore.engine.trainer import Trainer
+
+    parse_config([], ["Trainer.dataset = 'TinySum'", "build_model.backbone = @TinyNet", "Trainer.epochs = 1",
+                      "Trainer.tensorboard = False"], finalize=False)
+    try:
+        hooks = [h for h in Trainer(str(tmp_path)).build_hooks() if h is not None]
+    finally:
+        gin.clear_config()
+    names = [type(h).__name__ for h in hooks]
+    assert isinstance(hooks[-1], PeriodicCheckpointer), names
+    assert names.index("PeriodicWriter") < names.index("PeriodicCheckpointer")
+
+
 def test_progress_is_silent_without_a_terminal(capsys):
     loop = _Loop()
     loop.register_hooks([Progress(enabled=False)])

@@ -1,4 +1,5 @@
 """DDP launcher: real processes (gloo on CPU) running the real training job."""
+import argparse
 import os
 import subprocess
 import sys
@@ -6,8 +7,10 @@ import sys
 import pytest
 
 from flexcore.engine.defaults import main
+from flexcore.engine.distributed import DDPConfig, launch_ddp
 from flexcore.engine.launch import LaunchError, launch
-from launch_fixtures import TRAIN_NET, assert_same_weights, final_weights, read_metrics, train_args, train_argv
+from launch_fixtures import (TRAIN_NET, assert_same_weights, fail_with_slow_teardown, final_weights, read_metrics,
+                             train_args, train_argv)
 
 
 def run_cli(cwd, argv, *launcher, timeout=300):
@@ -63,6 +66,18 @@ def test_failing_child_exits_nonzero_with_its_traceback(tmp_path):
     assert "Traceback (most recent call last)" in result.stderr
     assert "launch_plugin.py" in result.stderr  # the child's frames, not the launcher's
     assert "RuntimeError: FailOnRank: rank 1 fails at iteration 1 on purpose" in result.stderr
+
+
+@pytest.mark.slow
+def test_the_rank_that_raised_is_named_not_the_peer_it_broke():
+    """Rank 1 raises; its peer fails at once in the broken collective while rank 1 is still
+    leaving the group: the report names rank 1 and its own traceback (a past flaky race)."""
+    config = DDPConfig(procs_per_machine=2, backend="gloo")
+    with pytest.raises(LaunchError) as info:
+        launch_ddp(fail_with_slow_teardown, argparse.Namespace(teardown_s=3.0), config)
+    message = str(info.value)
+    assert message.startswith("DDP process of rank 1 failed"), message
+    assert "ValueError: rank 1 fails on purpose" in message and "launch_fixtures.py" in message
 
 
 @pytest.mark.slow

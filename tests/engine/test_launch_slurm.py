@@ -108,15 +108,22 @@ def test_sweep_is_one_job_array_with_a_summary(tmp_path, slurm, capsys):
 
 
 @with_marks(slurm_test)
-def test_preempted_job_requeues_and_resumes_without_losing_an_epoch(tmp_path, slurm):
+@pytest.mark.parametrize("interrupt, slow", [
+    # What SLURM sends on preemption/time-out: the job checkpoints and requeues itself.
+    (["scancel", "--signal=USR2"], ["SlowSteps.seconds = 0.5"]),
+    # SLURM requeues the job itself (admin, node failure): SIGTERM, which submitit ignores, then
+    # SIGKILL after KillWait (30 s here), so the first start must outlive that to be cut short.
+    (["scontrol", "requeue"], ["SlowSteps.seconds = 3.5", "SlowSteps.first_start_only = True"]),
+], ids=["usr2", "scontrol-requeue"])
+def test_preempted_job_requeues_and_resumes_without_losing_an_epoch(tmp_path, slurm, interrupt, slow):
     gin = ["Trainer.epochs = 4"]
     launch(main, train_args(tmp_path, "reference", gin=gin))
     job = launch(main, train_args(tmp_path, "preempt", "--launcher", "slurm", "--time", "5",
-                                  gin=gin + ["Trainer.extra_hooks = [@SlowSteps]", "SlowSteps.seconds = 0.5"]))
+                                  gin=gin + ["Trainer.extra_hooks = [@SlowSteps]", *slow]))
     out = tmp_path / "preempt"
     poll(lambda: (out / "last_checkpoint").exists(), JOB_TIMEOUT_S, "the first checkpoint")
     checkpoint = (out / "last_checkpoint").read_text().strip()
-    subprocess.run(["scancel", "--signal=USR2", job.job_id], check=True)  # what SLURM sends on preemption/time-out
+    subprocess.run([*interrupt, job.job_id], check=True)
 
     def held():
         state = subprocess.run(["squeue", "-h", "-j", job.job_id, "-o", "%T"], capture_output=True, text=True).stdout
@@ -127,7 +134,8 @@ def test_preempted_job_requeues_and_resumes_without_losing_an_epoch(tmp_path, sl
     wait_for_jobs([job], poll_s=1, state_poll_s=5, timeout_s=JOB_TIMEOUT_S)
     assert job.exception() is None
     submitit_log = (out / "slurm" / f"{job.job_id}_0_log.out").read_text()
-    assert "requeued to resume from the last complete checkpoint" in submitit_log
+    if interrupt[0] == "scancel":
+        assert "requeued to resume from the last complete checkpoint" in submitit_log
     trainer_log = (out / "log.txt").read_text()
     resumed = re.search(r"Resumed from \S+/(model_(\d+)\.pth): continuing at iteration (\d+)", trainer_log)
     assert resumed, trainer_log
@@ -164,6 +172,18 @@ def test_slurm_launcher_without_sbatch_says_how_to_run_locally(tmp_path):
     assert "drop --launcher slurm" in result.stderr and "--num-processes N" in result.stderr
     assert "Traceback" not in result.stderr
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.slurm
+def test_an_output_dir_holding_a_run_is_refused_before_submitting(tmp_path, slurm):
+    """Not in the queue, minutes later: at once, with the way out (as a local run says)."""
+    from flexcore.engine.defaults import OutputDirError
+
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "metrics.json").write_text("{}\n")
+    with pytest.raises(OutputDirError, match="--resume"):
+        launch(main, train_args(tmp_path, "out", "--launcher", "slurm", "--time", "5"))
+    assert not (tmp_path / "out" / "slurm").exists() and not slurm_ids(tmp_path)
 
 
 @with_marks(slurm_test)

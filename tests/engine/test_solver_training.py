@@ -21,6 +21,7 @@ BASE = [
     "Trainer.epochs = 3",
     "Trainer.log_period = 1",
     "Trainer.tensorboard = False",
+    "Trainer.kernel_report = False",  # matplotlib PNGs: seconds per run, checked in tests/analysis
     "Trainer.test_split = None",
     "build_param_groups.mask_lr_factor = 0.1",
 ]

@@ -18,6 +18,7 @@ build_model.backbone = @TinyNet
 Trainer.batch_size = 32
 Trainer.epochs = 1
 Trainer.tensorboard = False
+Trainer.kernel_report = False
 """
 
 

@@ -24,6 +24,7 @@ BASE = [
     "Trainer.lr = 0.01",
     "Trainer.log_period = 1",    # every iteration's raw loss in metrics.json
     "Trainer.tensorboard = False",
+    "Trainer.kernel_report = False",  # matplotlib PNGs: seconds per run, checked in tests/analysis
 ]
 
 
@@ -85,18 +86,17 @@ def test_resume_continues_exactly_like_an_uninterrupted_run(tmp_path, tiny_plugi
     assert resumed.results["wall_time_s"] > resumed.results["session_wall_time_s"] > 0
 
 
-def test_same_seed_same_metrics_for_any_num_workers(tmp_path, tiny_plugin):
+def test_same_metrics_for_any_num_workers(tmp_path, tiny_plugin):
     # Augmented real data and dropout: both random streams must follow the seed alone.
     bindings = ["Trainer.dataset = 'Digits'", "Digits.augment = 'resnet'", "TinyNet.dropout = 0.3",
                 "Trainer.epochs = 0", "Trainer.max_iter = 4", "Trainer.val_split = None", "Trainer.test_split = None"]
     runs = {}
-    for name, seed, workers in (("a", 0, 0), ("b", 0, 2), ("c", 1, 0)):
-        trainer = _trainer(tmp_path / name, bindings + [f"Trainer.seed = {seed}", f"Trainer.num_workers = {workers}"])
+    for workers in (0, 2):  # (another seed giving other batches: tests/data/test_samplers.py)
+        trainer = _trainer(tmp_path / str(workers), bindings + [f"Trainer.num_workers = {workers}"])
         trainer.resume_or_load(resume=False)
         trainer.train()
-        runs[name] = _losses(tmp_path / name)
-    assert runs["a"] == runs["b"] and sorted(runs["a"]) == [0, 1, 2, 3]
-    assert runs["a"] != runs["c"]
+        runs[workers] = _losses(tmp_path / str(workers))
+    assert runs[0] == runs[2] and sorted(runs[0]) == [0, 1, 2, 3]
 
 
 @pytest.mark.parametrize("binding,match", [

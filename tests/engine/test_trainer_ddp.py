@@ -19,6 +19,7 @@ Trainer.epochs = 2
 Trainer.lr = 0.01
 Trainer.log_period = 1
 Trainer.tensorboard = False
+Trainer.kernel_report = False
 Trainer.num_threads = 1
 """
 

@@ -226,3 +226,29 @@ def test_eval_cache_under_ddp(tmp_path):
         res = torch.load(tmp_path / f"rank{rank}.pt", weights_only=True)
         assert res["calls"] == [1, 1]  # one kernel computation for two eval forwards, after each step
         assert res["same_across_ranks"] and res["changed"] and not res["stale"]
+
+
+def test_baked_fft_conv_reuses_its_spectrum_and_notices_new_weights():
+    import copy
+    import pickle
+
+    from flexcore.layers import functional as FC
+    from flexcore.layers.conv_base import make_baked_conv
+
+    torch.manual_seed(0)
+    w, b, x = torch.randn(4, 3, 9, 7), torch.randn(4), torch.randn(2, 3, 16, 12)
+    pads = FC.resolve_padding("same", (9, 7))
+    baked = make_baked_conv(w, b, (1, 1), pads, fft=True)
+    with torch.no_grad():
+        first = baked(x)
+        spectrum = baked._spectrum_cache[1]
+        assert torch.allclose(first, FC.conv_spatial(x, w, b, (1, 1), pads), atol=1e-5)
+        baked(x)
+        assert baked._spectrum_cache[1] is spectrum  # same shape, same weights: reused
+        baked.weight.mul_(2)
+        assert torch.allclose(baked(x), FC.conv_spatial(x, 2 * w, b, (1, 1), pads), atol=1e-4)
+    assert "_spectrum_cache" not in pickle.loads(pickle.dumps(baked)).__dict__
+    assert "_spectrum_cache" in baked.__dict__  # pickling left the live module alone
+    out = copy.deepcopy(baked)(x.requires_grad_())  # with grad: no cache, gradients flow
+    out.sum().backward()
+    assert x.grad is not None and baked.weight.grad is None
