@@ -31,7 +31,7 @@ def test_convergence_quick_trains_every_run(tmp_path, capsys):
     assert main(["convergence", "--quick", "--json", str(out), "--output-dir", str(tmp_path / "runs")]) == 0
     payload = json.loads(out.read_text())
     data = payload["data"]
-    assert set(data) == {"digits_flexnet", "adding_flextcn", "copymemory_flextcn"}
+    assert set(data) == {"digits_flexnet", "sdigits_flextcn", "adding_flextcn", "copymemory_flextcn"}
     for name, run in data.items():
         assert run["iterations"] == 3 and math.isfinite(run["final_train_loss"]), name
         assert (tmp_path / "runs" / name / "metrics.json").exists()
