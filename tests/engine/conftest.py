@@ -14,11 +14,5 @@ def tiny_plugin():
 
 
 @pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny models run fastest on one thread, especially on a shared, loaded machine."""
-    import torch
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+def _one_thread(single_thread):
+    """Tiny models run fastest on one thread (the shared ``single_thread`` fixture)."""

@@ -13,12 +13,7 @@ from flexcore.layers.functional import rel_positions
 from flexcore.registry import KERNEL_NETS
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("single_thread")
 
 
 def _png(path, size=(20, 12)):
