@@ -20,7 +20,7 @@ import pickle
 import random
 import re
 import zipfile
-from typing import Any, Dict, List, NamedTuple, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Mapping, NamedTuple, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -82,6 +82,21 @@ class IncompatibleKeys(NamedTuple):
             [f"{k}: {tuple(a)} -> {tuple(b)}" for k, a, b in self.incorrect_shapes],
         )
         return "\n".join(lines)
+
+
+def state_dict_differences(state_dict: Mapping[str, torch.Tensor], model_state: Mapping[str, torch.Tensor]) -> IncompatibleKeys:
+    """How ``state_dict`` differs from ``model_state`` (a model's ``state_dict()``): keys and shapes."""
+    shapes = [
+        (k, tuple(v.shape), tuple(model_state[k].shape))
+        for k, v in state_dict.items()
+        if k in model_state and tuple(v.shape) != tuple(model_state[k].shape)
+        and not isinstance(model_state[k], nn.parameter.UninitializedParameter)
+    ]
+    return IncompatibleKeys(
+        missing_keys=[k for k in model_state if k not in state_dict],
+        unexpected_keys=[k for k in state_dict if k not in model_state],
+        incorrect_shapes=shapes,
+    )
 
 
 def get_rng_state() -> Dict[str, Any]:
@@ -210,18 +225,7 @@ class Checkpointer(_FvcoreCheckpointer):
 
     def incompatible_keys(self, state_dict: Dict[str, torch.Tensor]) -> IncompatibleKeys:
         """How ``state_dict`` differs from the model's (keys and shapes)."""
-        model_state = self.model.state_dict()
-        shapes = [
-            (k, tuple(v.shape), tuple(model_state[k].shape))
-            for k, v in state_dict.items()
-            if k in model_state and tuple(v.shape) != tuple(model_state[k].shape)
-            and not isinstance(model_state[k], nn.parameter.UninitializedParameter)
-        ]
-        return IncompatibleKeys(
-            missing_keys=[k for k in model_state if k not in state_dict],
-            unexpected_keys=[k for k in state_dict if k not in model_state],
-            incorrect_shapes=shapes,
-        )
+        return state_dict_differences(state_dict, self.model.state_dict())
 
     def _load_model(self, checkpoint: Dict[str, Any], strict: bool = True, source: str = "") -> IncompatibleKeys:
         state_dict = checkpoint.pop("model")

@@ -19,7 +19,9 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import torch
 
-from flexcore.checkpoint.original import OriginalCheckpointError, convert_original_model, strip_module_prefix
+from flexcore.checkpoint.original import (
+    OriginalCheckpointError, convert_original_model, load_converted_strict, strip_module_prefix,
+)
 from flexcore.checkpoint.original_spec import OriginalModelSpec, spec_from_config, spec_from_state_dict
 
 __all__ = ["load_original_checkpoint", "read_original_config", "convert_original_checkpoint", "main"]
@@ -143,7 +145,10 @@ def convert_original_checkpoint(
         _check_dataset(spec, dataset)
     model = spec.build()
     converted = convert_original_model(state_dict, spec.kernel_type, spec.dim)
-    _load_strict(model, converted, path)
+    load_converted_strict(
+        model, converted, f"The converted weights of {path} do not fit the inferred model",
+        "Give the architecture explicitly with --original-config (the run's config.yaml) or the hint flags.",
+    )
 
     os.makedirs(output_dir, exist_ok=True)
     gin_path = os.path.join(output_dir, "model.gin")
@@ -183,19 +188,6 @@ def _spec_with_channels(config: Mapping[str, Any], state_dict: Mapping[str, torc
                             per_step=inferred.backbone_hp.get("head") == "per_step")
 
 
-def _load_strict(model: torch.nn.Module, converted: Mapping[str, torch.Tensor], path: str) -> None:
-    own = model.state_dict()
-    missing = sorted(set(own) - set(converted))
-    unexpected = sorted(set(converted) - set(own))
-    shapes = [f"{k}: {tuple(converted[k].shape)} vs {tuple(own[k].shape)}"
-              for k in sorted(set(own) & set(converted)) if converted[k].shape != own[k].shape]
-    if missing or unexpected or shapes:
-        raise OriginalCheckpointError(
-            f"The converted weights of {path} do not fit the inferred model: missing {missing[:8]}, "
-            f"unexpected {unexpected[:8]}, shape mismatches {shapes[:8]}. Give the architecture explicitly "
-            "with --original-config (the run's config.yaml) or the hint flags."
-        )
-    model.load_state_dict(converted)
 
 
 def build_parser() -> argparse.ArgumentParser:

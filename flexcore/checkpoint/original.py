@@ -173,23 +173,24 @@ def load_original_kernel_net(
     """
     family = family or type(net).__name__
     converted = convert_kernel_net(original_sd, prefix, family)
-    expected = net.state_dict()
-    missing = sorted(set(expected) - set(converted))
-    unexpected = sorted(set(converted) - set(expected))
-    wrong = [
-        f"{k}: original {tuple(converted[k].shape)} vs {tuple(expected[k].shape)}"
-        for k in sorted(set(expected) & set(converted))
-        if converted[k].shape != expected[k].shape
-    ]
-    if missing or unexpected or wrong:
-        raise OriginalCheckpointError(
-            f"The original {family} kernel net under {prefix!r} does not fit {type(net).__name__} "
-            f"({net.extra_repr()}): missing {missing}, unexpected {unexpected}, shape mismatches "
-            f"{wrong}. Build the net with the original's hyper-parameters (hidden_channels, "
-            "num_layers, out_channels = C_out*C_in, norm, weight_norm, steerable)."
-        )
-    net.load_state_dict(converted)
-    return net
+    return load_converted_strict(
+        net, converted,
+        f"The original {family} kernel net under {prefix!r} does not fit {type(net).__name__} ({net.extra_repr()})",
+        "Build the net with the original's hyper-parameters (hidden_channels, num_layers, "
+        "out_channels = C_out*C_in, norm, weight_norm, steerable).",
+    )
+
+
+def load_converted_strict(module: nn.Module, converted: Mapping[str, torch.Tensor], what: str, fix: str) -> nn.Module:
+    """``module.load_state_dict(converted)``, or an ``OriginalCheckpointError`` saying ``what`` and ``fix``
+    above the listing of missing, unexpected and mis-shaped keys (checkpoint shape -> model shape)."""
+    from flexcore.checkpoint.checkpointer import state_dict_differences
+
+    differences = state_dict_differences(converted, module.state_dict())
+    if differences:
+        raise OriginalCheckpointError(f"{what}:\n{differences.report()}\n{fix}")
+    module.load_state_dict(converted)
+    return module
 
 
 # Original kernel.type -> flexcore KERNEL_NETS name.
@@ -312,22 +313,10 @@ def load_original_conv(
     """
     family = family or type(layer.kernel_net).__name__
     converted = convert_conv(original_sd, prefix, family, layer.dim)
-    expected = layer.state_dict()
-    missing = sorted(set(expected) - set(converted))
-    unexpected = sorted(set(converted) - set(expected))
-    wrong = [
-        f"{k}: original {tuple(converted[k].shape)} vs {tuple(expected[k].shape)}"
-        for k in sorted(set(expected) & set(converted))
-        if converted[k].shape != expected[k].shape
-    ]
-    if missing or unexpected or wrong:
-        raise OriginalCheckpointError(
-            f"The original conv under {prefix!r} does not fit {type(layer).__name__}: missing {missing}, "
-            f"unexpected {unexpected}, shape mismatches {wrong}. Build the layer with the original's "
-            "hyper-parameters (conv_from_original does)."
-        )
-    layer.load_state_dict(converted)
-    return layer
+    return load_converted_strict(
+        layer, converted, f"The original conv under {prefix!r} does not fit {type(layer).__name__}",
+        "Build the layer with the original's hyper-parameters (conv_from_original does).",
+    )
 
 
 def conv_from_original(original_class: str, ckconv_kwargs: Mapping[str, Any], fft: Any = "auto") -> nn.Module:
