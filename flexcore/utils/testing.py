@@ -5,11 +5,12 @@ cluster is missing, and locates the original system's seed fixtures.
 """
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
 from pathlib import Path
-from typing import Optional
+from typing import Any, Dict, Optional, Tuple
 
 import pytest
 
@@ -27,6 +28,27 @@ def seed_fixtures_dir() -> Optional[Path]:
         if cand and Path(cand).is_dir() and any(Path(cand).glob("*.pt")):
             return Path(cand)
     return None
+
+
+# The single-layer fixtures of the original code (see tests/fixtures/seed/README.md).
+SEED_LAYER_CASES = (
+    "flexconv2d_magnet",
+    "flexconv2d_magnet_asym_mask",
+    "ckconv2d_mlp",
+    "ckconv2d_siren",
+    "ckconv2d_gabor",
+    "ckconv2d_fourier",
+    "flexconv1d_causal_fft",
+    "ckconv1d_causal_gabor_spatial",
+)
+
+
+def load_seed_case(folder: Path, case: str) -> Tuple[Dict[str, Any], Dict[str, Any]]:
+    """One fixture: its ``.json`` metadata and its ``.pt`` tensors (safe loading)."""
+    import torch
+
+    meta = json.loads((folder / f"{case}.json").read_text())
+    return meta, torch.load(folder / f"{case}.pt", weights_only=True)
 
 
 def slurm_available() -> bool:

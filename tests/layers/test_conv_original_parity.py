@@ -5,7 +5,6 @@ size on both convolution paths; (2) seeding as the original and constructing our
 (through the public API, not the converter) reproduces its initial parameters bit for bit.
 """
 import functools
-import json
 
 import pytest
 import torch
@@ -13,22 +12,7 @@ import torch
 from flexcore.checkpoint.original import conv_from_original, convert_conv, load_original_conv
 from flexcore.layers import CKConv, FlexConv, GaussianMask
 from flexcore.registry import KERNEL_NETS
-
-LAYER_CASES = [
-    "flexconv2d_magnet",
-    "flexconv2d_magnet_asym_mask",
-    "ckconv2d_mlp",
-    "ckconv2d_siren",
-    "ckconv2d_gabor",
-    "ckconv2d_fourier",
-    "flexconv1d_causal_fft",
-    "ckconv1d_causal_gabor_spatial",
-]
-
-
-def _load(folder, case):
-    meta = json.loads((folder / f"{case}.json").read_text())
-    return meta, torch.load(folder / f"{case}.pt", weights_only=True)
+from flexcore.utils.testing import SEED_LAYER_CASES, load_seed_case
 
 
 def _close(actual, expected, rel=1e-5):
@@ -38,9 +22,9 @@ def _close(actual, expected, rel=1e-5):
 
 
 @pytest.mark.parametrize("fft", [False, True])
-@pytest.mark.parametrize("case", LAYER_CASES)
+@pytest.mark.parametrize("case", SEED_LAYER_CASES)
 def test_original_weights_reproduce_original_layer(seed_fixtures, case, fft):
-    meta, data = _load(seed_fixtures, case)
+    meta, data = load_seed_case(seed_fixtures, case)
     layer = conv_from_original(meta["original_class"], meta["constructor_kwargs"], fft=fft)
     load_original_conv(layer, data["state_dict"])
     layer.eval()
@@ -76,9 +60,9 @@ def _our_layer(meta):
     return CKConv(kw["in_channels"], kw["out_channels"], dim, **common)
 
 
-@pytest.mark.parametrize("case", LAYER_CASES)
+@pytest.mark.parametrize("case", SEED_LAYER_CASES)
 def test_seeded_construction_is_bit_exact(seed_fixtures, case):
-    meta, data = _load(seed_fixtures, case)
+    meta, data = load_seed_case(seed_fixtures, case)
     torch.manual_seed(meta["torch_seed"])
     layer = _our_layer(meta)
     kw = meta["constructor_kwargs"]

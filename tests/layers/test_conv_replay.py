@@ -4,24 +4,12 @@ The kernel net is replaced by one that checks the positions it receives against 
 fixture's ``rel_positions`` and returns the fixture's ``kernel_net_output``; everything
 else (grid, crop, mask, sampling-rate factor, padding, spatial or FFT path, bias) is ours.
 """
-import json
-
 import pytest
 import torch
 import torch.nn as nn
 
 from flexcore.layers import CKConv, FlexConv
-
-LAYER_CASES = [
-    "flexconv2d_magnet",
-    "flexconv2d_magnet_asym_mask",
-    "ckconv2d_mlp",
-    "ckconv2d_siren",
-    "ckconv2d_gabor",
-    "ckconv2d_fourier",
-    "flexconv1d_causal_fft",
-    "ckconv1d_causal_gabor_spatial",
-]
+from flexcore.utils.testing import SEED_LAYER_CASES, load_seed_case
 
 
 class Replay(nn.Module):
@@ -33,12 +21,6 @@ class Replay(nn.Module):
     def forward(self, positions):
         assert torch.equal(positions, self.positions), "grid fed to the kernel net differs from the original"
         return self.output + 0 * self.weight
-
-
-def load_case(folder, case):
-    meta = json.loads((folder / f"{case}.json").read_text())
-    data = torch.load(folder / f"{case}.pt", weights_only=True)
-    return meta, data
 
 
 def build_replay(meta, data):
@@ -63,9 +45,9 @@ def build_replay(meta, data):
     return layer.eval()
 
 
-@pytest.mark.parametrize("case", LAYER_CASES)
+@pytest.mark.parametrize("case", SEED_LAYER_CASES)
 def test_layer_reproduces_original_given_the_kernel_net_output(seed_fixtures, case):
-    meta, data = load_case(seed_fixtures, case)
+    meta, data = load_seed_case(seed_fixtures, case)
     layer = build_replay(meta, data)
     with torch.no_grad():
         out = layer(data["input"])

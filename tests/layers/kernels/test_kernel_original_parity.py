@@ -3,8 +3,6 @@
 (1) original weights, converted, give the original kernel-net output on the fixture's grid;
 (2) seeding as the original and constructing reproduces its initial parameters bit for bit.
 """
-import json
-
 import pytest
 import torch
 import torch.nn as nn
@@ -16,23 +14,7 @@ from flexcore.checkpoint.original import (
     load_original_kernel_net,
 )
 from flexcore.registry import KERNEL_NETS
-
-LAYER_CASES = [
-    "ckconv2d_mlp",
-    "ckconv2d_siren",
-    "ckconv2d_gabor",
-    "ckconv2d_fourier",
-    "flexconv2d_magnet",
-    "flexconv2d_magnet_asym_mask",
-    "ckconv1d_causal_gabor_spatial",
-    "flexconv1d_causal_fft",
-]
-
-
-def _load(folder, case):
-    meta = json.loads((folder / f"{case}.json").read_text())
-    data = torch.load(folder / f"{case}.pt", weights_only=True)
-    return meta, data
+from flexcore.utils.testing import SEED_LAYER_CASES, load_seed_case
 
 
 def _build(ckconv_kwargs, in_channels, out_channels):
@@ -46,9 +28,9 @@ def _assert_close(actual, expected):
     assert err <= 1e-5 * expected.abs().max().item(), f"max|diff| {err:.3g}"
 
 
-@pytest.mark.parametrize("case", LAYER_CASES)
+@pytest.mark.parametrize("case", SEED_LAYER_CASES)
 def test_original_weights_give_original_kernel(seed_fixtures, case):
-    meta, data = _load(seed_fixtures, case)
+    meta, data = load_seed_case(seed_fixtures, case)
     kw = meta["constructor_kwargs"]
     net = _build(kw, kw["in_channels"], kw["out_channels"])
     load_original_kernel_net(net, data["state_dict"], "Kernel.")
@@ -58,9 +40,9 @@ def test_original_weights_give_original_kernel(seed_fixtures, case):
     _assert_close(out, data["kernel_net_output"])
 
 
-@pytest.mark.parametrize("case", LAYER_CASES)
+@pytest.mark.parametrize("case", SEED_LAYER_CASES)
 def test_seeded_construction_reproduces_original_init(seed_fixtures, case):
-    meta, data = _load(seed_fixtures, case)
+    meta, data = load_seed_case(seed_fixtures, case)
     kw = meta["constructor_kwargs"]
     if "effective_kernel_init_spatial_value" in meta:  # FlexConv's 1.667 * mask init override
         assert kernel_net_config(kw)[1]["init_spatial_value"] == meta["effective_kernel_init_spatial_value"]
@@ -76,7 +58,7 @@ def test_seeded_construction_reproduces_original_init(seed_fixtures, case):
 @pytest.mark.parametrize("case", ["flexconv2d_magnet", "flexconv1d_causal_fft"])
 def test_flexconv_spatial_init_hook_is_bit_exact(seed_fixtures, case):
     """FlexConv builds MAGNet with its default spread, then calls set_spatial_init(1.667·σ₀)."""
-    meta, data = _load(seed_fixtures, case)
+    meta, data = load_seed_case(seed_fixtures, case)
     kw = meta["constructor_kwargs"]
     torch.manual_seed(meta["torch_seed"])
     net = KERNEL_NETS.build(
@@ -116,7 +98,7 @@ def _replay_model_kernel_nets(meta, data, shortcut_conv):
     ],
 )
 def test_model_kernel_nets_init_bit_exact(seed_fixtures, case, shortcut):
-    meta, data = _load(seed_fixtures, case)
+    meta, data = load_seed_case(seed_fixtures, case)
     kwargs, nets = _replay_model_kernel_nets(meta, data, shortcut)
     for name, net in nets.items():
         expected = convert_kernel_net(data["state_dict"], f"{name}.Kernel.", kwargs["kernel_type"])
@@ -133,7 +115,7 @@ def _gaussian_mask(coords, mean, sigma):
 @pytest.mark.parametrize("case", ["flexnet7_cifar10", "flextcn_scifar10"])
 def test_model_kernel_nets_reproduce_kernel_slices(seed_fixtures, case):
     """Converted kernel nets × the Gaussian mask give the model's cropped kernels[:2, :2]."""
-    meta, data = _load(seed_fixtures, case)
+    meta, data = load_seed_case(seed_fixtures, case)
     kwargs = ckconv_kwargs_from_config(meta["config"])
     sd = data["state_dict"]
     for name, layer in meta["conv_layers"].items():
