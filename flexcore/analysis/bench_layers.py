@@ -7,7 +7,9 @@ not a dependency; its published timings (issue 9, quiet machine, 2 threads) are 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import functools
+import json
 import math
 from typing import Callable, Dict, List, Sequence, Tuple
 
@@ -18,7 +20,7 @@ import torch.nn.functional as F
 from flexcore.analysis.benchmark import Check, Report, Table, register_benchmark, time_round_robin
 from flexcore.layers import FlexConv, GaussianMask
 from flexcore.layers import functional as FC
-from flexcore.layers.fft_cost import COST_CONSTANTS, fft_cost, spatial_cost
+from flexcore.layers.fft_cost import CostModel, direct_features, fft_features, predict_seconds
 from flexcore.registry import KERNEL_NETS
 
 ORIGINAL_MS = {"flexconv_5x5_train": 49.0, "conv2d_5x5_train": 46.0, "flexconv_33x33_train": 6221.0,
@@ -85,9 +87,10 @@ def _conv_fns(x, w, causal: bool, backward: bool) -> Dict[str, Callable[[], None
     return {"spatial": make(False), "fft": make(True)}
 
 
-def _auto_choice(x, w, causal: bool) -> str:
+def _auto_choice(x, w, causal: bool, training: bool = True) -> str:
     pads = FC.resolve_padding("same", w.shape[2:], causal)
-    fast = FC.fft_is_faster(x.shape[0], x.shape[1], w.shape[0], x.shape[2:], w.shape[2:], pads, 1, x.device.type)
+    fast = FC.fft_is_faster(x.shape[0], x.shape[1], w.shape[0], x.shape[2:], w.shape[2:], pads, 1, x.device.type,
+                            training=training)
     return "fft" if fast else "spatial"
 
 
@@ -146,41 +149,37 @@ def _layer_table(args, dev) -> Tuple[Table, List[Check], Dict]:
 
 
 def _predicted_direct_s(batch, channels, spatial, ksize, causal) -> float:
-    """Rough fwd+bwd time of the direct conv from the cost constants (to skip hopeless cases)."""
+    """Predicted fwd+bwd time of the direct conv (to skip hopeless cases)."""
     pads = FC.resolve_padding("same", ksize, causal)
-    out = [n + a + b - k + 1 for n, k, (a, b) in zip(spatial, ksize, pads)]
-    return 3 * COST_CONSTANTS["cpu"][0] * spatial_cost(batch, channels, channels, out, ksize)
+    return predict_seconds(batch, channels, channels, spatial, ksize, pads, training=True)[0]
 
 
 def _sweep(args, dev, title: str, cases: Sequence[Tuple], causal: bool) -> Tuple[Table, List[Check], List[Dict]]:
-    """Spatial vs FFT (fwd+bwd) per case, and where 'auto' lands.
+    """Spatial vs FFT per case, training (fwd+bwd) and inference (fwd), and where 'auto' lands.
 
     A direct convolution predicted to take longer than the budget is not run (marked '>');
     the FFT path is then the faster one by a wide margin.
     """
-    table = Table(title, ["input", "kernel", "channels", "batch", "spatial ms", "fft ms", "auto picks", "auto / best"])
-    worst, rows = 0.0, []
+    table = Table(title, ["input", "kernel", "channels", "batch", "spatial train ms", "fft train ms", "auto picks",
+                          "auto / best", "spatial eval ms", "fft eval ms", "auto picks", "auto / best"])
+    worst, rows = {"train": 1.0, "eval": 1.0}, []
     for batch, channels, spatial, ksize in cases:
-        x = torch.randn(batch, channels, *spatial, device=dev)
-        w = torch.randn(channels, channels, *ksize, device=dev) / math.sqrt(channels * math.prod(ksize))
-        fns = _conv_fns(x, w, causal, backward=True)
-        skip_direct = dev.type == "cpu" and _predicted_direct_s(batch, channels, spatial, ksize, causal) > args.budget
-        if skip_direct:
-            fns.pop("spatial")
-        t = time_round_robin(fns, max(2, args.repeat // 2), args.warmup, args.budget)
-        pick = _auto_choice(x, w, causal)
-        if skip_direct:
-            ratio = 1.0 if pick == "fft" else float("inf")
-            spatial_ms = f"> {1e3 * args.budget:.0f}"
-        else:
-            ratio = t[pick].median / min(t["spatial"].median, t["fft"].median)
-            spatial_ms = t["spatial"].median
-        worst = max(worst, ratio)
-        table.rows.append(["x".join(map(str, spatial)), "x".join(map(str, ksize)), f"{channels}->{channels}", batch,
-                           spatial_ms, t["fft"].median, pick, ratio])
-        rows.append({"batch": batch, "channels": channels, "input": list(spatial), "kernel": list(ksize),
-                     "spatial": None if skip_direct else t["spatial"].to_dict(), "fft": t["fft"].to_dict(), "auto": pick})
-    checks = [Check(f"'auto' vs faster path, worst case ({title.split(':')[0]})", worst, 1.10)]
+        record = measure_paths(dev, batch, channels, spatial, ksize, max(2, args.repeat // 2), args.budget)
+        x = torch.empty(batch, channels, *spatial, device=dev)
+        w = torch.empty(channels, channels, *ksize, device=dev)
+        row = ["x".join(map(str, spatial)), "x".join(map(str, ksize)), f"{channels}->{channels}", batch]
+        for mode in ("train", "eval"):
+            pick = _auto_choice(x, w, causal, training=mode == "train")
+            record[f"auto_{mode}"] = pick
+            t_direct, t_fft = record.get(f"spatial_{mode}", math.inf), record[f"fft_{mode}"]
+            ratio = (t_fft if pick == "fft" else t_direct) / min(t_direct, t_fft)
+            worst[mode] = max(worst[mode], ratio)
+            row += [f"> {1e3 * args.budget:.0f}" if math.isinf(t_direct) else 1e3 * t_direct, 1e3 * t_fft, pick, ratio]
+        table.rows.append(row)
+        rows.append(record)
+    name = title.split(":")[0]
+    checks = [Check(f"'auto' vs faster path, worst case ({name}, training)", worst["train"], 1.10),
+              Check(f"'auto' vs faster path, worst case ({name}, inference)", worst["eval"], 1.10)]
     return table, checks, rows
 
 
@@ -215,8 +214,8 @@ def bench_layers(args) -> Report:
     if not args.skip_sweep:
         images, seqs = _sweep_cases(args.quick)
         for title, cases, causal in (
-            ("2D: spatial vs FFT convolution, fwd+bwd ('same')", images, False),
-            ("1D causal: spatial vs FFT convolution, fwd+bwd", seqs, True),
+            ("2D: spatial vs FFT convolution ('same')", images, False),
+            ("1D causal: spatial vs FFT convolution", seqs, True),
         ):
             table, checks, rows = _sweep(args, dev, title, cases, causal)
             report.tables.append(table)
@@ -275,47 +274,116 @@ def bench_fft(args) -> Report:
 
 
 # -- fft-calibrate -----------------------------------------------------------------------
-@register_benchmark("fft-calibrate", "measure spatial and FFT convolutions and fit the 'auto' cost constants")
-def bench_fft_calibrate(args) -> Report:
-    """Least-squares fit (relative error, non-negative) of the three seconds-per-unit
-    constants in ``flexcore.layers.fft_cost.COST_CONSTANTS`` to fwd+bwd timings."""
+def calibration_cases(quick: bool) -> List[Tuple]:
+    """(batch, channels, spatial, kernel) on a grid wide enough to fit every constant:
+    channel counts 8-64, batches 4-64, images 8-64 px, kernels 3 to 65, sequences 256-16,384."""
+    if quick:
+        return [(2, 8, (16, 16), (k, k)) for k in (3, 9, 17)] + [(2, 8, (256,), (k,)) for k in (9, 65, 256)]
+    cases = []
+    for batch, channels in ((4, 8), (4, 32), (16, 16), (16, 64), (64, 24), (64, 48)):
+        for n in (8, 16, 32, 64):
+            for k in (3, 5, 7, 9, 13, 17, 25, 33, 49, 65):
+                if k <= 2 * n + 1 and not (n == 64 and channels >= 48) and not (n == 8 and channels < 24):
+                    cases.append((batch, channels, (n, n), (k, k)))
+    for batch, channels in ((2, 8), (8, 32), (16, 16)):
+        for length in (256, 1024, 4096, 16384):
+            for k in sorted({9, 33, length // 16 + 1, length // 4 + 1, length}):
+                cases.append((batch, channels, (length,), (k,)))
+    return cases
+
+
+def measure_paths(dev, batch: int, channels: int, spatial, ksize, repeat: int, cap_s: float) -> Dict:
+    """Median seconds of both paths, fwd+bwd ('train') and fwd ('eval'); a direct conv
+    predicted slower than ``cap_s`` is not run."""
+    causal = len(spatial) == 1
+    x = torch.randn(batch, channels, *spatial, device=dev)
+    w = torch.randn(channels, channels, *ksize, device=dev) / math.sqrt(channels * math.prod(ksize))
+    pads = FC.resolve_padding("same", ksize, causal)
+    record = {"batch": batch, "channels": channels, "input": list(spatial), "kernel": list(ksize)}
+    predicted_direct, _ = predict_seconds(batch, channels, channels, spatial, ksize, pads, 1, dev.type, training=True)
+    for backward in (True, False):
+        fns = _conv_fns(x, w, causal, backward)
+        if predicted_direct > cap_s:
+            fns.pop("spatial")
+        t = time_round_robin(fns, repeat, 1, 2 * cap_s)
+        mode = "train" if backward else "eval"
+        for path, stats in t.items():
+            record[f"{path}_{mode}"] = stats.median / 1e3
+    return record
+
+
+def _features(record: Dict, path: str) -> List[float]:
+    b, c, spatial, ksize = record["batch"], record["channels"], record["input"], record["kernel"]
+    pads = FC.resolve_padding("same", ksize, len(spatial) == 1)
+    if path == "spatial":
+        out = [n + a + z - k + 1 for n, k, (a, z) in zip(spatial, ksize, pads)]
+        return direct_features(b, c, c, spatial, out, ksize)
+    return fft_features(b, c, c, FC.fft_sizes(spatial, ksize, pads))
+
+
+def fit_cost_models(records: Sequence[Dict], device_type: str = "cpu") -> Tuple[Dict, List[List]]:
+    """Non-negative least squares on relative error, per (dims, mode) and path.
+
+    Returns ``({(device, dims, mode): CostModel}, quality rows)``; the quality rows give,
+    per (dims, mode), the relative error range of each path's prediction and the worst
+    time of the path the fitted model picks over the faster one (in-sample).
+    """
     import numpy as np
     from scipy.optimize import nnls
 
+    models, quality = {}, []
+    for dims in (1, 2):
+        for mode in ("train", "eval"):
+            rows = [r for r in records if (len(r["kernel"]) == 1) == (dims == 1) and f"fft_{mode}" in r]
+            if not rows:
+                continue
+            coefs, errors = {}, {}
+            for path in ("spatial", "fft"):
+                sel = [r for r in rows if f"{path}_{mode}" in r]
+                times = np.array([r[f"{path}_{mode}"] for r in sel])
+                a = np.array([_features(r, path) for r in sel]) / times[:, None]
+                coefs[path], _ = nnls(a, np.ones(len(sel)))
+                pred = a @ coefs[path]
+                errors[path] = f"{pred.min():.2f}-{pred.max():.2f}"
+            model = CostModel(tuple(float(v) for v in coefs["spatial"]), tuple(float(v) for v in coefs["fft"]))
+            models[(device_type, dims, mode)] = model
+            worst, worst_case = 1.0, "-"
+            for r in rows:
+                t_direct = r.get(f"spatial_{mode}", math.inf)
+                t_fft = r[f"fft_{mode}"]
+                pick_fft = model.fft_seconds(_features(r, "fft")) < model.direct_seconds(_features(r, "spatial"))
+                ratio = (t_fft if pick_fft else t_direct) / min(t_direct, t_fft)
+                if ratio > worst:
+                    worst, worst_case = ratio, f"{'x'.join(map(str, r['input']))} k{r['kernel'][0]} {r['channels']}ch b{r['batch']}"
+            quality.append([f"{dims}-D" if dims == 1 else "2-D/3-D", mode, len(rows), errors["spatial"], errors["fft"], worst, worst_case])
+    return models, quality
+
+
+def _calibrate_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--from-json", default=None, help="refit from the measurements of an earlier fft-calibrate JSON")
+    p.add_argument("--cap", type=float, default=2.5, help="skip direct convs predicted slower than this (seconds)")
+
+
+@register_benchmark("fft-calibrate", "measure spatial and FFT convolutions and fit the 'auto' cost model", _calibrate_arguments)
+def bench_fft_calibrate(args) -> Report:
+    """Measures both paths (fwd+bwd and fwd) on :func:`calibration_cases` and fits
+    ``flexcore.layers.fft_cost.COST_MODELS`` for this device type."""
     dev = torch.device(args.device)
-    images, seqs = _sweep_cases(args.quick)
-    extra = [] if args.quick else [(16, 64, (32, 32), (5, 5))] + [(8, 32, (16, 16), (k, k)) for k in (3, 9, 17)]
-    direct_rows, direct_t, fft_rows, fft_t = [], [], [], []
-    table = Table("Measured fwd+bwd times used for the fit", ["input", "kernel", "channels", "batch", "spatial ms", "fft ms"])
-    for batch, channels, spatial, ksize in images + seqs + extra:
-        causal = len(spatial) == 1
-        x = torch.randn(batch, channels, *spatial, device=dev)
-        w = torch.randn(channels, channels, *ksize, device=dev)
-        fns = _conv_fns(x, w, causal, backward=True)
-        skip_direct = _predicted_direct_s(batch, channels, spatial, ksize, causal) > args.budget
-        if skip_direct:
-            fns.pop("spatial")
-        t = time_round_robin(fns, max(2, args.repeat // 2), args.warmup, args.budget)
-        pads = FC.resolve_padding("same", ksize, causal)
-        out = [n + a + b - k + 1 for n, k, (a, b) in zip(spatial, ksize, pads)]
-        if not skip_direct:
-            direct_rows.append([spatial_cost(batch, channels, channels, out, ksize)])
-            direct_t.append(t["spatial"].median / 1e3)
-        fft_rows.append(list(fft_cost(batch, channels, channels, FC.fft_sizes(spatial, ksize, pads))))
-        fft_t.append(t["fft"].median / 1e3)
-        table.rows.append(["x".join(map(str, spatial)), "x".join(map(str, ksize)), f"{channels}->{channels}", batch,
-                           "-" if skip_direct else t["spatial"].median, t["fft"].median])
-
-    def fit(rows, times):
-        a = np.array(rows, dtype=float) / np.array(times)[:, None]
-        coef, _ = nnls(a, np.ones(len(times)))
-        return coef
-
-    (c_direct,) = fit(direct_rows, direct_t)
-    c_transform, c_mix = fit(fft_rows, fft_t)
-    constants = (float(c_direct), float(c_transform), float(c_mix))
-    current = COST_CONSTANTS.get(dev.type)
-    fitted = Table("Fitted cost constants (seconds per unit)", ["device", "direct MAC", "transform N log N", "complex MAC"],
-                   [[dev.type, *constants], [f"{dev.type} (current)", *(current or ("-",) * 3)]],
-                   note="Paste into COST_CONSTANTS in flexcore/layers/fft_cost.py to adopt them.")
-    return Report(tables=[table, fitted], data={"constants": constants})
+    if args.from_json:
+        with open(args.from_json) as f:
+            records = json.load(f)["data"]["records"]
+    else:
+        records = []
+        for batch, channels, spatial, ksize in calibration_cases(args.quick):
+            records.append(measure_paths(dev, batch, channels, spatial, ksize, max(2, args.repeat // 2), args.cap))
+    measured = Table("Measured times (ms; '-' = direct conv predicted slower than --cap, not run)",
+                     ["input", "kernel", "channels", "batch", "spatial train", "fft train", "spatial eval", "fft eval"])
+    for r in records:
+        measured.rows.append(["x".join(map(str, r["input"])), "x".join(map(str, r["kernel"])), f"{r['channels']}->{r['channels']}",
+                              r["batch"], *[f"{1e3 * r[k]:.4g}" if k in r else "-" for k in ("spatial_train", "fft_train", "spatial_eval", "fft_eval")]])
+    models, quality = fit_cost_models(records, dev.type)
+    fit_table = Table("Fit quality: predicted / measured time per path, and 'auto' (fitted) / faster path",
+                      ["dims", "mode", "cases", "direct pred/meas", "fft pred/meas", "worst auto / best", "worst case"], quality)
+    literal = "\n".join(f"    {key!r}: _model({m.direct!r}, {m.fft!r})," for key, m in models.items())
+    fit_table.note = "Paste into COST_MODELS in flexcore/layers/fft_cost.py to adopt them:\n" + literal
+    return Report(tables=[measured, fit_table], data={"records": records, "models": {str(k): dataclasses.asdict(m) for k, m in models.items()}})

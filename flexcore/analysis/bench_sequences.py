@@ -126,7 +126,7 @@ def bench_sequences(args) -> Report:
         t = time_round_robin({"step": step}, args.repeat, args.warmup, args.budget)["step"]
         convs = [c for _, c in continuous_convs(model)]
         k = convs[0].kernel_size()[0]
-        path = "fft" if convs[0]._use_fft(x, (k,), convs[0].pads((k,)), convs[0]._low_rank_maps()) else "spatial"
+        path = "fft" if convs[0]._use_fft(x, (k,), convs[0].pads((k,)), convs[0]._low_rank_maps(), training=True) else "spatial"
         growth = nlogn = ratio = "-"
         if previous is not None:
             l1, t1 = previous

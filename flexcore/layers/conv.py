@@ -314,12 +314,12 @@ class ContinuousConv(ConvBase):
         maps = hidden_width(self.kernel_net) + 1
         return maps if maps < self.kernel_channels[0] * self.kernel_channels[1] else None
 
-    def _use_fft(self, x: Tensor, ksize: Sequence[int], pads, kernel_maps: Optional[int]) -> bool:
+    def _use_fft(self, x: Tensor, ksize: Sequence[int], pads, kernel_maps: Optional[int], training: bool) -> bool:
         if self.fft != "auto":
             return self.fft
         return FC.fft_is_faster(
             x.shape[0], self.in_channels, self.kernel_channels[0], x.shape[2:], ksize, pads, self.groups,
-            x.device.type, kernel_maps=kernel_maps,
+            x.device.type, kernel_maps=kernel_maps, training=training,
         )
 
     def _eval_conv(self, x: Tensor, bias: Optional[Tensor]) -> Tensor:
@@ -331,7 +331,7 @@ class ContinuousConv(ConvBase):
         if plan is None:
             ksize = kernel.shape[2:]
             spectrum = None
-            if self._use_fft(x, ksize, pads, kernel_maps=0):
+            if self._use_fft(x, ksize, pads, kernel_maps=0, training=False):
                 with torch.no_grad():
                     spectrum = FC.kernel_spectrum(kernel, FC.plan_fft_sizes(x.shape[2:], ksize, pads))
             plan = entry["plans"][x.shape] = (spectrum,)
@@ -350,7 +350,7 @@ class ContinuousConv(ConvBase):
         ksize = [s.stop - s.start for s in slices]
         pads = self.pads(ksize)
         low_rank = self._low_rank_maps()
-        if self._use_fft(x, ksize, pads, kernel_maps=low_rank):
+        if self._use_fft(x, ksize, pads, kernel_maps=low_rank, training=torch.is_grad_enabled()):
             sizes = FC.plan_fft_sizes(x.shape[2:], ksize, pads)
             if low_rank is not None:
                 positions = self._positions(slices)

@@ -35,7 +35,7 @@ class ConvBase(nn.Module):
         causal: 1-D only: output ``t`` depends on inputs ``<= t`` (left padding).
         stride: int or per-dim ints, honoured by every path.
         padding: ``'same'`` (default), ``'valid'``, int, per-dim ints or ``(left, right)`` pairs.
-        fft: True, False or ``'auto'`` (measured cost rule, see ``flexcore.layers.fft_cost``).
+        fft: True, False or ``'auto'`` (measured cost model, see ``flexcore.layers.fft_cost``).
     """
 
     def __init__(
@@ -96,7 +96,7 @@ class ConvBase(nn.Module):
         # kernel_maps=0: a baked conv computes its kernel spectrum once per input shape.
         faster = FC.fft_is_faster(
             shape[0], self.in_channels, c_out, shape[2:], kernel_size, self.pads(kernel_size), groups,
-            shape_device_type(self), kernel_maps=0,
+            shape_device_type(self), kernel_maps=0, training=False,
         )
         return "auto" if faster else False
 
@@ -138,7 +138,7 @@ class _BakedMixin:
         if cached is None or cached[0] != key:
             use_fft = self.fft is True or FC.fft_is_faster(
                 x.shape[0], x.shape[1], self.out_channels, x.shape[2:], ksize, self.pads, self.groups,
-                x.device.type, kernel_maps=0,
+                x.device.type, kernel_maps=0, training=False,
             )
             spectrum = None
             if use_fft:

@@ -323,8 +323,9 @@ def conv(
         padding: see :func:`resolve_padding` (``'same'`` keeps the size at stride 1).
         causal: 1-D causal (left padding only; output ``t`` sees ``x[:t+1]``).
         groups: as in ``nn.Conv*d``.
-        fft: True, False or ``'auto'`` (the measured cost rule of
-            :func:`flexcore.layers.fft_cost.fft_is_faster`).
+        fft: True, False or ``'auto'`` (the measured cost model of
+            :func:`flexcore.layers.fft_cost.fft_is_faster`, in its training mode when a
+            gradient will flow, else its inference mode).
         weight_hat: optional precomputed :func:`kernel_spectrum` of ``weight`` at the
             :func:`fft_sizes` of this call (used by the FFT path only).
     Returns:
@@ -336,9 +337,10 @@ def conv(
     pads = resolve_padding(padding, ksize, causal)
     use_fft = fft
     if fft == "auto":
+        training = torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad)
         use_fft = fft_is_faster(
             x.shape[0], x.shape[1], weight.shape[0], x.shape[2:], ksize, pads, groups, device_type=x.device.type,
-            kernel_maps=0 if weight_hat is not None else None,
+            kernel_maps=0 if weight_hat is not None else None, training=training,
         )
     elif not isinstance(fft, bool):
         raise ValueError(f"fft must be True, False or 'auto', got {fft!r}")
