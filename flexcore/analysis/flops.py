@@ -234,7 +234,8 @@ def _bake(model: nn.Module) -> nn.Module:
         from flexcore.layers import bake_model
     except ImportError:  # no layers package: nothing to bake
         return model.eval()
-    return bake_model(model).eval()
+    # Norms stay separate ops: FLOPs count the network as defined, not an export-time fusion.
+    return bake_model(model, fold_norms=False).eval()
 
 
 def baked_copy(model: nn.Module, inputs: Inputs) -> nn.Module:

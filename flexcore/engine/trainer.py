@@ -25,6 +25,7 @@ from flexcore.engine import hooks as H
 from flexcore.engine.accelerate import amp_dtype, compile_model, to_channels_last
 from flexcore.engine.evaluation import build_task, evaluate
 from flexcore.engine.train_loop import HookBase, NonFiniteLossError, SimpleTrainer, TrainerBase, unwrap_model
+from flexcore.layers.fft_cost import set_fft_autotune
 from flexcore.modeling.build import build_model
 from flexcore.registry import LR_SCHEDULES, OPTIMIZERS
 from flexcore.solver import build_param_groups
@@ -114,6 +115,9 @@ class Trainer(TrainerBase):
         amp: mixed precision for the training forward: None (float32), ``"bf16"`` (autocast
             to bfloat16) or ``"fp16"`` (float16 with a gradient scaler). FFT convolutions
             run in float32 whatever the input; evaluation runs in float32.
+        fft_autotune: time the spatial and FFT paths once per convolution shape where the
+            'auto' cost model cannot tell them apart, and keep the faster (process-wide, like
+            ``cudnn.benchmark``; see ``flexcore.layers.fft_cost``). Not with ``deterministic``.
     """
 
     def __init__(
@@ -159,6 +163,7 @@ class Trainer(TrainerBase):
         channels_last: bool = False,
         amp: Optional[str] = None,
         kernel_report: bool = True,
+        fft_autotune: bool = False,
     ):
         super().__init__()
         if period_unit not in ("epoch", "iter"):
@@ -193,7 +198,14 @@ class Trainer(TrainerBase):
 
         if num_threads:
             torch.set_num_threads(num_threads)
+        if fft_autotune and deterministic:
+            raise ValueError(
+                "Trainer.fft_autotune = True times both convolution paths and may pick either, which "
+                "deterministic = True rules out; turn one of them off"
+            )
         set_deterministic(deterministic)
+        if fft_autotune:
+            set_fft_autotune(True)
         self.seed = seed_all_rng(seed)
 
         # Data (per-split gin scopes), then the model from the training split's metadata.
@@ -339,6 +351,8 @@ class Trainer(TrainerBase):
         state["rng"] = get_rng_state()
         session = time.perf_counter() - self._session_start if self._session_start is not None else 0.0
         state["wall_time_s"] = self._earlier_wall_s + session
+        if self._trainer.grad_scaler is not None:  # fp16: the loss scale it has settled on
+            state["grad_scaler"] = self._trainer.grad_scaler.state_dict()
         return state
 
     def load_state_dict(self, state: Dict[str, Any]) -> None:
@@ -346,6 +360,11 @@ class Trainer(TrainerBase):
         if "rng" in state:
             set_rng_state(state["rng"])
         self._earlier_wall_s = float(state.get("wall_time_s", 0.0))
+        scaler = self._trainer.grad_scaler
+        if scaler is not None and state.get("grad_scaler"):
+            scaler.load_state_dict(state["grad_scaler"])
+        elif scaler is not None:
+            logger.info("Checkpoint has no fp16 gradient-scaler state (saved without amp='fp16'): the scale starts afresh.")
 
     # -- running ----------------------------------------------------------------------------
     def resume_or_load(self, resume: bool = True, weights: Optional[str] = None) -> None:

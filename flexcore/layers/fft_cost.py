@@ -9,7 +9,8 @@ direct convolution costs 2-7x its forward on CPU, depending on the kernel size):
   depends on the kernel-size band (oneDNN/cuDNN switch algorithms with the kernel size) plus
   a per-MAC penalty ``~ 1/(C_in/g)`` (few input channels vectorise badly), memory traffic
   and a fixed per-call overhead;
-- FFT: real transforms of input, output and kernel (``~ maps * N log2 N``), the complex
+- FFT: real transforms of input and output, and of the kernel (``~ maps * N log2 N``,
+  two features: a kernel is zero-extended to the transform size), the complex
   channel mix (``B * C_out * C_in/g`` products per frequency), its operand copies and a
   fixed overhead.
 
@@ -22,8 +23,15 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import logging
 import math
+import os
+import time
 from typing import Dict, List, Optional, Sequence, Tuple
+
+import torch
+
+logger = logging.getLogger(__name__)
 
 __all__ = [
     "next_fast_len",
@@ -37,6 +45,11 @@ __all__ = [
     "cost_model",
     "predict_seconds",
     "KERNEL_BANDS",
+    "set_fft_autotune",
+    "fft_autotune_enabled",
+    "fft_autotune_decisions",
+    "clear_fft_autotune",
+    "AUTOTUNE_BAND",
 ]
 
 # Upper bounds of the kernel-size bands (largest kernel side); a last band takes the rest.
@@ -48,7 +61,7 @@ class CostModel:
     """Seconds per unit of each feature (see :func:`direct_features`, :func:`fft_features`)."""
 
     direct: Tuple[float, ...]  # per band: (per MAC, per MAC / (C_in/g)), flattened; then memory, overhead
-    fft: Tuple[float, float, float, float]  # transform, complex MAC, mix operand element, overhead
+    fft: Tuple[float, ...]  # data transform, kernel transform, complex MAC, mix operand element, overhead
 
     def direct_seconds(self, features: Sequence[float]) -> float:
         return sum(f * c for f, c in zip(features, self.direct))
@@ -66,25 +79,25 @@ def _model(direct, fft) -> CostModel:
 # CUDA: not measured yet (no GPU in the project's sessions so far); rough FLOP-rate guesses.
 COST_MODELS: Dict[Tuple[str, int, str], CostModel] = {
     ("cpu", 2, "train"): _model(
-        (4.48e-11, 1.43e-10, 5.13e-11, 6.54e-10, 6.2e-11, 2.62e-09, 2.09e-09, 0.000637),
-        (2.09e-10, 9.79e-11, 2.9e-08, 0.000759),
+        (4.55e-11, 8.81e-11, 4.74e-11, 6.01e-10, 5.18e-11, 2.72e-09, 1.72e-09, 0.000691),
+        (4.89e-10, 1.11e-09, 3.96e-10, 1.33e-08, 0.00111),
     ),
     ("cpu", 2, "eval"): _model(
-        (1.26e-11, 3.69e-11, 1.39e-11, 5.87e-10, 1.59e-11, 5.11e-10, 7.1e-10, 0.000184),
-        (0, 2.05e-10, 8.3e-09, 0.000353),
+        (1.31e-11, 2.67e-11, 1.46e-11, 5.44e-10, 1.38e-11, 5.6e-10, 4.09e-10, 0.000188),
+        (0, 4.54e-11, 1.59e-10, 7.92e-09, 0.000364),
     ),
     ("cpu", 1, "train"): _model(
-        (2.08e-11, 2.28e-09, 2.08e-11, 2.28e-09, 0, 3.11e-09, 2.85e-10, 0.000523),
-        (1.17e-09, 0, 0, 0.000992),
+        (2.16e-11, 2.25e-09, 2.16e-11, 2.25e-09, 3.24e-11, 2.45e-09, 0, 0.000617),
+        (4.13e-10, 9.56e-10, 2.41e-09, 0, 0.00111),
     ),
     ("cpu", 1, "eval"): _model(
-        (1.01e-11, 2.68e-11, 1.01e-11, 2.68e-11, 3.34e-12, 2.23e-10, 7.1e-10, 0.00019),
-        (2.61e-10, 0, 0, 0.000267),
+        (7.77e-12, 1.41e-10, 7.77e-12, 1.41e-10, 6.52e-12, 1.63e-10, 3.52e-10, 0.000233),
+        (1.68e-10, 3.07e-10, 1.42e-10, 0, 0.000346),
     ),
-    ("cuda", 2, "train"): _model((3e-12, 0.0) * 3 + (0.0, 2e-5), (3e-11, 3e-11, 0.0, 6e-5)),
-    ("cuda", 2, "eval"): _model((1e-12, 0.0) * 3 + (0.0, 1e-5), (1e-11, 1e-11, 0.0, 3e-5)),
-    ("cuda", 1, "train"): _model((3e-12, 0.0) * 3 + (0.0, 2e-5), (3e-11, 3e-11, 0.0, 6e-5)),
-    ("cuda", 1, "eval"): _model((1e-12, 0.0) * 3 + (0.0, 1e-5), (1e-11, 1e-11, 0.0, 3e-5)),
+    ("cuda", 2, "train"): _model((3e-12, 0.0) * 3 + (0.0, 2e-5), (3e-11, 3e-11, 3e-11, 0.0, 6e-5)),
+    ("cuda", 2, "eval"): _model((1e-12, 0.0) * 3 + (0.0, 1e-5), (1e-11, 1e-11, 1e-11, 0.0, 3e-5)),
+    ("cuda", 1, "train"): _model((3e-12, 0.0) * 3 + (0.0, 2e-5), (3e-11, 3e-11, 3e-11, 0.0, 6e-5)),
+    ("cuda", 1, "eval"): _model((1e-12, 0.0) * 3 + (0.0, 1e-5), (1e-11, 1e-11, 1e-11, 0.0, 3e-5)),
 }
 
 
@@ -173,11 +186,14 @@ def fft_features(
     batch: int, c_in: int, c_out: int, sizes: Sequence[int], groups: int = 1, kernel_maps: Optional[int] = None
 ) -> List[float]:
     """Features of the FFT path, in :attr:`CostModel.fft` order."""
-    transform, mix = fft_cost(batch, c_in, c_out, sizes, groups, kernel_maps)
+    _, mix = fft_cost(batch, c_in, c_out, sizes, groups, kernel_maps)
     points = math.prod(sizes)
+    n_log_n = points * max(math.log2(points), 1.0)
+    full_kernel = c_out * (c_in // groups)
+    kernel_maps = full_kernel if kernel_maps is None else kernel_maps
     freqs = points / max(sizes[-1], 1) * (sizes[-1] // 2 + 1)
-    operands = freqs * (batch * c_in + batch * c_out + c_out * (c_in // groups))
-    return [transform, mix, operands, 1.0]
+    operands = freqs * (batch * c_in + batch * c_out + full_kernel)
+    return [batch * (c_in + c_out) * n_log_n, kernel_maps * n_log_n, mix, operands, 1.0]
 
 
 def predict_seconds(
@@ -210,6 +226,88 @@ def predict_seconds(
     return direct, fft
 
 
+# -- measured choice near the crossover ------------------------------------------------
+AUTOTUNE_BAND = 2.0  # measure only when the predicted times are within this factor
+_autotune = {"enabled": os.environ.get("FLEXCORE_FFT_AUTOTUNE", "0") not in ("", "0")}
+_measured: Dict[Tuple, Tuple[bool, float, float]] = {}
+
+
+def set_fft_autotune(enabled: bool = True) -> None:
+    """Time both paths (once per shape) where the cost model cannot tell them apart."""
+    _autotune["enabled"] = bool(enabled)
+
+
+def fft_autotune_enabled() -> bool:
+    return _autotune["enabled"]
+
+
+def fft_autotune_decisions() -> Dict[Tuple, Tuple[bool, float, float]]:
+    """``{shape key: (fft faster, direct seconds, fft seconds)}`` measured so far in this process."""
+    return dict(_measured)
+
+
+def clear_fft_autotune() -> None:
+    _measured.clear()
+
+
+def _can_measure(device_type: str) -> bool:
+    if device_type not in ("cpu", "cuda") or torch.jit.is_tracing():
+        return False
+    compiling = getattr(getattr(torch, "compiler", None), "is_compiling", None)
+    return not (compiling is not None and compiling())
+
+
+def _time_both(fns, device_type: str, rounds: int = 3) -> List[float]:
+    """Best of ``rounds`` interleaved runs of each function, after one warm-up each."""
+    sync = torch.cuda.synchronize if device_type == "cuda" else (lambda: None)
+    best = [math.inf] * len(fns)
+    for r in range(rounds + 1):
+        for i, fn in enumerate(fns):
+            sync()
+            start = time.perf_counter()
+            fn()
+            sync()
+            if r:
+                best[i] = min(best[i], time.perf_counter() - start)
+    return best
+
+
+def _measure(batch, c_in, c_out, spatial, kernel_size, pads, groups, device_type, kernel_maps, training) -> Tuple[bool, float, float]:
+    """Time the direct and the FFT convolution of this shape on random data (float32).
+
+    The FFT path is timed with a ready kernel spectrum; the kernel's own transforms (and the
+    low-rank GEMM) are added from the cost model, as their count depends on the layer.
+    """
+    from flexcore.layers import functional as FC
+
+    device = torch.device(device_type)
+    generator = torch.Generator().manual_seed(0)  # leaves the global RNG streams alone
+    x = torch.rand(batch, c_in, *spatial, generator=generator).to(device)
+    w = torch.rand(c_out, c_in // groups, *kernel_size, generator=generator).to(device)
+    stride = (1,) * len(spatial)
+    sizes = FC.plan_fft_sizes(spatial, kernel_size, pads)
+    spectrum = FC.kernel_spectrum(w, sizes)
+    if training:
+        x, w, spectrum = (t.requires_grad_() for t in (x, w, spectrum))
+
+    def run(out_fn):
+        def go():
+            out = out_fn()
+            if training:
+                out.sum().backward()
+        return go
+
+    direct = run(lambda: FC.conv_spatial(x, w, None, stride, pads, groups))
+    fft = run(lambda: FC.conv_fft(x, None, None, stride, pads, groups, weight_hat=spectrum, kernel_size=kernel_size))
+    with torch.enable_grad() if training else torch.no_grad():
+        t_direct, t_fft = _time_both([direct, fft], device_type)
+    model = cost_model(device_type, len(kernel_size), training)
+    features = fft_features(batch, c_in, c_out, sizes, groups, kernel_maps)
+    cached = fft_features(batch, c_in, c_out, sizes, groups, 0)
+    t_fft += sum(c * (f - g) for c, f, g in zip(model.fft, features, cached))  # the kernel's transforms
+    return t_fft < t_direct, t_direct, t_fft
+
+
 def fft_is_faster(
     batch: int,
     c_in: int,
@@ -225,9 +323,16 @@ def fft_is_faster(
     """True when the FFT path is predicted faster for this convolution (stride-1 output).
 
     ``kernel_maps``: see :func:`fft_cost`; ``training``: forward + backward (True) or
-    forward only (inference).
+    forward only (inference). With :func:`set_fft_autotune`, close calls are measured.
     """
     if math.prod(int(k) for k in kernel_size) <= 1:
         return False
     direct, fft = predict_seconds(batch, c_in, c_out, spatial, kernel_size, pads, groups, device_type, kernel_maps, training)
-    return fft < direct
+    if not (_autotune["enabled"] and 1 / AUTOTUNE_BAND < fft / direct < AUTOTUNE_BAND and _can_measure(device_type)):
+        return fft < direct
+    key = (device_type, int(batch), int(c_in), int(c_out), tuple(int(n) for n in spatial), tuple(int(k) for k in kernel_size),
+           tuple((int(a), int(b)) for a, b in pads), int(groups), kernel_maps, bool(training))
+    if key not in _measured:
+        _measured[key] = _measure(*key[1:8], device_type, kernel_maps, training)
+        logger.debug("fft autotune %s: direct %.3g s, fft %.3g s", key, *_measured[key][1:])
+    return _measured[key][0]

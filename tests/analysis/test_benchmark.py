@@ -69,3 +69,30 @@ def test_n_log_n_growth():
 
     assert n_log_n_growth(1024, 1.0, 2048, 2.2) == pytest.approx(1.0)  # 2 * 11/10
     assert n_log_n_growth(1024, 1.0, 2048, 4.0) > 1.5  # quadratic growth is flagged
+
+
+def test_fft_calibrate_measures_fits_and_refits_from_its_json(tmp_path, capsys):
+    out = tmp_path / "calibrate.json"
+    argv = ["fft-calibrate", "--quick", "--repeat", "2", "--warmup", "0", "--min-sample", "0", "--json", str(out)]
+    assert main(argv) == 0
+    payload = json.loads(out.read_text())
+    records, models = payload["data"]["records"], payload["data"]["models"]
+    assert len(records) == 6 and all(r["fft_train"] > 0 and r["spatial_eval"] > 0 for r in records)
+    assert set(models) == {str(("cpu", d, m)) for d in (1, 2) for m in ("train", "eval")}
+    assert "Paste into COST_MODELS" in capsys.readouterr().out
+    refit = tmp_path / "refit.json"
+    assert main(["fft-calibrate", "--from-json", str(out), "--json", str(refit)]) == 0
+    assert json.loads(refit.read_text())["data"]["models"] == models  # same measurements, same fit
+
+
+def test_layers_sweep_reports_training_and_inference_picks(tmp_path):
+    out = tmp_path / "layers.json"
+    argv = ["layers", "--quick", "--repeat", "2", "--warmup", "0", "--min-sample", "0", "--json", str(out)]
+    assert main(argv) == 0
+    payload = json.loads(out.read_text())
+    names = [c["name"] for c in payload["checks"]]
+    assert any("2D, training" in n for n in names) and any("1D causal, inference" in n for n in names)
+    assert any("2D, training, autotune" in n for n in names)
+    sweep = payload["data"]["sweep"]
+    assert {r["auto_train"] for r in sweep} | {r["tuned_eval"] for r in sweep} <= {"fft", "spatial"}
+    assert all("fft_eval" in r for r in sweep)

@@ -82,6 +82,32 @@ def test_fp16_amp_scales_the_loss(tmp_path):
     assert all(math.isfinite(v) for v in losses)
 
 
+def test_fp16_gradient_scale_survives_a_checkpoint(tmp_path):
+    trainer, _ = _run(tmp_path, amp="fp16")
+    scaler = trainer._trainer.grad_scaler
+    scaler.update(1024.0)  # a scale the default (65536) would not reach by itself
+    state = trainer.state_dict()
+    assert state["grad_scaler"]["scale"] == 1024.0
+    path = trainer.checkpointer.save("model_scaler")
+    fresh = _trainer(tmp_path / "resumed", amp="fp16")
+    assert fresh._trainer.grad_scaler.get_scale() != 1024.0
+    fresh.checkpointer.load(path)  # safe loading (weights_only) reads the scaler state
+    assert fresh._trainer.grad_scaler.get_scale() == 1024.0
+
+
+def test_fft_autotune_is_a_trainer_option_and_excludes_deterministic(tmp_path):
+    from flexcore.layers import fft_cost
+
+    try:
+        _trainer(tmp_path, ["Trainer.fft_autotune = True"])
+        assert fft_cost.fft_autotune_enabled()
+    finally:
+        fft_cost.set_fft_autotune(False)
+    with pytest.raises(ValueError, match="fft_autotune = True .* deterministic = True"):
+        _trainer(tmp_path / "det", ["Trainer.fft_autotune = True", "Trainer.deterministic = True"])
+    assert not fft_cost.fft_autotune_enabled()
+
+
 def test_amp_is_gin_configurable_and_checked(tmp_path):
     trainer, _ = _run(tmp_path, ["Trainer.amp = 'bf16'"])
     assert trainer._trainer.amp_dtype == torch.bfloat16

@@ -1,4 +1,5 @@
 import copy
+import functools
 
 import pytest
 import torch
@@ -86,6 +87,35 @@ def test_bake_model_replaces_every_conv_and_matches():
     kinds = [type(m).__name__ for m in baked.modules()]
     assert not {"FlexConv", "CKConv", "Conv", "BNKernelNet"} & set(kinds)
     assert (got - expected).abs().max() <= 1e-5 * expected.abs().max()
+
+
+@pytest.mark.parametrize("dim,norm", [(2, "BatchNorm"), (1, "BatchNorm"), (2, "LayerNorm")])
+def test_bake_model_folds_declared_batch_norms_into_their_convs(dim, norm):
+    from flexcore.modeling.backbones.flexnet import FlexNet
+
+    torch.manual_seed(0)
+    conv = functools.partial(FlexConv, kernel_net=TinyKernelNet, mask=_wide_mask, horizon=9)
+    model = FlexNet(3, 5, dim, hidden_channels=6, num_blocks=2, block_width_factors=(1.0, 1, 1.5, 1), conv=conv,
+                    norm=norm, dropout=0.0)
+    x = torch.randn(4, 3, *([12] * dim))
+    for _ in range(3):  # train-mode forwards move the running statistics away from (0, 1)
+        model(x)
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, nn.modules.batchnorm._BatchNorm):
+                m.weight.uniform_(0.5, 1.5)
+                m.bias.uniform_(-0.5, 0.5)
+    model.eval()
+    with torch.no_grad():
+        expected = model(x)
+        folded = bake_model(copy.deepcopy(model))
+        unfolded = bake_model(copy.deepcopy(model), fold_norms=False)
+        got, got_unfolded = folded(x), unfolded(x)
+    norms = lambda m: [n for n in m.modules() if isinstance(n, (nn.BatchNorm1d, nn.BatchNorm2d, nn.GroupNorm))]  # noqa: E731
+    assert len(norms(unfolded)) == 5  # stem + 2 per block
+    assert len(norms(folded)) == (0 if norm == "BatchNorm" else 5)  # LayerNorm cannot be folded
+    assert (got - expected).abs().max() <= 1e-5 * expected.abs().max()
+    assert (got_unfolded - expected).abs().max() <= 1e-5 * expected.abs().max()
 
 
 # -- kernel cache ----------------------------------------------------------------------------

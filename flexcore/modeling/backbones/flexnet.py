@@ -36,6 +36,9 @@ class ResNetBlock(nn.Module):
         causal: build causal convolutions (1D sequences).
     """
 
+    # Each norm reads only its conv's output: bake_model may fold it into the conv.
+    conv_norm_pairs = (("cconv1", "norm1"), ("cconv2", "norm2"))
+
     def __init__(
         self,
         in_channels: int,
@@ -89,6 +92,8 @@ class FlexNet(nn.Module):
             ``dim=1`` else ``pool``.
         causal: causal convolutions; ``None`` = causal for ``dim=1`` (as the original's 1D layers).
     """
+
+    conv_norm_pairs = (("cconv1", "norm1"),)  # the stem's norm reads only its conv (bake_model folds it)
 
     def __init__(
         self,

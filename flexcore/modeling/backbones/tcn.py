@@ -26,6 +26,9 @@ class TCNBlock(nn.Module):
         norm, nonlinearity, dropout: see :class:`TCN`.
     """
 
+    # Each norm reads only its conv's output: bake_model may fold it into the conv.
+    conv_norm_pairs = (("cconv1", "norm1"), ("cconv2", "norm2"))
+
     def __init__(
         self,
         in_channels: int,
