@@ -257,26 +257,34 @@ def _can_measure(device_type: str) -> bool:
     return not (compiling is not None and compiling())
 
 
-def _time_both(fns, device_type: str, rounds: int = 3) -> List[float]:
-    """Best of ``rounds`` interleaved runs of each function, after one warm-up each."""
+def _time_both(fns, device_type: str, rounds: int = 3, min_sample_s: float = 0.01) -> List[float]:
+    """Best of ``rounds`` interleaved samples of each function (after a warm-up that also sets
+    how many calls a sample repeats, so that sub-millisecond calls are timed reliably)."""
     sync = torch.cuda.synchronize if device_type == "cuda" else (lambda: None)
-    best = [math.inf] * len(fns)
-    for r in range(rounds + 1):
-        for i, fn in enumerate(fns):
-            sync()
-            start = time.perf_counter()
+
+    def sample(fn, calls: int) -> float:
+        sync()
+        start = time.perf_counter()
+        for _ in range(calls):
             fn()
-            sync()
-            if r:
-                best[i] = min(best[i], time.perf_counter() - start)
+        sync()
+        return (time.perf_counter() - start) / calls
+
+    calls = [max(1, math.ceil(min_sample_s / max(sample(fn, 1), 1e-6))) for fn in fns]
+    best = [math.inf] * len(fns)
+    for _ in range(rounds):
+        for i, fn in enumerate(fns):
+            best[i] = min(best[i], sample(fn, calls[i]))
     return best
 
 
 def _measure(batch, c_in, c_out, spatial, kernel_size, pads, groups, device_type, kernel_maps, training) -> Tuple[bool, float, float]:
     """Time the direct and the FFT convolution of this shape on random data (float32).
 
-    The FFT path is timed with a ready kernel spectrum; the kernel's own transforms (and the
-    low-rank GEMM) are added from the cost model, as their count depends on the layer.
+    With a full kernel the FFT path is timed as it runs (kernel transformed in the call). For
+    a cached spectrum (``kernel_maps=0``) it is timed with a ready one; on the low-rank path
+    (``H + 1`` maps) the ready spectrum's time gets the cost model's estimate of the basis
+    transforms and the spectrum GEMM added.
     """
     from flexcore.layers import functional as FC
 
@@ -286,9 +294,11 @@ def _measure(batch, c_in, c_out, spatial, kernel_size, pads, groups, device_type
     w = torch.rand(c_out, c_in // groups, *kernel_size, generator=generator).to(device)
     stride = (1,) * len(spatial)
     sizes = FC.plan_fft_sizes(spatial, kernel_size, pads)
-    spectrum = FC.kernel_spectrum(w, sizes)
+    full = c_out * (c_in // groups)
+    spectrum = None if kernel_maps is None or kernel_maps >= full else FC.kernel_spectrum(w, sizes)
     if training:
-        x, w, spectrum = (t.requires_grad_() for t in (x, w, spectrum))
+        x, w = x.requires_grad_(), w.requires_grad_()
+        spectrum = None if spectrum is None else spectrum.requires_grad_()
 
     def run(out_fn):
         def go():
@@ -298,13 +308,17 @@ def _measure(batch, c_in, c_out, spatial, kernel_size, pads, groups, device_type
         return go
 
     direct = run(lambda: FC.conv_spatial(x, w, None, stride, pads, groups))
-    fft = run(lambda: FC.conv_fft(x, None, None, stride, pads, groups, weight_hat=spectrum, kernel_size=kernel_size))
+    if spectrum is None:
+        fft = run(lambda: FC.conv_fft(x, w, None, stride, pads, groups))
+    else:
+        fft = run(lambda: FC.conv_fft(x, None, None, stride, pads, groups, weight_hat=spectrum, kernel_size=kernel_size))
     with torch.enable_grad() if training else torch.no_grad():
         t_direct, t_fft = _time_both([direct, fft], device_type)
-    model = cost_model(device_type, len(kernel_size), training)
-    features = fft_features(batch, c_in, c_out, sizes, groups, kernel_maps)
-    cached = fft_features(batch, c_in, c_out, sizes, groups, 0)
-    t_fft += sum(c * (f - g) for c, f, g in zip(model.fft, features, cached))  # the kernel's transforms
+    if spectrum is not None and kernel_maps:  # low-rank: add the basis transforms and the GEMM
+        model = cost_model(device_type, len(kernel_size), training)
+        features = fft_features(batch, c_in, c_out, sizes, groups, kernel_maps)
+        cached = fft_features(batch, c_in, c_out, sizes, groups, 0)
+        t_fft += sum(c * (f - g) for c, f, g in zip(model.fft, features, cached))
     return t_fft < t_direct, t_direct, t_fft
 
 

@@ -259,27 +259,30 @@ def conv_fft(
 
 
 class _ComplexMix(torch.autograd.Function):
-    """``y_f = x_f @ w_f^T`` for a batch of frequencies, with a backward that keeps BLAS fast.
+    """``y_f = x_f @ w_f^T`` for a batch of frequencies, with operands BLAS takes without copies.
 
-    Autograd's own backward multiplies by conjugated, transposed views, which ``bmm``
-    serves with one small copy per frequency; here the conjugates are materialised once.
-    Shapes: ``x`` ``(F, B, cin)``, ``w`` ``(F, cout, cin)``, ``y`` ``(F, B, cout)``.
+    Autograd's own backward multiplies the incoming gradient as it arrives, a permuted view
+    of the output's layout, which complex ``bmm`` serves with one small copy per frequency
+    (4-5x slower); here it is made contiguous once, and conjugates stay lazy views that
+    BLAS applies itself. Shapes: ``x`` ``(F, B, cin)``, ``w`` ``(F, cout, cin)``, ``y``
+    ``(F, B, cout)``.
     """
 
     @staticmethod
     def forward(ctx, x: Tensor, w: Tensor) -> Tensor:
         ctx.save_for_backward(x, w)
-        return torch.bmm(x, w.transpose(1, 2))
+        return torch.bmm(x, w.transpose(1, 2).contiguous())  # a transposed complex view is slower
 
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, grad: Tensor):
         x, w = ctx.saved_tensors
+        grad = grad.contiguous()
         grad_x = grad_w = None
-        if ctx.needs_input_grad[0]:  # grad @ conj(w) = conj(conj(grad) @ w)
-            grad_x = torch.bmm(grad.conj().resolve_conj(), w).conj().resolve_conj()
+        if ctx.needs_input_grad[0]:  # grad @ conj(w)
+            grad_x = torch.bmm(grad, w.conj()).resolve_conj()
         if ctx.needs_input_grad[1]:  # grad^T @ conj(x)
-            grad_w = torch.bmm(grad.transpose(1, 2).contiguous(), x.conj().resolve_conj())
+            grad_w = torch.bmm(grad.transpose(1, 2), x.conj()).resolve_conj()
         return grad_x, grad_w
 
 
