@@ -335,6 +335,10 @@ def _features(record: Dict, path: str) -> List[float]:
 OUTLIER = 3.0  # cases a first fit predicts this far off are left out of the refit (and reported)
 
 
+def _round(value: float) -> float:
+    return float(f"{value:.3g}")  # 3 significant digits: what COST_MODELS ships
+
+
 def fit_cost_models(records: Sequence[Dict], device_type: str = "cpu") -> Tuple[Dict, List[List]]:
     """Non-negative least squares on relative error, per (dims, mode) and path.
 
@@ -363,7 +367,14 @@ def fit_cost_models(records: Sequence[Dict], device_type: str = "cpu") -> Tuple[
                     keep = (pred < OUTLIER) & (pred > 1 / OUTLIER)
                 dropped = int((~keep).sum())
                 errors[path] = f"{pred[keep].min():.2f}-{pred[keep].max():.2f}" + (f" ({dropped} outliers)" if dropped else "")
-            model = CostModel(tuple(float(v) for v in coefs["spatial"]), tuple(float(v) for v in coefs["fft"]))
+            direct = [float(v) for v in coefs["spatial"]]
+            bands = len(direct) // 2 - 1
+            seen = [any(_features(r, "spatial")[2 * b] for r in rows) for b in range(bands)]
+            for b in range(bands):  # a band without cases (1-D kernels <= 7) takes the nearest fitted band's rates
+                if not seen[b]:
+                    near = min((abs(b - o), o) for o in range(bands) if seen[o])[1] if any(seen) else b
+                    direct[2 * b: 2 * b + 2] = direct[2 * near: 2 * near + 2]
+            model = CostModel(tuple(_round(v) for v in direct), tuple(_round(float(v)) for v in coefs["fft"]))
             models[(device_type, dims, mode)] = model
             worst, worst_case = 1.0, "-"
             for r in rows:
@@ -402,6 +413,6 @@ def bench_fft_calibrate(args) -> Report:
     models, quality = fit_cost_models(records, dev.type)
     fit_table = Table("Fit quality: predicted / measured time per path, and 'auto' (fitted) / faster path",
                       ["dims", "mode", "cases", "direct pred/meas", "fft pred/meas", "worst auto / best", "worst case"], quality)
-    literal = "\n".join(f"    {key!r}: _model({m.direct!r}, {m.fft!r})," for key, m in models.items())
+    literal = "\n".join(f"    {key!r}: _model(\n        {m.direct!r},\n        {m.fft!r},\n    )," for key, m in models.items())
     fit_table.note = "Paste into COST_MODELS in flexcore/layers/fft_cost.py to adopt them:\n" + literal
     return Report(tables=[measured, fit_table], data={"records": records, "models": {str(k): dataclasses.asdict(m) for k, m in models.items()}})

@@ -74,25 +74,27 @@ def _model(direct, fft) -> CostModel:
     return CostModel(tuple(float(v) for v in direct), tuple(float(v) for v in fft))
 
 
-# Fitted with `tools/benchmark.py fft-calibrate` (2 threads, wall clock, quiet 2-core AMD EPYC
-# VM, torch 2.14.1, 2026-11-26); key (device type, 1 for 1-D or 2 for 2-D/3-D, mode).
-# CUDA: not measured yet (no GPU in the project's sessions so far); rough FLOP-rate guesses.
+# Fitted by `tools/benchmark.py fft-calibrate --threads 2` on a quiet 2-core AMD EPYC VM (torch
+# 2.14.1, wall clock, 2026-11-26); its measurements are docs/data/fft_calibration_cpu.json
+# (`fft-calibrate --from-json` refits them). Key: (device type, 1 for 1-D or 2 for 2-D/3-D,
+# mode). CUDA: not measured yet (no GPU in this project's sessions): rough FLOP-rate guesses,
+# so on a GPU prefer `set_fft_autotune(True)` or calibrate.
 COST_MODELS: Dict[Tuple[str, int, str], CostModel] = {
     ("cpu", 2, "train"): _model(
-        (4.55e-11, 8.81e-11, 4.74e-11, 6.01e-10, 5.18e-11, 2.72e-09, 1.72e-09, 0.000691),
-        (4.89e-10, 1.11e-09, 3.96e-10, 1.33e-08, 0.00111),
+        (4.54e-11, 0, 5.1e-11, 5.62e-10, 5.56e-11, 2.63e-09, 2.46e-09, 0.000823),
+        (3.01e-10, 1.18e-09, 6.05e-10, 8.51e-09, 0.00159),
     ),
     ("cpu", 2, "eval"): _model(
-        (1.31e-11, 2.67e-11, 1.46e-11, 5.44e-10, 1.38e-11, 5.6e-10, 4.09e-10, 0.000188),
-        (0, 4.54e-11, 1.59e-10, 7.92e-09, 0.000364),
+        (1.28e-11, 3.7e-11, 1.51e-11, 4.98e-10, 1.42e-11, 5.49e-10, 2.88e-10, 0.000242),
+        (5.23e-11, 1.45e-10, 1.72e-10, 6.74e-09, 0.000563),
     ),
     ("cpu", 1, "train"): _model(
-        (2.16e-11, 2.25e-09, 2.16e-11, 2.25e-09, 3.24e-11, 2.45e-09, 0, 0.000617),
-        (4.13e-10, 9.56e-10, 2.41e-09, 0, 0.00111),
+        (3.79e-11, 1.72e-09, 3.79e-11, 1.72e-09, 2.5e-11, 2.44e-09, 5.43e-10, 0.00074),
+        (5.36e-10, 9.91e-10, 3.68e-10, 0, 0.00131),
     ),
     ("cpu", 1, "eval"): _model(
-        (7.77e-12, 1.41e-10, 7.77e-12, 1.41e-10, 6.52e-12, 1.63e-10, 3.52e-10, 0.000233),
-        (1.68e-10, 3.07e-10, 1.42e-10, 0, 0.000346),
+        (8.3e-12, 1.24e-10, 8.3e-12, 1.24e-10, 6.4e-12, 1.67e-10, 4.25e-10, 0.000233),
+        (9.51e-11, 2.74e-10, 0, 2.42e-09, 0.000433),
     ),
     ("cuda", 2, "train"): _model((3e-12, 0.0) * 3 + (0.0, 2e-5), (3e-11, 3e-11, 3e-11, 0.0, 6e-5)),
     ("cuda", 2, "eval"): _model((1e-12, 0.0) * 3 + (0.0, 1e-5), (1e-11, 1e-11, 1e-11, 0.0, 3e-5)),

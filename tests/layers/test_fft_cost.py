@@ -153,3 +153,19 @@ def test_autotune_is_off_by_default_and_switchable_by_environment():
     env_off = {k: v for k, v in env.items() if k != "FLEXCORE_FFT_AUTOTUNE"}
     assert subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True).stdout.strip() == "True"
     assert subprocess.run([sys.executable, "-c", code], env=env_off, capture_output=True, text=True).stdout.strip() == "False"
+
+
+def test_shipped_cpu_constants_are_the_fit_of_the_shipped_measurements():
+    """COST_MODELS' CPU entries = fft-calibrate's refit of docs/data/fft_calibration_cpu.json."""
+    import json
+    from pathlib import Path
+
+    data = Path(__file__).resolve().parents[2] / "docs" / "data" / "fft_calibration_cpu.json"
+    records = json.loads(data.read_text())["data"]["records"]
+    assert len(records) == 256
+    models, quality = fit_cost_models(records)
+    for key, model in models.items():
+        shipped = fft_cost.COST_MODELS[key]
+        assert model.direct == pytest.approx(shipped.direct, rel=2e-2, abs=1e-15), key
+        assert model.fft == pytest.approx(shipped.fft, rel=2e-2, abs=1e-15), key
+    assert max(row[5] for row in quality) < 1.35  # in-sample: 'auto' never far from the faster path
