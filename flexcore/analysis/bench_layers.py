@@ -184,7 +184,7 @@ def _sweep(args, dev, title: str, cases: Sequence[Tuple], causal: bool) -> Tuple
                 ratio = (t_fft if pick == "fft" else t_direct) / min(t_direct, t_fft)
                 worst[(mode, tuned)] = max(worst.get((mode, tuned), 1.0), ratio)
                 if not tuned:
-                    row += [f"> {1e3 * args.budget:.0f}" if math.isinf(t_direct) else 1e3 * t_direct, 1e3 * t_fft, pick, ratio]
+                    row += [f"> {1e3 * args.budget:.0f}" if math.isinf(t_direct) else f"{1e3 * t_direct:.3g}", 1e3 * t_fft, pick, ratio]
         table.rows.append(row)
         rows.append(record)
     name = title.split(":")[0]

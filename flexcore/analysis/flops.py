@@ -235,7 +235,7 @@ def _bake(model: nn.Module) -> nn.Module:
     except ImportError:  # no layers package: nothing to bake
         return model.eval()
     # Norms stay separate ops: FLOPs count the network as defined, not an export-time fusion.
-    return bake_model(model, fold_norms=False).eval()
+    return bake_model(model, fold_norms=False, channels_last=False).eval()
 
 
 def baked_copy(model: nn.Module, inputs: Inputs) -> nn.Module:

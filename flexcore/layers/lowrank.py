@@ -98,11 +98,13 @@ def low_rank_kernel_and_spectrum(
         coef = torch.cat([weight, bias.unsqueeze(1)], 1)
     fdims = tuple(range(-dim, 0))
     basis_hat = torch.fft.rfftn(basis.view(-1, *ksize).flip(fdims), s=list(sizes), dim=fdims)
-    rank, n_freq = basis.shape[0], basis_hat[0].numel()
+    rank = basis.shape[0]
+    flat_hat = basis_hat.reshape(rank, -1)
+    n_freq = flat_hat.shape[1]
     # spectrum[f, c] = sum_h basis_hat[h, f] * coef[c, h] with a REAL coef: one real GEMM over
     # the stacked real and imaginary parts, (2F, H+1) @ (H+1, C), then one interleaving copy
     # into the complex (F, C) layout the channel mix wants.
-    parts = torch.view_as_real(basis_hat.reshape(rank, n_freq)).permute(1, 2, 0).reshape(2 * n_freq, rank)
+    parts = torch.view_as_real(flat_hat).permute(1, 2, 0).reshape(2 * n_freq, rank)
     stacked = (parts @ (coef * scale).t()).view(n_freq, 2, coef.shape[0])
     spectrum = torch.view_as_complex(stacked.transpose(1, 2).contiguous())
     return spatial_kernel, spectrum.view(-1, c_out, c_in)

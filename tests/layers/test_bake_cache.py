@@ -90,7 +90,7 @@ def test_bake_model_replaces_every_conv_and_matches():
 
 
 @pytest.mark.parametrize("dim,norm", [(2, "BatchNorm"), (1, "BatchNorm"), (2, "LayerNorm")])
-def test_bake_model_folds_declared_batch_norms_into_their_convs(dim, norm):
+def test_bake_model_folds_declared_batch_norms_and_goes_channels_last_on_cpu(dim, norm):
     from flexcore.modeling.backbones.flexnet import FlexNet
 
     torch.manual_seed(0)
@@ -111,6 +111,12 @@ def test_bake_model_folds_declared_batch_norms_into_their_convs(dim, norm):
         folded = bake_model(copy.deepcopy(model))
         unfolded = bake_model(copy.deepcopy(model), fold_norms=False)
         got, got_unfolded = folded(x), unfolded(x)
+    convs = [m for m in folded.modules() if isinstance(m, nn.Conv2d)]
+    assert all(c.weight.is_contiguous(memory_format=torch.channels_last) for c in convs) and (dim == 1 or convs)
+    with torch.no_grad():
+        plain = bake_model(copy.deepcopy(model), channels_last=False)
+        assert all(m.weight.is_contiguous() for m in plain.modules() if isinstance(m, nn.Conv2d))
+        assert (plain(x) - expected).abs().max() <= 1e-5 * expected.abs().max()
     norms = lambda m: [n for n in m.modules() if isinstance(n, (nn.BatchNorm1d, nn.BatchNorm2d, nn.GroupNorm))]  # noqa: E731
     assert len(norms(unfolded)) == 5  # stem + 2 per block
     assert len(norms(folded)) == (0 if norm == "BatchNorm" else 5)  # LayerNorm cannot be folded
