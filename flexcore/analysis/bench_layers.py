@@ -111,7 +111,7 @@ def _layer_table(args, dev) -> Tuple[Table, List[Check], Dict]:
     conv5 = nn.Conv2d(channels, channels, 5, padding=2).to(dev)
     table = Table(
         f"FlexConv 2D {channels}->{channels}, batch {batch}, {size}x{size}, MAGNet at init (5x5 crop of 33)",
-        ["workload", "flexcore ms (median)", "IQR", f"nn.Conv2d ms", "IQR", "ratio", "target"],
+        ["workload", "flexcore ms (median)", "IQR", "nn.Conv2d ms", "IQR", "ratio", "target"],
     )
     checks, data = [], {}
     t = time_round_robin({"flex": _fwd_bwd(flex, x), "conv": _fwd_bwd(conv5, x)}, args.repeat, args.warmup, args.budget)
@@ -154,12 +154,6 @@ def _layer_table(args, dev) -> Tuple[Table, List[Check], Dict]:
                   f"Original (issue 9, quiet machine): 5x5 {ORIGINAL_MS['flexconv_5x5_train']:.0f} ms, "
                   f"33x33 {ORIGINAL_MS['flexconv_33x33_train']:.0f} ms (nn.Conv2d 33x33 {ORIGINAL_MS['conv2d_33x33_train']:.0f} ms).")
     return table, checks, data
-
-
-def _predicted_direct_s(batch, channels, spatial, ksize, causal) -> float:
-    """Predicted fwd+bwd time of the direct conv (to skip hopeless cases)."""
-    pads = FC.resolve_padding("same", ksize, causal)
-    return predict_seconds(batch, channels, channels, spatial, ksize, pads, training=True)[0]
 
 
 def _sweep(args, dev, title: str, cases: Sequence[Tuple], causal: bool) -> Tuple[Table, List[Check], List[Dict]]:

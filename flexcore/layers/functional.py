@@ -6,7 +6,6 @@ cross-correlations, as in ``torch.nn.functional.conv*d``.
 """
 from __future__ import annotations
 
-import math
 from typing import List, Optional, Sequence, Tuple, Union
 
 import torch

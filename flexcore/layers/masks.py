@@ -9,7 +9,7 @@ grid channel ``d``, i.e. spatial dim ``d``: row 0 = height in 2-D).
 from __future__ import annotations
 
 import math
-from typing import Optional, Sequence, Tuple
+from typing import Optional, Tuple
 
 import torch
 import torch.nn as nn
