@@ -14,6 +14,7 @@ import contextlib
 import copy
 import os
 import shutil
+import subprocess
 import sys
 import time
 from typing import Any, Callable, Dict, Optional, Sequence
@@ -229,7 +230,7 @@ def wait_for_jobs(
         for tail in tails:
             tail.flush()
         for job in list(pending):
-            if job.done():
+            if job.done() and not _queued_again(job):
                 pending.remove(job)
                 if on_done is not None:
                     on_done(job)
@@ -244,6 +245,26 @@ def wait_for_jobs(
         time.sleep(poll_s)
     for tail in tails:
         tail.flush()
+
+
+_QUEUED_STATES = {"PENDING", "RUNNING", "CONFIGURING", "COMPLETING", "REQUEUED", "REQUEUE_HOLD", "RESIZING", "SUSPENDED"}
+
+
+def _queued_again(job: submitit.Job) -> bool:
+    """True if a job that looks finished but left no result is in SLURM's queue again.
+
+    Right after a requeue (preemption, time-out, ``scontrol requeue``), accounting (sacct,
+    which submitit reads) can still report the ended attempt as FAILED or CANCELLED while
+    the job already waits for its next start; the queue (squeue) knows better.
+    """
+    if any(task.paths.result_pickle.exists() for task in (getattr(job, "_sub_jobs", None) or [job])):
+        return False
+    try:
+        out = subprocess.run(["squeue", "-h", "-j", str(job.job_id), "-o", "%T"], capture_output=True, text=True,
+                             timeout=60).stdout
+    except (OSError, subprocess.SubprocessError):
+        return False
+    return any(state.strip() in _QUEUED_STATES for state in out.splitlines())
 
 
 def job_failure(job: submitit.Job) -> Optional[str]:

@@ -239,3 +239,22 @@ def test_a_job_pickles_paths_bindings_and_plugin_names_never_gin_state(tmp_path,
     assert "flexcore.engine.defaults" in strings and "main" in strings  # main goes by reference
     assert not [s for s in strings if s == "gin" or s.startswith("gin.")]  # no gin module, object or state
     assert len(payload) < 4096  # strings, not a config
+
+
+@with_marks(slurm_test)
+def test_a_job_back_in_the_queue_is_not_taken_for_finished(tmp_path, slurm):
+    """wait_for_jobs asks the queue before believing accounting: a requeued job whose last
+    attempt sacct reports as ended is still waited for (the race behind a flaky requeue)."""
+    import submitit
+
+    from flexcore.engine.slurm import _queued_again
+
+    executor = submitit.AutoExecutor(folder=tmp_path / "jobs", cluster="slurm")
+    executor.update_parameters(timeout_min=2, slurm_additional_parameters={"hold": True})
+    job = executor.submit(sum, [1, 2])
+    poll(lambda: job.job_id in slurm_ids(tmp_path), 30, "the held job to be queued")
+    assert _queued_again(job)  # held: pending, no result
+    subprocess.run(["scontrol", "release", job.job_id], check=True)
+    wait_for_jobs([job], poll_s=0.5, state_poll_s=2, timeout_s=JOB_TIMEOUT_S)
+    assert job.result() == 3 and not _queued_again(job)  # finished with a result: done
+
