@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from flexcore.analysis.benchmark import Check, Report, Table, register_benchmark, time_round_robin
 from flexcore.layers import FlexConv, GaussianMask
 from flexcore.layers import functional as FC
-from flexcore.layers.fft_cost import CostModel, direct_features, fft_features, predict_seconds
+from flexcore.layers.fft_cost import CostModel, conv_features, predict_seconds
 from flexcore.registry import KERNEL_NETS
 
 ORIGINAL_MS = {"flexconv_5x5_train": 49.0, "conv2d_5x5_train": 46.0, "flexconv_33x33_train": 6221.0,
@@ -89,16 +89,9 @@ def _conv_fns(x, w, causal: bool, backward: bool) -> Dict[str, Callable[[], None
 
 def _auto_choice(x, w, causal: bool, training: bool = True, autotune: bool = False) -> str:
     """The path 'auto' takes: by the cost model, or with the measured choice near the crossover."""
-    from flexcore.layers import fft_cost
-
     pads = FC.resolve_padding("same", w.shape[2:], causal)
-    was = fft_cost.fft_autotune_enabled()
-    fft_cost.set_fft_autotune(autotune)
-    try:
-        fast = FC.fft_is_faster(x.shape[0], x.shape[1], w.shape[0], x.shape[2:], w.shape[2:], pads, 1, x.device.type,
-                                training=training)
-    finally:
-        fft_cost.set_fft_autotune(was)
+    fast = FC.fft_is_faster(x.shape[0], x.shape[1], w.shape[0], x.shape[2:], w.shape[2:], pads, 1, x.device.type,
+                            training=training, autotune=autotune)
     return "fft" if fast else "spatial"
 
 
@@ -319,11 +312,8 @@ def measure_paths(dev, batch: int, channels: int, spatial, ksize, repeat: int, c
 
 def _features(record: Dict, path: str) -> List[float]:
     b, c, spatial, ksize = record["batch"], record["channels"], record["input"], record["kernel"]
-    pads = FC.resolve_padding("same", ksize, len(spatial) == 1)
-    if path == "spatial":
-        out = [n + a + z - k + 1 for n, k, (a, z) in zip(spatial, ksize, pads)]
-        return direct_features(b, c, c, spatial, out, ksize)
-    return fft_features(b, c, c, FC.fft_sizes(spatial, ksize, pads))
+    direct, fft = conv_features(b, c, c, spatial, ksize, FC.resolve_padding("same", ksize, len(spatial) == 1))
+    return direct if path == "spatial" else fft
 
 
 OUTLIER = 3.0  # cases a first fit predicts this far off are left out of the refit (and reported)

@@ -193,6 +193,12 @@ def _add(report: Report, table: Table, label, batch, t, key, target, check_name=
         report.checks.append(Check(f"{check_name} / original {ORIGINAL_MS[key]:.0f} ms", data["ratio_vs_original"], target))
 
 
+def _start(args, title: str):
+    """(device, fixtures folder, report, its model table) of a models/inference run."""
+    table = Table(title, list(_HEADERS))
+    return torch.device(args.device), _fixtures_dir(args), Report(tables=[table]), table
+
+
 def _quick_input(args, batch: int):
     size = 16 if args.quick else 32
     dev = torch.device(args.device)
@@ -212,11 +218,7 @@ def _models_arguments(p: argparse.ArgumentParser) -> None:
 
 @register_benchmark("models", "FlexNet-7 / CKCNN train steps (init, trained-like kernels), kernel generation", _models_arguments)
 def bench_models(args) -> Report:
-    dev = torch.device(args.device)
-    folder = _fixtures_dir(args)
-    report = Report()
-    table = Table("FlexNet-7 CIFAR-10 training step (fwd + loss + bwd + Adam)", list(_HEADERS))
-    report.tables.append(table)
+    dev, folder, report, table = _start(args, "FlexNet-7 CIFAR-10 training step (fwd + loss + bwd + Adam)")
     b_init, b16 = (2, 2) if args.quick else (64, 16)
 
     init, _ = load_fixture_model(folder, INIT_CASE)
@@ -271,11 +273,7 @@ def bench_models(args) -> Report:
 
 @register_benchmark("inference", "FlexNet-7 eval forward: cached vs baked vs regenerating spatial kernels", _common_arguments)
 def bench_inference(args) -> Report:
-    dev = torch.device(args.device)
-    folder = _fixtures_dir(args)
-    report = Report()
-    table = Table("FlexNet-7 eval forward (no grad)", list(_HEADERS))
-    report.tables.append(table)
+    dev, folder, report, table = _start(args, "FlexNet-7 eval forward (no grad)")
     batch = 2 if args.quick else 16
     x, _ = _quick_input(args, batch)
     for case, label, key, target in (

@@ -3,7 +3,7 @@
 Both paths' times are predicted as ``features . constants`` (:func:`direct_features`,
 :func:`fft_features`) with constants measured per device type, dimensionality (1-D vs 2-D/3-D)
 and mode (``'train'``: forward + backward; ``'eval'``: forward only, the backward of a
-direct convolution costs 2-7x its forward on CPU, depending on the kernel size):
+direct convolution costs 0.5-6x its forward on CPU, median 2.4x, most for large kernels):
 
 - direct: multiply-adds ``B * C_out * C_in/g * prod(out) * prod(k)`` at a per-MAC cost that
   depends on the kernel-size band (oneDNN/cuDNN switch algorithms with the kernel size) plus
@@ -37,9 +37,9 @@ __all__ = [
     "next_fast_len",
     "fft_is_faster",
     "spatial_cost",
-    "fft_cost",
     "direct_features",
     "fft_features",
+    "conv_features",
     "CostModel",
     "COST_MODELS",
     "cost_model",
@@ -162,10 +162,10 @@ def direct_features(
     return features + [memory, 1.0]
 
 
-def fft_cost(
+def fft_features(
     batch: int, c_in: int, c_out: int, sizes: Sequence[int], groups: int = 1, kernel_maps: Optional[int] = None
-) -> Tuple[float, float]:
-    """(transform units, complex multiply-adds) of the FFT path for transform ``sizes``.
+) -> List[float]:
+    """Features of the FFT path for transform ``sizes``, in :attr:`CostModel.fft` order.
 
     ``kernel_maps``: kernel transforms (default ``C_out * C_in/g``; ``H + 1`` on the
     low-rank path, 0 when the spectrum is cached); the low-rank path's spectrum GEMM (real,
@@ -176,26 +176,50 @@ def fft_cost(
     n_log_n = points * max(math.log2(points), 1.0)
     full_kernel = c_out * (c_in // groups)
     kernel_maps = full_kernel if kernel_maps is None else kernel_maps
-    maps = batch * c_in + batch * c_out + kernel_maps
     freqs = points / max(sizes[-1], 1) * (sizes[-1] // 2 + 1)
     mix = float(batch * full_kernel)
     if 0 < kernel_maps < full_kernel:
         mix += kernel_maps * full_kernel / 2
-    return maps * n_log_n, mix * freqs
-
-
-def fft_features(
-    batch: int, c_in: int, c_out: int, sizes: Sequence[int], groups: int = 1, kernel_maps: Optional[int] = None
-) -> List[float]:
-    """Features of the FFT path, in :attr:`CostModel.fft` order."""
-    _, mix = fft_cost(batch, c_in, c_out, sizes, groups, kernel_maps)
-    points = math.prod(sizes)
-    n_log_n = points * max(math.log2(points), 1.0)
-    full_kernel = c_out * (c_in // groups)
-    kernel_maps = full_kernel if kernel_maps is None else kernel_maps
-    freqs = points / max(sizes[-1], 1) * (sizes[-1] // 2 + 1)
     operands = freqs * (batch * c_in + batch * c_out + full_kernel)
-    return [batch * (c_in + c_out) * n_log_n, kernel_maps * n_log_n, mix, operands, 1.0]
+    return [batch * (c_in + c_out) * n_log_n, kernel_maps * n_log_n, mix * freqs, operands, 1.0]
+
+
+Shape = Tuple[int, int, int, Tuple[int, ...], Tuple[int, ...], Tuple[Tuple[int, int], ...], int]
+
+
+def _plain(batch, c_in, c_out, spatial, kernel_size, pads, groups) -> Shape:
+    """Plain ints (under jit tracing sizes are 0-d tensors, and every step would be traced)."""
+    return (int(batch), int(c_in), int(c_out), tuple(int(n) for n in spatial), tuple(int(k) for k in kernel_size),
+            tuple((int(a), int(b)) for a, b in pads), int(groups))
+
+
+def conv_features(
+    batch: int,
+    c_in: int,
+    c_out: int,
+    spatial: Sequence[int],
+    kernel_size: Sequence[int],
+    pads: Sequence[Tuple[int, int]],
+    groups: int = 1,
+    kernel_maps: Optional[int] = None,
+) -> Optional[Tuple[List[float], List[float]]]:
+    """(direct, FFT) features of one convolution (stride-1 output); None where the kernel does
+    not fit the padded input."""
+    from flexcore.layers.functional import fft_sizes
+
+    out = [n + a + b - k + 1 for n, k, (a, b) in zip(spatial, kernel_size, pads)]
+    if min(out) < 1:
+        return None
+    return (direct_features(batch, c_in, c_out, spatial, out, kernel_size, groups),
+            fft_features(batch, c_in, c_out, fft_sizes(spatial, kernel_size, pads), groups, kernel_maps))
+
+
+def _predict(shape: Shape, device_type: str, kernel_maps: Optional[int], training: bool) -> Tuple[float, float]:
+    features = conv_features(*shape, kernel_maps=kernel_maps)
+    if features is None:
+        return math.inf, math.inf
+    model = cost_model(device_type, len(shape[4]), training)
+    return model.direct_seconds(features[0]), model.fft_seconds(features[1])
 
 
 def predict_seconds(
@@ -212,20 +236,7 @@ def predict_seconds(
 ) -> Tuple[float, float]:
     """Predicted (direct, FFT) seconds of one convolution (stride-1 output); ``inf`` where
     the kernel does not fit the padded input."""
-    from flexcore.layers.functional import fft_sizes
-
-    # Plain ints: under jit tracing, sizes are 0-d tensors and every step here would be traced.
-    batch, c_in, c_out, groups = int(batch), int(c_in), int(c_out), int(groups)
-    spatial, kernel_size = [int(n) for n in spatial], [int(k) for k in kernel_size]
-    pads = [(int(a), int(b)) for a, b in pads]
-    out = [n + a + b - k + 1 for n, k, (a, b) in zip(spatial, kernel_size, pads)]
-    if min(out) < 1:
-        return math.inf, math.inf
-    model = cost_model(device_type, len(kernel_size), training)
-    direct = model.direct_seconds(direct_features(batch, c_in, c_out, spatial, out, kernel_size, groups))
-    sizes = fft_sizes(spatial, kernel_size, pads)
-    fft = model.fft_seconds(fft_features(batch, c_in, c_out, sizes, groups, kernel_maps))
-    return direct, fft
+    return _predict(_plain(batch, c_in, c_out, spatial, kernel_size, pads, groups), device_type, kernel_maps, training)
 
 
 # -- measured choice near the crossover ------------------------------------------------
@@ -335,20 +346,23 @@ def fft_is_faster(
     device_type: str = "cpu",
     kernel_maps: Optional[int] = None,
     training: bool = True,
+    autotune: Optional[bool] = None,
 ) -> bool:
     """True when the FFT path is predicted faster for this convolution (stride-1 output).
 
-    ``kernel_maps``: see :func:`fft_cost`; ``training``: forward + backward (True) or
-    forward only (inference). With :func:`set_fft_autotune`, close calls are measured.
+    ``kernel_maps``: see :func:`fft_features`; ``training``: forward + backward (True) or
+    forward only (inference). ``autotune``: measure close calls (None: as
+    :func:`set_fft_autotune` says).
     """
-    if math.prod(int(k) for k in kernel_size) <= 1:
+    shape = _plain(batch, c_in, c_out, spatial, kernel_size, pads, groups)
+    if math.prod(shape[4]) <= 1:
         return False
-    direct, fft = predict_seconds(batch, c_in, c_out, spatial, kernel_size, pads, groups, device_type, kernel_maps, training)
-    if not (_autotune["enabled"] and 1 / AUTOTUNE_BAND < fft / direct < AUTOTUNE_BAND and _can_measure(device_type)):
+    direct, fft = _predict(shape, device_type, kernel_maps, training)
+    autotune = _autotune["enabled"] if autotune is None else autotune
+    if not (autotune and 1 / AUTOTUNE_BAND < fft / direct < AUTOTUNE_BAND and _can_measure(device_type)):
         return fft < direct
-    key = (device_type, int(batch), int(c_in), int(c_out), tuple(int(n) for n in spatial), tuple(int(k) for k in kernel_size),
-           tuple((int(a), int(b)) for a, b in pads), int(groups), kernel_maps, bool(training))
+    key = (device_type, *shape, kernel_maps, bool(training))
     if key not in _measured:
-        _measured[key] = _measure(*key[1:8], device_type, kernel_maps, training)
+        _measured[key] = _measure(*shape, device_type, kernel_maps, training)
         logger.debug("fft autotune %s: direct %.3g s, fft %.3g s", key, *_measured[key][1:])
     return _measured[key][0]

@@ -125,8 +125,11 @@ def test_autotune_measures_close_calls_once_and_keeps_the_global_rng(autotune, m
     assert picked == fft_faster == (t_fft < t_direct) and t_direct > 0 and t_fft > 0
     monkeypatch.setattr(fft_cost, "_measure", lambda *a: pytest.fail("measured twice"))
     assert FC.fft_is_faster(*shape, training=True) == picked  # remembered per shape
-    # A clear case is left to the model; an inference-mode call is measured without gradients.
+    # A clear case is left to the model, and autotune=False asks only the model.
     assert FC.fft_is_faster(2, 8, 8, (32, 32), (3, 3), FC.resolve_padding("same", (3, 3))) is False
+    direct, fft = predict_seconds(*shape, training=False)
+    assert 1 / fft_cost.AUTOTUNE_BAND < fft / direct < fft_cost.AUTOTUNE_BAND
+    FC.fft_is_faster(*shape, training=False, autotune=False)  # a close call too, but not measured
     assert len(fft_cost.fft_autotune_decisions()) == 1
 
 
@@ -134,9 +137,7 @@ def test_autotune_follows_the_measurement_not_the_model(autotune, monkeypatch):
     """Where the measurement and the model disagree, the measurement wins."""
     pads = FC.resolve_padding("same", (9, 9))
     shape = (2, 8, 8, (32, 32), (9, 9), pads)
-    fft_cost.set_fft_autotune(False)
-    model_pick = FC.fft_is_faster(*shape, training=False)
-    fft_cost.set_fft_autotune(True)
+    model_pick = FC.fft_is_faster(*shape, training=False, autotune=False)
     monkeypatch.setattr(fft_cost, "_measure", lambda *a: (not model_pick, 1.0, 1.0))
     assert FC.fft_is_faster(*shape, training=False) is (not model_pick)
     with torch.inference_mode():
