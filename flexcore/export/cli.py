@@ -135,14 +135,7 @@ def export(args: argparse.Namespace) -> Dict[str, Any]:
                     "path; same function, slower for large kernels): %s", ", ".join(n for n, _ in replaced))
     results: Dict[str, Dict[str, Any]] = {"baked model": {"file": None, **_check(baked, inputs, reference)}}
     for name in formats:
-        path = output_path(output_dir, name)
-        start = time.perf_counter()
-        root, ext = os.path.splitext(path)
-        partial = f"{root}.partial{ext}"
-        FORMATS[name].write(baked, trace_sample, partial)
-        os.replace(partial, path)  # a failed export never leaves a file that looks complete
-        errors = _check(FORMATS[name].load(path), inputs, reference)
-        results[name] = {"file": path, "bytes": os.path.getsize(path), "seconds": time.perf_counter() - start, **errors}
+        results[name] = _write_and_check(name, output_dir, baked, trace_sample, inputs, reference)
     for result in results.values():
         result["ok"] = result["max_rel_error"] <= args.tolerance
     report = {
@@ -150,7 +143,7 @@ def export(args: argparse.Namespace) -> Dict[str, Any]:
         "input_shape": ["batch", *inputs.shape[1:]], "input_dtype": str(inputs.dtype).replace("torch.", ""),
         "num_classes": setup.metadata.num_classes, "dataset": setup.dataset_name,
         "check_samples": f"{len(inputs)} {'random samples' if args.fake_data else f'samples of the {args.split} split'}",
-        "tolerance": args.tolerance, "torch": torch.__version__, "direct_path_layers": [n for n, _ in replaced],
+        "tolerance": args.tolerance, "torch": torch.__version__, "output_dir": output_dir, "direct_path_layers": [n for n, _ in replaced],
         "formats": results,
     }
     with open(os.path.join(output_dir, "export.json"), "w", encoding="utf-8") as f:
@@ -160,11 +153,35 @@ def export(args: argparse.Namespace) -> Dict[str, Any]:
     return report
 
 
+def _write_and_check(name: str, output_dir: str, baked: nn.Module, trace_sample: torch.Tensor,
+                     inputs: torch.Tensor, reference: torch.Tensor) -> Dict[str, Any]:
+    """One format: write it (via a temporary name, so a failed export leaves no complete-looking
+    file), load it back, compare. An exporter's error is reported, not raised: the other
+    formats may still work."""
+    path = output_path(output_dir, name)
+    root, ext = os.path.splitext(path)
+    partial = f"{root}.partial{ext}"
+    start = time.perf_counter()
+    try:
+        FORMATS[name].write(baked, trace_sample, partial)
+        os.replace(partial, path)
+        errors = _check(FORMATS[name].load(path), inputs, reference)
+    except Exception as exc:  # noqa: BLE001 - any exporter failure is this format's result
+        if os.path.exists(partial):
+            os.remove(partial)
+        message = (str(exc).strip().splitlines() or [""])[0][:300]
+        logger.error("%s export failed: %s: %s", name, type(exc).__name__, message)
+        return {"file": None, "error": f"{type(exc).__name__}: {message}",
+                "max_abs_error": float("inf"), "max_rel_error": float("inf")}
+    return {"file": path, "bytes": os.path.getsize(path), "seconds": time.perf_counter() - start, **errors}
+
+
 def _table(results: Dict[str, Dict[str, Any]], tolerance: float) -> str:
     from tabulate import tabulate
 
     rows = [[name, os.path.basename(r["file"]) if r["file"] else "-", f"{r['max_abs_error']:.2e}",
-             f"{r['max_rel_error']:.2e}", "ok" if r["ok"] else f"FAILED (> {tolerance:g})"]
+             f"{r['max_rel_error']:.2e}",
+             "ok" if r["ok"] else f"FAILED ({r['error']})" if "error" in r else f"FAILED (> {tolerance:g})"]
             for name, r in results.items()]
     return tabulate(rows, headers=["format", "file", "max abs error", "max rel error", "check"], tablefmt="github")
 
@@ -184,7 +201,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         return 2
     failed = [name for name, r in report["formats"].items() if not r["ok"]]
     if failed:
-        print(f"export_model: {', '.join(failed)} differ from the model by more than --tolerance "
-              f"{args.tolerance:g} (max relative error); the files are kept for inspection.", file=sys.stderr)
+        print(f"export_model: {', '.join(failed)} failed: an export error, or outputs that differ from the model "
+              f"by more than --tolerance {args.tolerance:g} (max relative error; such files are kept for "
+              f"inspection). See the table above and {report['output_dir']}/export.json.", file=sys.stderr)
         return 1
     return 0

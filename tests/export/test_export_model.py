@@ -150,3 +150,26 @@ def test_original_checkpoint_is_refused_even_when_loading_what_fits(tmp_path):
     model = _quick_setup("test").build_model()
     with pytest.raises(CheckpointMismatchError, match="convert_checkpoint.py"):
         Checkpointer(model).load(str(path), checkpointables=[], strict=False)
+
+
+def test_tools_script_is_the_same_command(monkeypatch, capsys):
+    import runpy
+
+    script = os.path.join(os.path.dirname(os.path.dirname(HERE)), "tools", "export_model.py")
+    monkeypatch.setattr(sys, "argv", [script, "--help"])
+    with pytest.raises(SystemExit) as exit_info:
+        runpy.run_path(script, run_name="__main__")
+    assert exit_info.value.code == 0 and "--weights" in capsys.readouterr().out
+
+
+def test_outputs_beyond_the_tolerance_fail_and_keep_the_file(tmp_path, capsys):
+    """A tolerance below float32 rounding cannot be met: exit 1, the file stays for inspection."""
+    model = _quick_setup("test").build_model()
+    Checkpointer(model, save_dir=str(tmp_path)).save("model_init")  # the initial weights
+    gin.clear_config(clear_constants=False)
+    out = tmp_path / "o"
+    code = main(["--config-file", CONFIG, "--weights", str(tmp_path / "model_init.pth"), "--output-dir", str(out),
+                 "--formats", "torchscript", "--num-samples", "8", "--tolerance", "1e-12"])
+    captured = capsys.readouterr()
+    assert code == 1 and "torchscript" in captured.err and "--tolerance 1e-12" in captured.err
+    assert (out / "model.ts").exists() and "FAILED (> 1e-12)" in captured.out
