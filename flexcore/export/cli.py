@@ -20,7 +20,6 @@ import sys
 import time
 from typing import Any, Dict, List, Optional, Sequence
 
-import gin
 import torch
 import torch.nn as nn
 
