@@ -88,12 +88,15 @@ setup(
     ],
     extras_require={
         "test": ["pytest>=7.0", "pytest-timeout>=2.1"],
+        # ONNX export (tools/export_model.py); onnxruntime checks the written file
+        "export": ["onnx>=1.16", "onnxscript>=0.3", "onnxruntime>=1.18"],
     },
     entry_points={
         "console_scripts": [
             "flexcore-train=flexcore.cli:train_main",
             "flexcore-analyze=flexcore.cli:analyze_main",
             "flexcore-fit-kernel=flexcore.cli:fit_kernel_main",
+            "flexcore-export=flexcore.export.cli:main",
         ],
     },
     classifiers=[

@@ -134,6 +134,15 @@ def set_rng_state(state: Dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
+def _looks_original(state_dict: Dict[str, Any]) -> str:
+    """A key only the original FlexConv code writes (its kernel nets live under ``Kernel.``,
+    its masks in ``mask_params``), or '' if there is none."""
+    for key in state_dict:
+        if key.startswith("Kernel.") or ".Kernel." in key or key.split(".")[-1] == "mask_params":
+            return key
+    return ""
+
+
 class Checkpointer(_FvcoreCheckpointer):
     """Save and load a model plus checkpointables (optimiser, scheduler, trainer state).
 
@@ -232,6 +241,14 @@ class Checkpointer(_FvcoreCheckpointer):
         self._convert_ndarray_to_tensor(state_dict)
         _strip_prefix_if_present(state_dict, "module.")
         incompatible = self.incompatible_keys(state_dict)
+        if incompatible and _looks_original(state_dict):
+            raise CheckpointMismatchError(
+                f"Checkpoint {source} was saved by the original FlexConv code (it has keys like "
+                f"{_looks_original(state_dict)!r}), not by flexcore. Convert it first: python "
+                f"tools/convert_checkpoint.py {source} --horizon 33 (the conv grid; or --original-config "
+                "<its config.yaml>), then add --gin-file <output>/model.gin --weights <output>/model_final.pth "
+                "(docs/checkpoints-original.md)."
+            )
         if incompatible:
             message = f"Checkpoint {source} does not match the model ({type(self.model).__name__}):\n{incompatible.report()}"
             if strict:

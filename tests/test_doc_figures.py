@@ -1,0 +1,60 @@
+"""Figures the docs state are the ones the code produces (or are at least consistent with each other)."""
+import glob
+import os
+import re
+
+import pytest
+
+from flexcore.data.digits import Digits
+from flexcore.engine.bench_quick_start import documented_figure_checks, documented_figures
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _read(*parts):
+    with open(os.path.join(REPO, *parts), encoding="utf-8") as f:
+        return f.read()
+
+
+def _counts(text):
+    return [int(n.replace(",", "")) for n in re.findall(r"(\d[\d,]*) train / (\d+) val / (\d+) test", text)[0]]
+
+
+@pytest.mark.parametrize("config", ["quick/digits_flexnet.gin", "quick/sdigits_flextcn.gin"])
+def test_digits_split_sizes_in_config_comments(config):
+    sizes = [len(Digits(split=split)) for split in ("train", "val", "test")]
+    assert sizes == [1258, 180, 359]
+    assert _counts(_read("gin_configs", *config.split("/"))) == sizes
+
+
+def test_digits_split_sizes_in_datasets_doc():
+    text = _read("docs", "datasets.md").split("### `Digits`", 1)[1].split("###", 1)[0]
+    test, val, train = (int(n.replace(",", "")) for n in re.findall(r"\((\d[\d,]*)\)", text)[:3])
+    assert [train, val, test] == [len(Digits(split=s)) for s in ("train", "val", "test")]
+
+
+def test_readme_quick_start_figures_follow_the_per_cpu_table():
+    rows = documented_figures()
+    assert len(rows) >= 2 and all(50 < final <= 100 and 50 < best <= 100 for _, final, best in rows)
+    readme = _read("README.md").split("## Quick start", 1)[1].split("\n## ", 1)[0]
+    xeon = [row for row in rows if row[0].startswith("Intel(R) Xeon(R) Processor @ 2.80GHz")][0]
+    assert f"{xeon[1]:.2f} % (final model) and {xeon[2]:.2f} % (best-validation model)" in " ".join(readme.split())
+    for column, label in ((1, "final"), (2, "best-validation")):
+        low, high = min(r[column] for r in rows), max(r[column] for r in rows)
+        assert f"{low:.2f}–{high:.2f} % ({label})" in readme
+    assert "the same digits on every run" not in readme
+
+
+def test_benchmark_compares_with_this_cpus_row_or_the_range():
+    rows = documented_figures()
+    final_low = min(r[1] for r in rows)
+    checks = documented_figure_checks(final_low - 1.0, rows[0][2])
+    assert len(checks) == 2 and not checks[0].ok  # a point below every documented figure is a miss
+
+
+def test_no_unrounded_floats_in_doc_tables():
+    files = glob.glob(os.path.join(REPO, "docs", "**", "*.md"), recursive=True) + [os.path.join(REPO, "README.md")]
+    long_floats = [(os.path.relpath(path, REPO), number) for path in files
+                   for line in open(path, encoding="utf-8") if line.startswith("|")
+                   for number in re.findall(r"(?<![\w.])\d+\.\d{7,}(?![\w.])", line)]
+    assert not long_floats, f"round these table entries: {long_floats[:5]}"
