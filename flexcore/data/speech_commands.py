@@ -33,6 +33,8 @@ SAMPLE_RATE = 16000
 CLIP_LENGTH = 16000
 LISTS = {"val": "validation_list.txt", "test": "testing_list.txt"}
 URL = "http://download.tensorflow.org/data/speech_commands_v0.02.tar.gz"
+# SHA-256 of the tarball as published with torchaudio's SPEECHCOMMANDS dataset.
+URL_SHA256 = "af14739ee7dc311471de98f5f9d2c9191b18aedfe957f4a6ff791c709868ff58"
 SOURCE = (
     f"{URL} (Speech Commands v0.02, 2.3 GB; unpack it into <root>/SpeechCommands, or let it "
     f"download: --gin \"SpeechCommands.download = True\")"
@@ -196,7 +198,7 @@ class SpeechCommands(IrregularSequenceDataset):
             if not download:
                 raise
         base = os.path.join(default_root(root), "SpeechCommands")
-        download_files("SpeechCommands", ((URL, os.path.basename(URL), None),), base)
+        download_files("SpeechCommands", ((URL, os.path.basename(URL), URL_SHA256),), base)
         return dataset_dir(root, "SpeechCommands", "SpeechCommands", expected, SOURCE)
 
     @staticmethod
