@@ -1,4 +1,5 @@
 """SpeechCommands on a tiny copy of the real layout: RIFF/WAVE files in word folders + split lists."""
+import hashlib
 import os
 import tarfile
 import wave
@@ -228,6 +229,7 @@ def test_download_unpacks_the_tarball(tmp_path, monkeypatch):
         for entry in sorted(os.listdir(base)):
             tar.add(base / entry, arcname=entry)
     monkeypatch.setattr(speech_commands, "URL", archive.as_uri())
+    monkeypatch.setattr(speech_commands, "URL_SHA256", hashlib.sha256(archive.read_bytes()).hexdigest())
     ds = load(tmp_path / "fresh", "val", download=True)
     assert len(ds) == 10 and (tmp_path / "fresh" / "SpeechCommands" / "speech_commands_v0.02.tar.gz").exists()
 
