@@ -142,7 +142,8 @@ def _check_sample(report: ContractReport, split: str, sample, meta: DatasetMetad
     report.check(good_x, f"{split}: input float32 {want}",
                  f"{split}: input is {_describe(x)}, the metadata promises float32 {want}",
                  "return the input as a float32 tensor (in_channels, *shape) or fix describe()")
-    return good_x and _check_target(report, split, y, meta)
+    good_y = _check_target(report, split, y, meta)  # reported even when the input is wrong too
+    return good_x and good_y
 
 def _check_target(report: ContractReport, split: str, y, meta: DatasetMetadata) -> bool:
     if meta.task == "classification":
