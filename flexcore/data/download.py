@@ -114,9 +114,13 @@ def _fetch_part(url: str, part: str, progress: bool, timeout: float) -> None:
     try:
         response = _open(url, offset, timeout)
     except urllib.error.HTTPError as exc:
-        if offset and _range_past_end(exc, offset):
+        if not (offset and exc.code == 416):
+            raise
+        if _range_past_end(exc, offset):
             return  # the previous run had fetched every byte; only the rename was missing
-        raise
+        logger.warning("%s: %s is longer than the file on the server; downloading it afresh.", url, part)
+        offset = 0
+        response = _open(url, offset, timeout)
     with response:
         start = _resume_point(response, offset)
         total = _expected_size(response, start)

@@ -153,6 +153,10 @@ def test_dropped_connections_resume_within_one_call_and_part_already_complete(tm
         fetch_url(server.url("b.bin"), str(tmp_path / "b.bin"), SHA256, progress=False)
         assert server.requests[-1] == f"bytes={len(PAYLOAD)}-"  # answered 416: nothing left to fetch
     assert (tmp_path / "b.bin").read_bytes() == PAYLOAD
+    (tmp_path / "c.bin.part").write_bytes(PAYLOAD + b"stale tail")  # longer than the file: a 416, start over
+    with _Server(PAYLOAD) as server:
+        fetch_url(server.url("c.bin"), str(tmp_path / "c.bin"), SHA256, progress=False)
+    assert server.requests == [f"bytes={len(PAYLOAD) + 10}-", None] and (tmp_path / "c.bin").read_bytes() == PAYLOAD
 
 
 def test_wrong_checksum_removes_the_download_and_names_both_digests(tmp_path):
