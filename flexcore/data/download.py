@@ -18,6 +18,7 @@ import logging
 import os
 import re
 import shutil
+import sys
 import tarfile
 import urllib.error
 import urllib.request
@@ -130,7 +131,7 @@ def _fetch_part(url: str, part: str, progress: bool, timeout: float) -> None:
         written = start
         with open(part, "ab" if start else "wb") as out, tqdm(
             total=total, initial=start, unit="B", unit_scale=True, unit_divisor=1024, desc=name,
-            disable=not progress, dynamic_ncols=True,
+            disable=not progress, dynamic_ncols=True, mininterval=_bar_interval(),
         ) as bar:
             for chunk in iter(lambda: response.read(_BLOCK), b""):
                 out.write(chunk)
@@ -138,6 +139,11 @@ def _fetch_part(url: str, part: str, progress: bool, timeout: float) -> None:
                 written += len(chunk)
     if total is not None and written < total:
         raise IncompleteDownloadError(f"the connection ended after {written} of {total} bytes")
+
+
+def _bar_interval() -> float:
+    """Seconds between bar updates: live on a terminal, every 30 s in a log file (SLURM output)."""
+    return 0.1 if sys.stderr.isatty() else 30.0
 
 
 def _retryable(exc: BaseException) -> bool:
