@@ -37,6 +37,19 @@ def test_file_free_builtin_datasets_hold_the_contract(name, options):
     assert any(line.startswith("val: input float32") for line in report.passed)
 
 
+def test_every_other_builtin_dataset_needs_files(tmp_path):
+    """A new file-free built-in must join FILE_FREE_DATASETS (and so be checked)."""
+    from flexcore.data import MissingDatasetError
+    from flexcore.registry import DATASETS
+
+    file_free = {name for name, _ in FILE_FREE_DATASETS}
+    for name, factory in DATASETS:
+        builtin = DATASETS.get_raw(name).__module__.startswith("flexcore.data.")  # not a test's plugin
+        if builtin and name not in file_free:
+            with pytest.raises(MissingDatasetError):
+                factory(root=str(tmp_path), split="test")
+
+
 @pytest.mark.parametrize("name", sorted(n for n, _ in KERNEL_NETS))
 def test_builtin_kernel_nets_hold_the_contract(name):
     report = check_kernel_net(name)
