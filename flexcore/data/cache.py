@@ -174,7 +174,8 @@ def build_in_chunks(
     """
     if count == 0:
         return compute(0, 0)
-    persist = _start_chunks(folder, record)
+    # Chunk files are named by their first item: another chunking must not reuse them.
+    persist = _start_chunks(folder, {"record": record, "count": count, "chunk_size": chunk_size})
     starts = list(range(0, count, chunk_size))
     parts: Dict[int, Dict[str, Any]] = {}
     for start in starts if persist else ():

@@ -43,3 +43,6 @@ def test_chunks_of_other_parameters_are_discarded(tmp_path):
     calls.clear()
     build_in_chunks(folder, {"n_mfcc": 40}, 10, 3, _squares(calls))
     assert calls == [3]
+    calls.clear()
+    out = build_in_chunks(folder, {"n_mfcc": 40}, 10, 4, _squares(calls))  # another chunk size: start over
+    assert calls == [0, 4, 8] and torch.equal(out["x"], torch.arange(10) ** 2)
