@@ -31,3 +31,5 @@ from .stl10 import STL10  # noqa: E402,F401
 from . import synthetic  # noqa: E402,F401  AddingProblem, CopyMemory
 from . import speech_commands  # noqa: E402,F401  SpeechCommands
 from . import uea  # noqa: E402,F401  CharacterTrajectories
+
+from .check import check_dataset  # noqa: E402,F401  the contract checker for user datasets

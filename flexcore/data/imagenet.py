@@ -14,7 +14,8 @@ in the original; ``val`` is a hold-out of the training batches.
 The npz batches are compressed zip members that cannot be memory-mapped, so on first use
 each split is converted once to ``.npy`` arrays in a cache folder, named by a key of their
 parameters (resolution, split, source files' names, sizes and mtimes); later runs map
-them from disk (or load them into RAM with ``in_ram=True``).
+them from disk (or load them into RAM with ``in_ram=True``). The conversion shows a
+progress bar and, if interrupted, resumes after the last converted batch.
 """
 from __future__ import annotations
 
@@ -26,6 +27,7 @@ import os
 from typing import List, Optional, Tuple
 
 import numpy as np
+from tqdm.auto import tqdm
 
 from flexcore.registry import DATASETS
 from flexcore.utils import comm
@@ -162,36 +164,59 @@ class _DownsampledImageNet(ImageClassificationDataset):
         return data.reshape(-1, 3, k, k), labels - 1
 
     def _convert(self, images_path: str, labels_path: str) -> None:
-        """Write the split's arrays once: labels first, then images batch by batch into a memmap."""
+        """Write the split's arrays once, batch by batch into memmaps; an interrupted conversion resumes.
+
+        ``<cache>.partial.npy`` files and a ``.progress.json`` (batches done) survive an
+        interruption; the next start continues after the last finished batch. The finished
+        arrays are renamed into place, images last (their presence marks a complete cache).
+        """
+        partial_images, partial_labels = images_path + ".partial.npy", labels_path + ".partial.npy"
+        progress_path = images_path + ".progress.json"
+        counts, done = self._progress(progress_path, partial_images, partial_labels)
+        os.makedirs(os.path.dirname(images_path), exist_ok=True)
+        total, mode = sum(counts), "r+" if done else "w+"
+        try:
+            images = np.lib.format.open_memmap(partial_images, mode=mode, dtype=np.uint8,
+                                               shape=(total, 3, self.K, self.K))
+            labels = np.lib.format.open_memmap(partial_labels, mode=mode, dtype=np.int16, shape=(total,))
+            if done:
+                logger.info("%s: resuming the conversion after batch %d of %d", type(self).__name__, done, len(counts))
+            with tqdm(total=total, initial=sum(counts[:done]), unit="img", desc=f"{type(self).__name__} cache",
+                      dynamic_ncols=True) as bar:
+                for i in range(done, len(counts)):
+                    start, n = sum(counts[:i]), counts[i]
+                    images[start : start + n], labels[start : start + n] = self._read_npz(self._paths[i])
+                    images.flush()
+                    labels.flush()
+                    _write_json(progress_path, {"counts": counts, "done": i + 1})
+                    bar.update(n)
+            del images, labels
+            os.replace(partial_labels, labels_path)
+            os.replace(partial_images, images_path)
+            os.remove(progress_path)
+        except DatasetError:
+            # A damaged source file: once replaced, its size and mtime give another cache key.
+            for leftover in (partial_images, partial_labels, progress_path):
+                if os.path.exists(leftover):
+                    os.remove(leftover)
+            raise
+
+    def _progress(self, progress_path: str, *partials: str) -> Tuple[List[int], int]:
+        """``(images per source file, batches already converted)``, from an earlier interrupted run if any."""
+        try:
+            with open(progress_path, encoding="utf-8") as f:
+                state = json.load(f)
+            counts, done = [int(c) for c in state["counts"]], int(state["done"])
+            if len(counts) == len(self._paths) and 0 < done <= len(counts) and all(map(os.path.exists, partials)):
+                return counts, done
+        except (OSError, ValueError, KeyError, TypeError):
+            pass  # no (usable) record: start afresh
         counts = []
         for path in self._paths:
             with reading_file(path, type(self).__name__):
                 with np.load(path, allow_pickle=False) as npz:
                     counts.append(int(np.asarray(npz["labels"]).size))
-        os.makedirs(os.path.dirname(images_path), exist_ok=True)
-        tmp_images = f"{images_path}.{os.getpid()}.tmp.npy"
-        tmp_labels = f"{labels_path}.{os.getpid()}.tmp.npy"
-        try:
-            out = np.lib.format.open_memmap(
-                tmp_images, mode="w+", dtype=np.uint8, shape=(sum(counts), 3, self.K, self.K)
-            )
-            labels = np.empty(sum(counts), dtype=np.int16)
-            start = 0
-            for path, n in zip(self._paths, counts):
-                logger.info("%s: converting %s", type(self).__name__, path)
-                data, batch_labels = self._read_npz(path)
-                out[start : start + n] = data
-                labels[start : start + n] = batch_labels
-                start += n
-            out.flush()
-            del out
-            np.save(tmp_labels, labels)
-            os.replace(tmp_labels, labels_path)  # images last: their presence marks a complete cache
-            os.replace(tmp_images, images_path)
-        finally:
-            for tmp in (tmp_images, tmp_labels):
-                if os.path.exists(tmp):
-                    os.remove(tmp)
+        return counts, 0
 
     def _read(self, folder: str, part: str):
         name = type(self).__name__
@@ -219,6 +244,14 @@ class _DownsampledImageNet(ImageClassificationDataset):
             if images.shape != (len(labels), 3, self.K, self.K):
                 raise ValueError(f"cache holds {images.shape} images for {len(labels)} labels")
         return images, labels
+
+
+def _write_json(path: str, value) -> None:
+    """Write ``value`` as JSON atomically (a kill mid-write leaves the previous record)."""
+    tmp = f"{path}.{os.getpid()}.tmp"
+    with open(tmp, "w", encoding="utf-8") as f:
+        json.dump(value, f)
+    os.replace(tmp, path)
 
 
 @DATASETS.register()

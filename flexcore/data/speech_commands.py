@@ -3,7 +3,8 @@
 Layout under the root: the unpacked tarball in ``SpeechCommands/`` -- one folder per word
 with 16 kHz mono 16-bit PCM ``.wav`` files, plus ``validation_list.txt`` and
 ``testing_list.txt`` (the standard split). Features (raw int16 or MFCC) are computed once
-and cached in ``SpeechCommands/processed/`` keyed by their parameters.
+and cached in ``SpeechCommands/processed/`` keyed by their parameters; the computation
+shows progress and, if interrupted, resumes from the chunks it had finished.
 """
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ from .download import download_files
 from .audio import mfcc as compute_mfcc
 from .audio import read_wav, wav_length
 from .base import SPLITS, CorruptDatasetError, DatasetMetadata, MissingDatasetError, dataset_dir, default_root
-from .cache import cache_key_hash, fingerprint_files, load_or_build
+from .cache import CACHE_FORMAT, build_in_chunks, cache_key_hash, chunk_dir, fingerprint_files, load_or_build
 from .images import check_choice
 from .timeseries import NORMALIZATIONS, IrregularSequenceDataset, normalization_stats, stratified_split
 
@@ -33,6 +34,8 @@ SAMPLE_RATE = 16000
 CLIP_LENGTH = 16000
 LISTS = {"val": "validation_list.txt", "test": "testing_list.txt"}
 URL = "http://download.tensorflow.org/data/speech_commands_v0.02.tar.gz"
+# SHA-256 of the tarball as published with torchaudio's SPEECHCOMMANDS dataset.
+URL_SHA256 = "af14739ee7dc311471de98f5f9d2c9191b18aedfe957f4a6ff791c709868ff58"
 SOURCE = (
     f"{URL} (Speech Commands v0.02, 2.3 GB; unpack it into <root>/SpeechCommands, or let it "
     f"download: --gin \"SpeechCommands.download = True\")"
@@ -41,6 +44,7 @@ SPLIT_SCHEMES = ("standard", "original")
 # Sizes of the original's stratified 70/15/15 split of the 34,975 full-length clips.
 ORIGINAL_SPLIT_SIZES = {"train": 24_482, "val": 5_246, "test": 5_247}
 FORMAT_VERSION = 1
+CHUNK_CLIPS = 1024  # clips per saved chunk while features are computed: the resume granularity
 
 
 def scan_clips(base: str) -> List[Tuple[int, str, int]]:
@@ -121,7 +125,8 @@ class SpeechCommands(IrregularSequenceDataset):
         self.cache_path = os.path.join(cache_dir, f"{key['features']}-{cache_key_hash(key)}.pt")
         fingerprint = fingerprint_files((rel, size) for _, rel, size in clips)
         data, self.cache_built = load_or_build(
-            self.cache_path, key, fingerprint, lambda: self._build(base, clips, key), mmap=True,
+            self.cache_path, key, fingerprint,
+            lambda: self._build(base, clips, key, chunk_dir(self.cache_path), fingerprint), mmap=True,
             what="SpeechCommands",
         )
         files: List[str] = list(data["files"])
@@ -196,12 +201,16 @@ class SpeechCommands(IrregularSequenceDataset):
             if not download:
                 raise
         base = os.path.join(default_root(root), "SpeechCommands")
-        download_files("SpeechCommands", ((URL, os.path.basename(URL), None),), base)
+        download_files("SpeechCommands", ((URL, os.path.basename(URL), URL_SHA256),), base)
         return dataset_dir(root, "SpeechCommands", "SpeechCommands", expected, SOURCE)
 
     @staticmethod
-    def _build(base: str, clips: Sequence[Tuple[int, str, int]], key: Dict) -> Dict:
-        """Read every clip (two passes: header lengths, then samples) and compute the features."""
+    def _build(base: str, clips: Sequence[Tuple[int, str, int]], key: Dict, chunks: str, fingerprint: str) -> Dict:
+        """Read every clip (two passes: header lengths, then samples) and compute the features.
+
+        Features are computed ``CHUNK_CLIPS`` clips at a time, each chunk saved in ``chunks``
+        as it finishes, so an interrupted build resumes where it stopped.
+        """
         kept = []
         for label, rel, _ in clips:
             length = wav_length(os.path.join(base, rel), SAMPLE_RATE)
@@ -213,29 +222,24 @@ class SpeechCommands(IrregularSequenceDataset):
             raise CorruptDatasetError(
                 f"{base}: none of the {len(clips)} clips has {CLIP_LENGTH} samples at {SAMPLE_RATE} Hz."
             )
-        mfcc = key["features"] == "mfcc"
-        if mfcc:
-            frames = 1 + CLIP_LENGTH // (key["n_fft"] // 2)
-            features = torch.empty(len(kept), key["n_mfcc"], frames)
-        else:
-            features = torch.empty(len(kept), 1, CLIP_LENGTH, dtype=torch.int16)
-        chunk = 512
-        for start in range(0, len(kept), chunk):
-            batch = np.zeros((min(chunk, len(kept) - start), CLIP_LENGTH), dtype=np.int16)
-            for row, (_, rel) in enumerate(kept[start : start + chunk]):
+
+        def features_of(start: int, stop: int) -> Dict[str, torch.Tensor]:
+            batch = np.zeros((stop - start, CLIP_LENGTH), dtype=np.int16)
+            for row, (_, rel) in enumerate(kept[start:stop]):
                 samples = read_wav(os.path.join(base, rel), SAMPLE_RATE)[0]
                 batch[row, : len(samples)] = samples  # shorter clips (pad_short) end in zeros
-            if mfcc:
+            if key["features"] == "mfcc":
                 audio = torch.from_numpy(batch).float() / 2**15
-                features[start : start + len(batch)] = compute_mfcc(
-                    audio, SAMPLE_RATE, key["n_mfcc"], key["n_fft"], key["n_mels"], log_mels=True)
-            else:
-                features[start : start + len(batch), 0] = torch.from_numpy(batch)
-        return {
-            "features": features,
-            "labels": torch.tensor([label for label, _ in kept], dtype=torch.int64),
-            "files": [rel for _, rel in kept],
-        }
+                return {"features": compute_mfcc(audio, SAMPLE_RATE, key["n_mfcc"], key["n_fft"], key["n_mels"],
+                                                 log_mels=True)}
+            return {"features": torch.from_numpy(batch).unsqueeze(1)}
+
+        record = {"format": CACHE_FORMAT, "key": key, "fingerprint": fingerprint, "clips": len(kept)}
+        data = build_in_chunks(chunks, record, len(kept), CHUNK_CLIPS, features_of,
+                               what=f"SpeechCommands {key['features']}", unit="clips")
+        data["labels"] = torch.tensor([label for label, _ in kept], dtype=torch.int64)
+        data["files"] = [rel for _, rel in kept]
+        return data
 
     @staticmethod
     def _split(base: str, files: Sequence[str], labels: np.ndarray, scheme: str) -> Dict[str, np.ndarray]:

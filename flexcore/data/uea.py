@@ -146,6 +146,8 @@ class UEAClassification(IrregularSequenceDataset):
             if not download:
                 raise
         base = os.path.join(default_root(root), cls.PROBLEM)
+        # The archive publishes no checksum (its zips are re-packed over time); the zip's own
+        # CRC-32 per member and the .ts parser catch a damaged download instead.
         download_files(cls.PROBLEM, ((cls.url(), f"{cls.PROBLEM}.zip", None),), base, members=expected)
         return dataset_dir(root, cls.PROBLEM, cls.PROBLEM, expected, source)
 

@@ -129,3 +129,29 @@ def test_pickling_sends_the_cache_path_not_the_mapped_split(inet8):
     loader = torch.utils.data.DataLoader(ds, batch_size=8, num_workers=1, multiprocessing_context="spawn")
     x, y = next(iter(loader))
     assert x.shape == (8, 3, 8, 8) and torch.equal(x[3], ds[3][0])
+
+
+def test_interrupted_conversion_resumes_after_the_last_batch_and_matches_an_uninterrupted_one(tmp_path, monkeypatch):
+    root = str(tmp_path / "data")
+    write_imagenet(root, size=8, per_batch=3, n_val=2)
+    reference = build_dataset("ImageNet8", "train", root=root, val_fraction=0.25, cache_dir=str(tmp_path / "ref"))
+    real_read, reads, interrupt = ImageNet8._read_npz, [], [True]
+
+    def interrupted_at_batch_4(self, path):
+        reads.append(os.path.basename(path))
+        if len(reads) == 4 and interrupt and interrupt.pop():
+            raise KeyboardInterrupt  # what Ctrl-C raises mid-conversion
+        return real_read(self, path)
+
+    monkeypatch.setattr(ImageNet8, "_read_npz", interrupted_at_batch_4)
+    cache = tmp_path / "cache"
+    with pytest.raises(KeyboardInterrupt):
+        build_dataset("ImageNet8", "train", root=root, val_fraction=0.25, cache_dir=str(cache))
+    assert sorted(p.name.split(".", 1)[1] for p in cache.iterdir()) == [
+        "images.npy.partial.npy", "images.npy.progress.json", "labels.npy.partial.npy"]
+    reads.clear()
+    resumed = build_dataset("ImageNet8", "train", root=root, val_fraction=0.25, cache_dir=str(cache))
+    assert reads == [f"train_data_batch_{i}.npz" for i in range(4, 11)]  # batches 1-3 were kept
+    assert sorted(p.name.split(".", 1)[1] for p in cache.iterdir()) == ["images.npy", "labels.npy"]
+    assert np.array_equal(np.asarray(resumed.images), np.asarray(reference.images))
+    assert resumed._target_list == reference._target_list

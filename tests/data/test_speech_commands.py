@@ -1,4 +1,5 @@
 """SpeechCommands on a tiny copy of the real layout: RIFF/WAVE files in word folders + split lists."""
+import hashlib
 import os
 import tarfile
 import wave
@@ -228,6 +229,7 @@ def test_download_unpacks_the_tarball(tmp_path, monkeypatch):
         for entry in sorted(os.listdir(base)):
             tar.add(base / entry, arcname=entry)
     monkeypatch.setattr(speech_commands, "URL", archive.as_uri())
+    monkeypatch.setattr(speech_commands, "URL_SHA256", hashlib.sha256(archive.read_bytes()).hexdigest())
     ds = load(tmp_path / "fresh", "val", download=True)
     assert len(ds) == 10 and (tmp_path / "fresh" / "SpeechCommands" / "speech_commands_v0.02.tar.gz").exists()
 
@@ -235,3 +237,39 @@ def test_download_unpacks_the_tarball(tmp_path, monkeypatch):
 def test_dataloader_batches(root):
     x, y = next(iter(DataLoader(load(root, mfcc=True, drop_rate=50), batch_size=4, shuffle=True)))
     assert x.shape == (4, 21, 161) and y.dtype == torch.int64
+
+
+KILLED_MID_BUILD = """
+import os, signal, sys
+from flexcore.data import speech_commands
+speech_commands.CHUNK_CLIPS = 4
+real_read, reads = speech_commands.read_wav, []
+def read_then_die(*args, **kwargs):
+    reads.append(args[0])
+    if len(reads) == 10:  # inside the third chunk: two are saved
+        os.kill(os.getpid(), signal.SIGKILL)
+    return real_read(*args, **kwargs)
+speech_commands.read_wav = read_then_die
+speech_commands.SpeechCommands(root=sys.argv[1], mfcc=True, cache_dir=sys.argv[2])
+"""
+
+
+def test_killed_mfcc_build_resumes_from_saved_chunks_and_matches_an_uninterrupted_one(root, tmp_path, monkeypatch):
+    import signal
+    import subprocess
+    import sys
+
+    cache = tmp_path / "cache"
+    run = subprocess.run([sys.executable, "-c", KILLED_MID_BUILD, str(root), str(cache)], capture_output=True, text=True)
+    assert run.returncode == -signal.SIGKILL, run.stderr
+    (chunks,) = [p for p in cache.iterdir() if p.name.endswith(".pt.chunks")]
+    assert sorted(p.name for p in chunks.iterdir()) == ["000000000000.pt", "000000000004.pt", "record.pt"]
+
+    monkeypatch.setattr(speech_commands, "CHUNK_CLIPS", 4)
+    real_read, reads = speech_commands.read_wav, []
+    monkeypatch.setattr(speech_commands, "read_wav", lambda *a, **k: reads.append(a[0]) or real_read(*a, **k))
+    resumed = load(root, mfcc=True, cache_dir=str(cache))
+    assert len(reads) == 30 - 8 and not chunks.exists()  # 30 full-length clips, 8 kept from the killed run
+    monkeypatch.undo()
+    fresh = load(root, mfcc=True, cache_dir=str(tmp_path / "fresh"))
+    assert resumed.files == fresh.files and torch.equal(resumed.features, fresh.features)
