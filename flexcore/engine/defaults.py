@@ -133,6 +133,8 @@ def check_dataset_name() -> None:
         name = gin.query_parameter("Trainer.dataset")
     except ValueError:
         return  # unbound: the trainer reports the missing parameter itself
+    if isinstance(name, gin.config.ConfigurableReference) and str(name).startswith("%"):
+        name = gin.query_parameter(str(name))  # a macro: its value
     if isinstance(name, str):
         try:
             DATASETS.get_raw(name)

@@ -124,3 +124,17 @@ def test_unknown_dataset_fails_before_the_output_dir_and_in_print_config(tmp_pat
         assert "Did you mean 'MNIST'" in run.stderr
         assert "Traceback" not in run.stderr
     assert os.listdir(tmp_path) == []
+
+
+def test_dataset_name_through_a_macro_is_checked_too():
+    import gin
+
+    from flexcore.config import ConfigError
+    from flexcore.engine.defaults import check_dataset_name
+
+    parse_config([], ["DATASET = 'MNIST1DD'", "Trainer.dataset = %DATASET"], finalize=False)
+    with pytest.raises(ConfigError, match="Did you mean 'MNIST'"):
+        check_dataset_name()
+    gin.clear_config()
+    parse_config([], ["Trainer.dataset = 'Digits'"], finalize=False)
+    check_dataset_name()  # a registered name passes
