@@ -47,6 +47,34 @@ def _project_packages():
 
 project_dirs, project_pkgs, project_data = _project_packages()
 
+# Ranges, not pins, so flexcore installs beside detectron2/timm/Lightning without swapping
+# torch. The floor is the oldest release with every API the library calls
+# (torch.amp.GradScaler(device) for fp16 training: torch 2.3); CI tests the newest through
+# .ci/constraints.txt. The README's "Installation" lists the same range.
+INSTALL_REQUIRES = [
+    "torch>=2.3,<3",
+    "torchvision>=0.18,<1",  # torchvision 0.18 is torch 2.3's release
+    # The registry uses gin's private _REGISTRY and _LOCATION_PREFIXES: cap the minor series.
+    "gin-config>=0.5.0,<0.6",
+    "fvcore>=0.1.5.post20221221",
+    "iopath>=0.1.9",
+    "tabulate>=0.9",
+    "submitit>=1.5",
+    "numpy>=1.24",
+    "tqdm>=4.60",
+    "Pillow>=9.0",
+    # embedded `digits` dataset for the quick start (ships inside scikit-learn)
+    "scikit-learn>=1.2",
+    # the FFT cost model's non-negative least-squares fit (tools/benchmark.py fft-calibrate)
+    "scipy>=1.9",
+    # the original code's config.yaml beside its checkpoints (checkpoint conversion)
+    "PyYAML>=5.1",
+    # kernel-size and kernel plots in analysis reports
+    "matplotlib>=3.6",
+    # TensorBoard event files written by the trainer
+    "tensorboard>=2.12",
+]
+
 with open(os.path.join(HERE, "README.md"), encoding="utf-8") as f:
     long_description = f.read()
 
@@ -67,25 +95,7 @@ setup(
     },
     package_data={"flexcore.gin_configs": ["*.gin", "**/*.gin"], **project_data},
     include_package_data=False,
-    install_requires=[
-        # Pinned: this machine carries exactly these wheels; anything newer downloads GBs.
-        "torch==2.14.1",
-        "torchvision==0.29.1",
-        "gin-config>=0.5.0",
-        "fvcore>=0.1.5.post20221221",
-        "iopath>=0.1.9",
-        "tabulate>=0.9",
-        "submitit>=1.5",
-        "numpy>=1.24",
-        "tqdm>=4.60",
-        "Pillow>=9.0",
-        # embedded `digits` dataset for the quick start (ships inside scikit-learn)
-        "scikit-learn>=1.2",
-        # kernel-size and kernel plots in analysis reports
-        "matplotlib>=3.6",
-        # TensorBoard event files written by the trainer
-        "tensorboard>=2.12",
-    ],
+    install_requires=INSTALL_REQUIRES,
     extras_require={
         "test": ["pytest>=7.0", "pytest-timeout>=2.1"],
         # ONNX export (tools/export_model.py); onnxruntime checks the written file

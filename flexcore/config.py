@@ -2,10 +2,13 @@
 
 Every experiment is composed from gin files and ``--gin`` bindings. Files are looked
 up as given (relative to the working directory), then under ``gin_configs/`` and each
-project's ``gin_configs/``, so ``include 'base/train.gin'`` works from anywhere.
+project's ``gin_configs/``, so ``include 'base/train.gin'`` works from anywhere; an
+``include`` looks beside the including file first, and a gin ``import`` of a module
+that ``sys.path`` lacks looks there too (docs/plugins.md).
 """
 from __future__ import annotations
 
+import contextlib
 import difflib
 import glob
 import importlib
@@ -103,12 +106,20 @@ def resolve_config_file(path: str) -> str:
     raise ConfigError(msg)
 
 
-def _walk(files: Sequence[str], seen: Optional[set] = None) -> Iterator[Tuple[str, str]]:
+def _beside(includer: Optional[str], name: str) -> Optional[str]:
+    """``name`` next to the including file, if it exists there (includes look there first)."""
+    if includer is None or os.path.isabs(name):
+        return None
+    cand = os.path.join(os.path.dirname(includer), name)
+    return os.path.abspath(cand) if os.path.isfile(cand) else None
+
+
+def _walk(files: Sequence[str], seen: Optional[set] = None, includer: Optional[str] = None) -> Iterator[Tuple[str, str]]:
     """(path, text) of each file and, recursively, of what it includes."""
     seen = set() if seen is None else seen
     for name in files:
         try:
-            path = resolve_config_file(name)
+            path = _beside(includer, name) or resolve_config_file(name)
         except ConfigError:
             continue  # reported with its include location by gin itself
         if path in seen:
@@ -118,7 +129,7 @@ def _walk(files: Sequence[str], seen: Optional[set] = None) -> Iterator[Tuple[st
             text = f.read()
         yield path, text
         includes = [m.group(2) for m in map(_INCLUDE_RE.match, text.splitlines()) if m]
-        yield from _walk(includes, seen)
+        yield from _walk(includes, seen, includer=path)
 
 
 def _plugin_imports(files: Sequence[str]) -> List[Tuple[str, str, int]]:
@@ -192,7 +203,10 @@ def _explain(exc: Exception, files: Sequence[str], bindings: str) -> str:
     if isinstance(exc, (SyntaxError, tokenize.TokenError)):
         hint += f"Syntax error in {_locate_syntax_error(files, bindings)}: check brackets and quotes."
     if isinstance(exc, OSError) and "Unable to open file" in text:
-        hint += "Included files are looked up under: " + ", ".join(config_search_paths()) + "."
+        hint += (
+            "Included files are looked up beside the including file, then in the working directory, then under: "
+            + ", ".join(config_search_paths()) + "."
+        )
     return f"{text}\n{hint}".rstrip()
 
 
@@ -218,15 +232,16 @@ def parse_config(
     resolved = [resolve_config_file(f) for f in config_files]
     for module, path, lineno in _plugin_imports(resolved):
         try:
-            load_plugin(module)
+            load_plugin(module, search_dirs=[os.path.dirname(path)])  # modules beside the gin file
         except ImportError as exc:
             raise type(exc)(f"{exc}\n  (imported by {path}, line {lineno})") from exc.__cause__
     binding_text = "\n".join(bindings)
     root = logging.getLogger()
     root.addFilter(_quiet_include_probes)
     try:
-        for path in resolved:
-            gin.parse_config_file(path)
+        with _includes_beside_includer() as parse_file:
+            for path in resolved:
+                parse_file(path)
         gin.parse_config(binding_text)
         if finalize:
             gin.finalize()
@@ -235,6 +250,32 @@ def parse_config(
     finally:
         root.removeFilter(_quiet_include_probes)
     return resolved
+
+
+@contextlib.contextmanager
+def _includes_beside_includer():
+    """While parsing, gin's ``include 'x.gin'`` looks beside the including file first, then
+    where gin looks (the working directory, then the search paths)."""
+    gin_parse_file = gin.config.parse_config_file
+    includers: List[str] = []
+
+    def parse_file(config_file, *args, **kwargs):
+        path = _beside(includers[-1] if includers else None, config_file) or config_file
+        if not os.path.isabs(path):
+            prefixes = gin.config._LOCATION_PREFIXES  # noqa: SLF001 - where gin will find it
+            found = [os.path.join(p, path) for p in prefixes if os.path.isfile(os.path.join(p, path))]
+            path = os.path.abspath(found[0]) if found else path
+        includers.append(path)
+        try:
+            return gin_parse_file(path, *args, **kwargs)
+        finally:
+            includers.pop()
+
+    gin.config.parse_config_file = parse_file
+    try:
+        yield parse_file
+    finally:
+        gin.config.parse_config_file = gin_parse_file
 
 
 def _quiet_include_probes(record: logging.LogRecord) -> bool:

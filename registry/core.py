@@ -6,8 +6,11 @@ registry, so ``@MAGNet`` (or ``@kernel_nets.MAGNet``) in a gin file and
 """
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import difflib
 import fnmatch
+import functools
 import importlib
 import inspect
 import re
@@ -17,7 +20,10 @@ from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Sequ
 import gin
 from fvcore.common.registry import Registry as _FvcoreRegistry
 
-__all__ = ["Registry", "UnknownNameError", "DuplicateNameError", "all_registries", "qualified_name"]
+__all__ = [
+    "Registry", "UnknownNameError", "DuplicateNameError", "all_registries", "qualified_name",
+    "building_from_config",
+]
 
 # name -> Registry, in creation order; lets the CLI and `list` enumerate families. Weak, so
 # short-lived registries (tests, notebooks) vanish with their last reference.
@@ -29,6 +35,52 @@ PLUGIN_HINT = (
     "`import your_pkg.module` line at the top of the gin file, or an installed package "
     "that declares a `flexcore.plugins` entry point."
 )
+
+
+# True while a component built through gin (``@Name``) or ``Registry.get``/``build`` is being
+# constructed: the default sub-components it picks then come from the registry too, so gin
+# bindings apply to them the same way. A class called directly never reads gin.
+_FROM_CONFIG: contextvars.ContextVar[bool] = contextvars.ContextVar("flexcore_from_config", default=False)
+
+
+def building_from_config() -> bool:
+    """Whether the component now being constructed was reached through gin or the registry."""
+    return _FROM_CONFIG.get()
+
+
+@contextlib.contextmanager
+def _from_config():
+    token = _FROM_CONFIG.set(True)
+    try:
+        yield
+    finally:
+        _FROM_CONFIG.reset(token)
+
+
+def _mark_config_builds(selector: str) -> None:
+    """Make calls through gin's configurable for ``selector`` set :func:`building_from_config`."""
+    from gin import config as gin_config
+
+    entry = gin_config._REGISTRY[selector]  # noqa: SLF001 - gin exposes no call hook
+    wrapper = entry.wrapper
+    if inspect.isclass(wrapper):
+        # gin's registered class is a fresh subclass with its own metaclass: patch only that.
+        meta = type(wrapper)
+        gin_call = meta.__call__
+
+        @functools.wraps(gin_call)
+        def call_from_config(cls, *args, **kwargs):
+            with _from_config():
+                return gin_call(cls, *args, **kwargs)
+
+        meta.__call__ = call_from_config
+    else:
+        @functools.wraps(wrapper)
+        def fn_from_config(*args, **kwargs):
+            with _from_config():
+                return wrapper(*args, **kwargs)
+
+        gin_config._REGISTRY[selector] = entry._replace(wrapper=fn_from_config)  # noqa: SLF001
 
 
 class UnknownNameError(KeyError):
@@ -129,6 +181,7 @@ class Registry(_FvcoreRegistry):
         if not self._check_free(key, target):
             return
         gin.register(gin_name, module=self._name)(target)
+        _mark_config_builds(f"{self._name}.{gin_name}")
         self._obj_map[key] = target
 
     def _add_gin_alias(self, alias: str, key: str) -> None:

@@ -7,13 +7,14 @@ from __future__ import annotations
 
 import hashlib
 import importlib
+import importlib.machinery
 import importlib.util
 import os
 import sys
 import traceback
 from importlib import metadata
 from types import ModuleType
-from typing import Dict, Iterable, List, Optional
+from typing import Dict, Iterable, List, Optional, Sequence
 
 __all__ = ["PluginError", "ENTRY_POINT_GROUP", "load_plugins", "load_plugin", "loaded_plugins"]
 
@@ -65,8 +66,22 @@ def _load_file(path: str) -> ModuleType:
     return module
 
 
-def load_plugin(spec: str) -> ModuleType:
-    """Import one plugin: a dotted module name or a path to a ``.py`` file."""
+def _find_in_folders(top: str, folders: Sequence[str]) -> Optional[str]:
+    """The first folder holding module or package ``top`` (``top.py`` or ``top/``)."""
+    for folder in folders:
+        if importlib.machinery.PathFinder.find_spec(top, [folder]) is not None:
+            return folder
+    return None
+
+
+def load_plugin(spec: str, search_dirs: Sequence[str] = ()) -> ModuleType:
+    """Import one plugin: a dotted module name or a path to a ``.py`` file.
+
+    A module name that ``sys.path`` does not hold is looked for in ``search_dirs`` (e.g. the
+    folder of the gin file that imports it), then in the working directory, as a user who
+    keeps ``my_kernels.py`` beside their config expects. The folder where it is found is
+    appended to ``sys.path``, so the plugin's own imports of its neighbours work too.
+    """
     spec = spec.strip()
     if not spec:
         raise PluginError("Empty plugin name. Use --plugin pkg.module or --plugin path/to/file.py.")
@@ -74,14 +89,27 @@ def load_plugin(spec: str) -> ModuleType:
         return _load_file(spec)
     if spec in _LOADED:
         return _LOADED[spec]
+    top = spec.split(".")[0]
+    folders = list(dict.fromkeys(os.path.abspath(d) for d in [*search_dirs, os.getcwd()]))
+    try:
+        on_path = importlib.util.find_spec(top) is not None
+    except (ImportError, ValueError):
+        on_path = True  # let the import below report it
+    if not on_path:
+        found = _find_in_folders(top, folders)
+        if found is not None and found not in sys.path:
+            sys.path.append(found)
     try:
         module = importlib.import_module(spec)
     except ModuleNotFoundError as exc:
         hint = ""
         if exc.name and spec.startswith(exc.name):
             hint = (
-                f"No module named {exc.name!r}: install the package that provides it "
-                "(pip install ...), or pass a path to a .py file instead."
+                f"No module named {exc.name!r} on sys.path, nor in "
+                + ", ".join(repr(f) for f in folders)
+                + f". Put {top}.py (or the package folder {top}/) there, add its folder to "
+                "PYTHONPATH, install the package that provides it (pip install ...), or pass "
+                "a path to a .py file instead."
             )
         raise _fail("module", spec, exc, hint) from exc
     except BaseException as exc:  # noqa: BLE001

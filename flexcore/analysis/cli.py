@@ -303,9 +303,13 @@ def main(argv: Optional[List[str]] = None) -> int:
     """Console entry: parse ``argv`` and run; config and data errors print one clear message."""
     args = build_parser().parse_args(argv)
     from flexcore.data.base import DatasetError
+    from flexcore.registry import PluginError
 
     try:
         analyze(args)
+    except PluginError as exc:  # the message already holds the plugin's own traceback
+        print(f"Plugin error: {exc}", file=sys.stderr)
+        return 2
     except (ConfigError, DatasetError, FileNotFoundError) as exc:
         print(f"analyze_model: {exc}", file=sys.stderr)
         if isinstance(exc, DatasetError) and not args.fake_data:

@@ -125,6 +125,23 @@ def check_output_dir(output_dir: str, resume: bool = False, eval_only: bool = Fa
         )
 
 
+def check_dataset_name() -> None:
+    """Look up ``Trainer.dataset`` now, so a misspelt name fails before anything is written."""
+    from flexcore.registry import DATASETS, UnknownNameError
+
+    try:
+        name = gin.query_parameter("Trainer.dataset")
+    except ValueError:
+        return  # unbound: the trainer reports the missing parameter itself
+    if isinstance(name, gin.config.ConfigurableReference) and str(name).startswith("%"):
+        name = gin.query_parameter(str(name))  # a macro: its value
+    if isinstance(name, str):
+        try:
+            DATASETS.get_raw(name)
+        except UnknownNameError as exc:
+            raise ConfigError(f"Trainer.dataset = {name!r}: {exc}") from None
+
+
 def default_setup(args: argparse.Namespace, rank: int = 0) -> str:
     """Load plugins, parse gin, check and make the output dir, write config.gin, set up logging.
 
@@ -136,6 +153,7 @@ def default_setup(args: argparse.Namespace, rank: int = 0) -> str:
     if getattr(args, "seed", None) is not None:
         bindings.append(f"seed = {args.seed}")
     parse_config(args.config_files, bindings, plugins=args.plugins, finalize=False)
+    check_dataset_name()
     output_dir = args.output_dir or default_output_dir(args.config_files)
     eval_only = getattr(args, "eval_only", False)
     check_output_dir(output_dir, resume=getattr(args, "resume", False), eval_only=eval_only)
@@ -175,6 +193,7 @@ def main(args: argparse.Namespace):
         return None
     if args.print_config:
         parse_config(args.config_files or [DEFAULT_CONFIG], args.bindings, plugins=args.plugins, finalize=False)
+        check_dataset_name()
         print(gin.config_str())
         return None
     output_dir = default_setup(args, rank=comm.get_rank())

@@ -1,7 +1,7 @@
 """Kernel fitting (reference §8): fit a kernel net alone to a target function, image or random kernel.
 
     from flexcore.fitting import fit_kernel_net, make_target
-    result = fit_kernel_net(KERNEL_NETS.build("MAGNet", 2, 1), make_target("gabor", freq=16.0))
+    result = fit_kernel_net(KERNEL_NETS.build("MAGNet", 2, 1, input_scale=256.0), make_target("gabor", freq=16.0))
 
 ``tools/fit_kernel.py`` (``flexcore-fit-kernel``) fits many nets to many targets from gin
 (``gin_configs/kernel_fitting/``) and writes the MSE/PSNR table and images.

@@ -157,7 +157,7 @@ def _cli_bindings(args: argparse.Namespace) -> List[str]:
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """``tools/fit_kernel.py`` / ``flexcore-fit-kernel``."""
     from flexcore.config import ConfigError, parse_config, write_config_files
-    from flexcore.registry import UnknownNameError
+    from flexcore.registry import PluginError, UnknownNameError
     from flexcore.utils.logger import setup_logger
 
     args = build_parser().parse_args(argv)
@@ -169,6 +169,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         setup_logger(output_dir)
         rows = fit_kernels(output_dir)
         write_config_files(output_dir, operative=True)
+    except PluginError as exc:  # the message already holds the plugin's own traceback
+        print(f"Plugin error: {exc}", file=sys.stderr)
+        return 2
     except (ConfigError, UnknownNameError, FileNotFoundError, ValueError, FloatingPointError) as exc:
         print(f"Error: {exc}", file=sys.stderr)
         return 2 if isinstance(exc, (ConfigError, UnknownNameError)) else 1

@@ -3,7 +3,7 @@
 The net alone is fitted, no convolution: it maps the relative-position grid ``(1, D, *grid)``
 (``linspace(-1, 1, n)`` per dim, as every continuous conv samples it) to ``(1, C, *grid)``.
 
-    net = KERNEL_NETS.build("MAGNet", 2, 1)
+    net = KERNEL_NETS.build("MAGNet", 2, 1, input_scale=256.0)  # kernel fitting's bandwidth
     result = fit_kernel_net(net, make_target("gabor", freq=16.0), iterations=3000, lr=0.01)
     result.mse, result.psnr
 """

@@ -18,8 +18,8 @@ from torch import Tensor
 from flexcore.layers import functional as FC
 from flexcore.layers.conv_base import ConvBase, make_baked_conv
 from flexcore.layers.lowrank import hidden_width, low_rank_kernel_and_spectrum, supports_low_rank
-from flexcore.layers.masks import GaussianMask
 from flexcore.registry import CONVS, KERNEL_NETS, UnknownNameError
+from flexcore.registry.core import building_from_config
 
 __all__ = ["ContinuousConv", "CKConv", "FlexConv", "SeparableFlexConv", "Conv", "state_key"]
 
@@ -66,10 +66,15 @@ def _parse_horizon(layer: str, horizon) -> Horizon:
 
 
 def _resolve_factory(layer: str, arg: str, value, registry) -> Callable[..., nn.Module]:
-    """A factory given directly (``@MAGNet`` in gin) or by registered name."""
+    """A factory given directly (``@MAGNet`` in gin) or by registered name.
+
+    A name resolves to the gin-bound entry when this layer is being built through gin or
+    the registry, and to the plain class otherwise, so a layer constructed in Python never
+    reads gin bindings (docs/layers.md, "Defaults").
+    """
     if isinstance(value, str):
         try:
-            return registry.get(value)
+            return registry.get(value) if building_from_config() else registry.get_raw(value)
         except UnknownNameError as exc:
             raise UnknownNameError(f"{layer}.{arg}: {exc}") from None
     if not callable(value):
@@ -466,7 +471,7 @@ class FlexConv(ContinuousConv):
         from flexcore.registry import MASKS
 
         name = type(self).__name__
-        mask_factory = _resolve_factory(name, "mask", GaussianMask if mask is None else mask, MASKS)
+        mask_factory = _resolve_factory(name, "mask", "GaussianMask" if mask is None else mask, MASKS)
         self.mask = mask_factory(dim, causal=causal)
         self.dynamic_cropping = bool(dynamic_cropping)
         spread = getattr(self.mask, "spatial_init_value", lambda: None)()

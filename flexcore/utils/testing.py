@@ -1,7 +1,7 @@
-"""pytest plugin shared by flexcore's and projects' tests (``-p flexcore.utils.testing``).
+"""Test helpers that need no test framework: the original system's seed fixtures, SLURM probe.
 
-Gives every test a clean gin config, skips ``gpu``/``slurm`` tests where the hardware or
-cluster is missing, and locates the original system's seed fixtures.
+The pytest hooks and fixtures built on them live in the checkout's ``conftest.py``; this
+module is importable without pytest (the benchmarks use it too).
 """
 from __future__ import annotations
 
@@ -11,8 +11,6 @@ import shutil
 import subprocess
 from pathlib import Path
 from typing import Any, Dict, Optional, Tuple
-
-import pytest
 
 _REPO = Path(__file__).resolve().parents[2]
 
@@ -59,63 +57,3 @@ def slurm_available() -> bool:
         return subprocess.run(["scontrol", "ping"], capture_output=True, timeout=10).returncode == 0
     except (OSError, subprocess.TimeoutExpired):
         return False
-
-
-def pytest_configure(config):
-    config.addinivalue_line("markers", "gpu: needs a CUDA device (skipped without one)")
-    config.addinivalue_line(
-        "markers", "slurm: needs a running SLURM cluster (.ci/run starts one; skipped without)"
-    )
-    config.addinivalue_line("markers", "slow: longer than a few seconds")
-
-
-def pytest_collection_modifyitems(config, items):
-    import torch
-
-    has_cuda = torch.cuda.is_available()
-    has_slurm = None
-    for item in items:
-        if "gpu" in item.keywords and not has_cuda:
-            item.add_marker(pytest.mark.skip(reason="no CUDA device on this machine"))
-        if "slurm" in item.keywords:
-            if has_slurm is None:
-                has_slurm = slurm_available()
-            if not has_slurm:
-                item.add_marker(
-                    pytest.mark.skip(
-                        reason="no SLURM cluster answers `scontrol ping`; start one with "
-                        ".ci/start-local-slurm.sh (as root)"
-                    )
-                )
-
-
-@pytest.fixture(autouse=True)
-def _clean_gin():
-    """Every test starts and ends with an empty, unlocked gin config."""
-    import gin
-
-    gin.clear_config(clear_constants=False)
-    yield
-    gin.clear_config(clear_constants=False)
-
-
-@pytest.fixture
-def seed_fixtures() -> Path:
-    path = seed_fixtures_dir()
-    if path is None:
-        pytest.skip("seed fixtures not found (tests/fixtures/seed or $FLEXCORE_SEED_FIXTURES)")
-    return path
-
-
-@pytest.fixture
-def single_thread():
-    """Run a test with one torch thread: tiny models trace and run fastest that way on a shared machine.
-
-    Use with ``pytestmark = pytest.mark.usefixtures("single_thread")``.
-    """
-    import torch
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)

@@ -76,8 +76,8 @@ class MAGNet(GaborNet):
         out_channels: output channels.
         hidden_channels: width H.
         num_layers: number of hidden linears L (L + 1 filters).
-        input_scale: bandwidth of the sines (standalone default 256, as the original class and
-            kernel fitting; the paper's convolutions use 25.6, set by their gin files).
+        input_scale: bandwidth of the sines; 25.6 as the paper's FlexConv (the original class's
+            standalone 256 is what kernel fitting uses, bound in its gin files).
         init_spatial_value: μ starts in ``[-value, value]^D`` (clamped to <= 1). FlexConv
             re-spreads it to ``1.667 ×`` its mask width through :meth:`set_spatial_init`.
         steerable: learn an orientation per channel (2D only).
@@ -94,7 +94,7 @@ class MAGNet(GaborNet):
         out_channels: int,
         hidden_channels: int = 32,
         num_layers: int = 3,
-        input_scale: float = 256.0,
+        input_scale: float = 25.6,
         init_spatial_value: float = 1.0,
         steerable: bool = False,
         bias: bool = True,

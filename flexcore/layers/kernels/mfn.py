@@ -251,7 +251,8 @@ class GaborNet(MFNBase):
         out_channels: output channels.
         hidden_channels: width H.
         num_layers: number of hidden linears L (L + 1 filters).
-        input_scale: bandwidth of the sines (standalone default 256; the paper's convs use 25.6).
+        input_scale: bandwidth of the sines; 25.6 as the paper's convolutions (kernel fitting
+            binds the original class's 256 in its gin files).
         init_spatial_value: μ starts in ``[-value, value]^D`` (clamped to <= 1).
         bias: biases in the hidden and output linears (filters always have a phase).
         bias_init: None, ``"zero"`` or ``"uniform"`` for those biases.
@@ -266,7 +267,7 @@ class GaborNet(MFNBase):
         out_channels: int,
         hidden_channels: int = 32,
         num_layers: int = 3,
-        input_scale: float = 256.0,
+        input_scale: float = 25.6,
         init_spatial_value: float = 1.0,
         bias: bool = True,
         bias_init: Optional[str] = None,

@@ -1,0 +1,72 @@
+"""pytest hooks and fixtures shared by flexcore's and the projects' tests.
+
+Kept out of the installed library (a library module never imports pytest): pytest loads this
+file for every test under the checkout. Gives every test a clean gin config, skips
+``gpu``/``slurm`` tests where the hardware or cluster is missing, and locates the original
+system's seed fixtures (helpers in ``flexcore.utils.testing``).
+"""
+from pathlib import Path
+
+import pytest
+
+from flexcore.utils.testing import seed_fixtures_dir, slurm_available
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "gpu: needs a CUDA device (skipped without one)")
+    config.addinivalue_line(
+        "markers", "slurm: needs a running SLURM cluster (.ci/run starts one; skipped without)"
+    )
+    config.addinivalue_line("markers", "slow: longer than a few seconds")
+
+
+def pytest_collection_modifyitems(config, items):
+    import torch
+
+    has_cuda = torch.cuda.is_available()
+    has_slurm = None
+    for item in items:
+        if "gpu" in item.keywords and not has_cuda:
+            item.add_marker(pytest.mark.skip(reason="no CUDA device on this machine"))
+        if "slurm" in item.keywords:
+            if has_slurm is None:
+                has_slurm = slurm_available()
+            if not has_slurm:
+                item.add_marker(
+                    pytest.mark.skip(
+                        reason="no SLURM cluster answers `scontrol ping`; start one with "
+                        ".ci/start-local-slurm.sh (as root)"
+                    )
+                )
+
+
+@pytest.fixture(autouse=True)
+def _clean_gin():
+    """Every test starts and ends with an empty, unlocked gin config."""
+    import gin
+
+    gin.clear_config(clear_constants=False)
+    yield
+    gin.clear_config(clear_constants=False)
+
+
+@pytest.fixture
+def seed_fixtures() -> Path:
+    path = seed_fixtures_dir()
+    if path is None:
+        pytest.skip("seed fixtures not found (tests/fixtures/seed or $FLEXCORE_SEED_FIXTURES)")
+    return path
+
+
+@pytest.fixture
+def single_thread():
+    """Run a test with one torch thread: tiny models trace and run fastest that way on a shared machine.
+
+    Use with ``pytestmark = pytest.mark.usefixtures("single_thread")``.
+    """
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
