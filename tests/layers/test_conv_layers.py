@@ -83,7 +83,8 @@ def test_causal_layers_are_causal():
         y = layer(x)
         x2 = x.clone()
         x2[..., 20:] += 1.0
-        assert torch.allclose(layer(x2)[..., :20], y[..., :20], atol=1e-6)
+        # A leak moves outputs by O(1) (inputs changed by 1.0); the FFT path's rounding is ~2e-6.
+        assert torch.allclose(layer(x2)[..., :20], y[..., :20], atol=1e-5)
         assert not torch.allclose(layer(x2)[..., 20:], y[..., 20:])
 
 
