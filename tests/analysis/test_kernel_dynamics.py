@@ -249,3 +249,21 @@ def test_quick_start_event_file_holds_kernel_dynamics(tmp_path, caplog):
     kernels = tmp_path / "kernels"
     assert (kernels / "kernel_size_history.json").exists() and (kernels / "kernel_sizes.png").exists()
     assert math.isfinite(share)
+
+
+def test_trainer_builds_the_logger_from_its_gin_bindings(tmp_path):
+    import gin
+
+    from flexcore.config import parse_config
+    from flexcore.engine.trainer import Trainer
+
+    gin.clear_config()
+    parse_config(["quick/digits_flexnet.gin"], ["Trainer.max_iter = 1", "Trainer.epochs = 0",
+                                                "KernelSizeLogger.images = False", "KernelSizeLogger.num_pairs = 2"],
+                 finalize=False)
+    try:
+        trainer = Trainer(str(tmp_path))
+    finally:
+        gin.clear_config()
+    (hook,) = [h for h in trainer.hooks if isinstance(h, KernelSizeLogger)]
+    assert (hook.images, hook.num_pairs, hook.dynamics, hook.period) == (False, 2, True, 50)
