@@ -393,7 +393,8 @@ class KernelSizeLogger(HookBase):
     (:mod:`flexcore.analysis.kernel_dynamics`): every ``period`` the masks' mean and width
     per dim, the energy outside each crop, the FFT/direct path counts and the kernel
     generation's time and share of a step; after the first step, each validation and the
-    last step, kernel and mask images and histograms (TensorBoard). Nothing runs per step.
+    last step, kernel and mask images and histograms (when a writer keeps images:
+    TensorBoard). Nothing runs per step.
 
     Args:
         period: iterations between measurements.
@@ -450,13 +451,19 @@ class KernelSizeLogger(HookBase):
         result = getattr(self.trainer, "validation_result", None)
         return bool(result) and result.get("iteration") == self.trainer.iter
 
+    def _images_kept(self) -> bool:
+        """Whether a writer persists images (TensorBoard); drawing them is wasted otherwise."""
+        return any(getattr(writer, "writes_images", False) for hook in self.trainer.hooks
+                   if isinstance(hook, PeriodicWriter) for writer in hook.writers)
+
     def _put_dynamics(self, scalars: bool) -> None:
         dynamics = _analysis("kernel_dynamics")
         model = unwrap_model(self.trainer.model)
         it = self.trainer.iter
         if scalars:
             dynamics.put_kernel_scalars(model, self.trainer.storage)
-        if self.images and (it == 0 or it + 1 == self.trainer.max_iter or self._validated_now()):
+        moment = it == 0 or it + 1 == self.trainer.max_iter or self._validated_now()
+        if self.images and moment and self._images_kept():
             dynamics.put_kernel_images(model, self.trainer.storage, num_pairs=self.num_pairs)
 
     def before_train(self) -> None:

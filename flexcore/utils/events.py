@@ -37,7 +37,7 @@ __all__ = [
 ]
 
 _STORAGE_STACK: List["EventStorage"] = []
-_MAX_PENDING = 512  # images / histograms held for a writer; older ones go first when nobody writes them
+_MAX_PENDING = 256  # images / histograms held for a writer; older ones go first when nobody writes them
 
 logger = logging.getLogger("flexcore")
 
@@ -221,7 +221,13 @@ class EventStorage:
 
 
 class EventWriter:
-    """Persists what the active :class:`EventStorage` holds; called periodically."""
+    """Persists what the active :class:`EventStorage` holds; called periodically.
+
+    ``writes_images``: the writer takes the queued images and histograms (producers skip
+    drawing them when no writer does).
+    """
+
+    writes_images = False
 
     def write(self) -> None:
         raise NotImplementedError
@@ -295,6 +301,8 @@ class TensorboardWriter(EventWriter):
         window_size: smoothing window for scalars with a smoothing hint.
         start_iter: events at or after it from an earlier, interrupted run are purged.
     """
+
+    writes_images = True
 
     def __init__(self, log_dir: str, window_size: int = 20, start_iter: int = 0):
         from torch.utils.tensorboard import SummaryWriter  # imports tensorboard: slow, so lazy

@@ -13,7 +13,7 @@ from flexcore.engine.hooks import KernelSizeLogger, PeriodicWriter
 from flexcore.engine.train_loop import TrainerBase
 from flexcore.layers import FlexConv, GaussianMask, HannMask, NoMask, SigmoidMask, continuous_convs, refresh_crops
 from flexcore.modeling.backbones import FlexNet
-from flexcore.utils.events import CommonMetricPrinter, EventStorage, peak_gpu_memory_mib
+from flexcore.utils.events import CommonMetricPrinter, EventStorage, TensorboardWriter, peak_gpu_memory_mib
 from flexcore.utils.host_sync import count_host_reads
 
 pytestmark = pytest.mark.usefixtures("single_thread")
@@ -142,7 +142,7 @@ def test_histograms_and_images_in_the_storage():
         assert storage.pop_images() == [] and storage.pop_histograms() == []
         for i in range(600):  # nobody writes them: only the latest are kept
             storage.put_histogram("h", values)
-        assert len(storage.pop_histograms()) == 512
+        assert len(storage.pop_histograms()) == 256
 
 
 class _Loop(TrainerBase):
@@ -157,11 +157,11 @@ class _Loop(TrainerBase):
         self.opt.step()
 
 
-def test_logger_reads_nothing_between_its_periods_and_keeps_a_size_history():
+def test_logger_reads_nothing_between_its_periods_and_keeps_a_size_history(tmp_path):
     model = tiny_flexnet()
     loop = _Loop(model)
     hook = KernelSizeLogger(period=4)
-    loop.register_hooks([hook])
+    loop.register_hooks([hook, PeriodicWriter([TensorboardWriter(str(tmp_path))], period=100)])  # keeps images
     reads_per_step = []
     with EventStorage() as storage:
         loop.storage, loop.max_iter, loop.start_iter = storage, 8, 0
@@ -175,6 +175,11 @@ def test_logger_reads_nothing_between_its_periods_and_keeps_a_size_history():
         assert [n > 0 for n in reads_per_step] == [True, False, False, True, False, False, False, True]
         assert sorted({n for n, _, _ in storage.pop_images()}) == sorted(
             f"{kind}/{name}" for name, _ in continuous_convs(model) for kind in ("kernels", "masks"))
+        without_writer, bare = KernelSizeLogger(period=4), _Loop(model)
+        bare.register_hooks([without_writer])
+        bare.storage, bare.iter, bare.max_iter = storage, 0, 8
+        without_writer.after_step()
+        assert storage.pop_images() == []  # nobody would write them: not drawn
     assert set(hook.history) == {name for name, _ in continuous_convs(model)}
     assert all(points[0][0] == 0 and len(points[0]) == 3 for points in hook.history.values())
     restored = KernelSizeLogger()
