@@ -235,7 +235,11 @@ def _run_and_write_hparams(main: Callable[[argparse.Namespace], Any], values: Di
 
     result = main(args)
     if comm.is_main_process():
-        write_run_hparams(args.output_dir, values, domains)
+        try:
+            write_run_hparams(args.output_dir, values, domains)
+        except Exception as exc:  # noqa: BLE001 - the run itself completed; say what is missing
+            print(f"flexcore: could not record hyper-parameters for TensorBoard in {args.output_dir}: "
+                  f"{type(exc).__name__}: {exc}", file=sys.stderr, flush=True)
     return result
 
 

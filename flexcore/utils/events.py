@@ -176,13 +176,14 @@ class EventStorage:
         if flat.numel() == 0:
             return
         lo, hi = flat.min(), flat.max()
-        hi = torch.where(hi > lo, hi, lo + 1e-6)  # one value: a single narrow bucket
+        span = (hi - lo).clamp_min(torch.finfo(torch.float32).tiny)  # all equal: everything in bucket 0
         # Bucket index on the device (scatter_add: no host read for the output size).
-        index = ((flat - lo) / (hi - lo) * bins).floor().clamp(0, bins - 1).long()
+        index = ((flat - lo) / span * bins).floor().clamp(0, bins - 1).long()
         counts = torch.zeros(bins, device=flat.device).scatter_add_(0, index, torch.ones_like(flat))
         head = torch.stack([lo, hi, flat.sum(), flat.square().sum()])
         host = torch.cat([head, counts]).cpu().double()
         lo_, hi_ = float(host[0]), float(host[1])
+        hi_ = hi_ if hi_ > lo_ else lo_ + max(abs(lo_) * 1e-6, 1e-12)  # increasing bucket limits
         limits = torch.linspace(lo_, hi_, bins + 1, dtype=torch.float64)[1:]
         self._histograms.append({
             "tag": self._prefix + name, "min": lo_, "max": hi_, "num": flat.numel(), "sum": float(host[2]),
@@ -312,8 +313,8 @@ class TensorboardWriter(EventWriter):
         self._writer = SummaryWriter(log_dir, purge_step=start_iter if start_iter > 0 else None)
 
     def write(self) -> None:
-        by_iter = get_event_storage().values_since(self._last_write, self._window_size)
         storage = get_event_storage()
+        by_iter = storage.values_since(self._last_write, self._window_size)
         for itr in sorted(by_iter):
             for name, value in by_iter[itr].items():
                 self._writer.add_scalar(name, value, itr)

@@ -1,6 +1,8 @@
 """Kernel dynamics for TensorBoard: layer statistics, images, histograms, and a real run's event file."""
 import io
+import logging
 import math
+from contextlib import contextmanager
 
 import matplotlib.image as mpimg
 import numpy as np
@@ -137,6 +139,9 @@ def test_histograms_and_images_in_the_storage():
         assert hist["bucket_counts"] == [1.0, 2.0, 1.0] and hist["num"] == 4
         assert (hist["min"], hist["max"], hist["sum"], hist["sum_squares"]) == (0.0, 3.0, 5.0, 11.0)
         assert hist["bucket_limits"] == pytest.approx([1.0, 2.0, 3.0])
+        storage.put_histogram("same", torch.full((5,), 1e6), bins=4)  # one value, large: no NaN, limits increase
+        (same,) = storage.pop_histograms()
+        assert same["bucket_counts"] == [5.0, 0.0, 0.0, 0.0] and same["min"] == 1e6 < same["bucket_limits"][0]
         (name, array, step), = storage.pop_images()
         assert name == "img" and array.dtype == np.uint8 and array.shape == (3, 4, 5) and step == 0
         assert storage.pop_images() == [] and storage.pop_histograms() == []
@@ -187,7 +192,24 @@ def test_logger_reads_nothing_between_its_periods_and_keeps_a_size_history(tmp_p
     assert restored.history == hook.history
 
 
-def test_peak_gpu_memory_is_absent_on_the_cpu(caplog):
+@contextmanager
+def flexcore_messages():
+    """The flexcore logger's messages (a handler on it: the run's setup may stop propagation)."""
+    messages = []
+    handler = logging.Handler(logging.INFO)
+    handler.emit = lambda record: messages.append(record.getMessage())
+    log = logging.getLogger("flexcore")
+    old_level = log.level
+    log.addHandler(handler)
+    log.setLevel(logging.INFO)
+    try:
+        yield messages
+    finally:
+        log.removeHandler(handler)
+        log.setLevel(old_level)
+
+
+def test_peak_gpu_memory_is_absent_on_the_cpu():
     assert not torch.cuda.is_available() or not torch.cuda.is_initialized() or peak_gpu_memory_mib() is not None
     loop = TrainerBase()
     loop.register_hooks([PeriodicWriter([], period=1)])
@@ -198,11 +220,11 @@ def test_peak_gpu_memory_is_absent_on_the_cpu(caplog):
             assert "peak_memory_mib" not in storage.histories()
         printer = CommonMetricPrinter(max_iter=2)
         storage.put_scalar("loss", 1.0)
-        with caplog.at_level("INFO", logger="flexcore"):
+        with flexcore_messages() as messages:
             printer.write()
             storage.put_scalar("peak_memory_mib", 1234.4, smoothing_hint=False)
             printer.write()
-    lines = [r.getMessage() for r in caplog.records if "iter:" in r.getMessage()]
+    lines = [m for m in messages if "iter:" in m]
     assert "max_mem" not in lines[0] and lines[1].endswith("max_mem: 1234M")
 
 
@@ -210,7 +232,7 @@ def _decode(event):
     return mpimg.imread(io.BytesIO(event.encoded_image_string), format="png")
 
 
-def test_quick_start_event_file_holds_kernel_dynamics(tmp_path, caplog):
+def test_quick_start_event_file_holds_kernel_dynamics(tmp_path):
     from flexcore.engine.defaults import default_argument_parser, main
 
     args = default_argument_parser().parse_args([
@@ -218,8 +240,7 @@ def test_quick_start_event_file_holds_kernel_dynamics(tmp_path, caplog):
         "--gin", "Trainer.epochs = 0", "--gin", "Trainer.max_iter = 6", "--gin", "Trainer.period_unit = 'iter'",
         "--gin", "Trainer.eval_period = 3", "--gin", "Trainer.log_period = 2", "--gin", "Trainer.checkpoint_period = 0",
     ])
-    with caplog.at_level("INFO", logger="flexcore"):
-        main(args)
+    main(args)
     events = EventAccumulator(str(tmp_path), size_guidance={"images": 0, "histograms": 0, "scalars": 0})
     events.Reload()
     tags = events.Tags()
@@ -250,7 +271,8 @@ def test_quick_start_event_file_holds_kernel_dynamics(tmp_path, caplog):
     share = events.Scalars("kernel_generation/share")[-1].value
     assert 0 < share <= 1
     assert "peak_memory_mib" not in tags["scalars"]  # CPU run: no GPU memory to report
-    assert not any("max_mem" in r.getMessage() for r in caplog.records)
+    console = [line for line in (tmp_path / "log.txt").read_text().splitlines() if " iter: " in line]
+    assert len(console) == 3 and not any("max_mem" in line for line in console)
     kernels = tmp_path / "kernels"
     assert (kernels / "kernel_size_history.json").exists() and (kernels / "kernel_sizes.png").exists()
     assert math.isfinite(share)
