@@ -203,7 +203,8 @@ def _hparam_domains(axes: Sequence[Tuple[str, Sequence[str]]]) -> Dict[str, List
     return domains
 
 
-def write_run_hparams(output_dir: str, values: Dict[str, str], domains: Optional[Dict[str, List[Any]]] = None) -> Dict[str, float]:
+def write_run_hparams(output_dir: str, values: Dict[str, str],
+                      domains: Optional[Dict[str, List[Any]]] = None) -> Dict[str, float]:
     """Record a finished run's swept values and final metrics for TensorBoard's HParams tab.
 
     The metrics are the numbers of the trainer's ``summary.json`` (else the best accuracy
@@ -348,8 +349,9 @@ def _launch_slurm_array(main, args, axes, runs, sweep_dir):
     name = os.path.basename(sweep_dir)
     executor = make_executor(args, folder, name=f"flexcore-sweep-{name}")
     with sbatch_errors():
-        jobs = executor.submit_array([SlurmJob(_with_hparams(main, r, axes), portable_args(args, r.bindings, r.output_dir))
-                                      for r in runs])
+        jobs = executor.submit_array([
+            SlurmJob(_with_hparams(main, r, axes), portable_args(args, r.bindings, r.output_dir)) for r in runs
+        ])
     for run, job in zip(runs, jobs):
         run.job_id = job.job_id
     _write_manifest(sweep_dir, axes, runs, "slurm")

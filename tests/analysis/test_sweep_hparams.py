@@ -44,8 +44,9 @@ def _plugin_session_groups(logdir):
     request = api_pb2.ListSessionGroupsRequest(start_index=0, slice_size=100,
                                                allowed_statuses=[api_pb2.STATUS_SUCCESS])
     handler = list_session_groups.Handler(context.RequestContext(), backend_context.Context(tb), "", request)
+    groups = handler.run().session_groups
     return {g.name: ({k: v.number_value for k, v in g.hparams.items()}, {m.name.tag: m.value for m in g.metric_values})
-            for g in handler.run().session_groups}
+            for g in groups}
 
 
 def test_sweep_runs_write_hparams_with_the_swept_values_and_final_metrics(tmp_path):
@@ -76,7 +77,8 @@ def test_sweep_runs_write_hparams_with_the_swept_values_and_final_metrics(tmp_pa
     for row in rows:
         hparams, metrics = groups[row["run"]]
         assert hparams["Trainer.lr"] == float(row["bindings"]["Trainer.lr"])
-        assert metrics["hparams/test_accuracy_final_model"] == pytest.approx(row["summary"]["test_accuracy_final_model"])
+        accuracy = row["summary"]["test_accuracy_final_model"]
+        assert metrics["hparams/test_accuracy_final_model"] == pytest.approx(accuracy)
     assert "| lr-0.01_hidden_channels-4 " in (tmp_path / "sweep" / "sweep_summary.md").read_text()
 
 
