@@ -294,3 +294,17 @@ def test_trainer_builds_the_logger_from_its_gin_bindings(tmp_path):
         gin.clear_config()
     (hook,) = [h for h in trainer.hooks if isinstance(h, KernelSizeLogger)]
     assert (hook.images, hook.num_pairs, hook.dynamics, hook.period) == (False, 2, True, 50)
+
+
+def test_images_of_1d_and_3d_layers():
+    torch.manual_seed(0)
+    volume = FlexConv(2, 2, 3, horizon=5, fft=False)
+    volume(torch.randn(1, 2, 4, 4, 4))
+    image = kernel_image(volume, num_pairs=2)  # the central plane of each slice, side by side
+    assert image.shape[0] == 3 and image.shape[1] == 5 * math.ceil(128 / 5)
+    assert mask_image(volume).shape == (3, image.shape[1], image.shape[1])
+    sequence = FlexConv(2, 3, 1, causal=True, horizon=401, fft=False)
+    sequence(torch.randn(1, 2, 400))
+    strips = kernel_image(sequence, num_pairs=3)  # one strip per slice, long grids averaged down
+    assert strips.shape[2] == 256 and strips.shape[1] > strips.shape[2] / 20
+    assert mask_image(sequence).shape[2] == 256
