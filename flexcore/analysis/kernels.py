@@ -5,9 +5,11 @@
     plot_kernel_sizes(stats, "sizes.png")             # one line per checkpoint
 
 Files written into ``<output_dir>/kernels/``: ``kernel_sizes.txt`` / ``.json`` (the table),
-``kernel_sizes.png`` (layer on x, kernel size on y), ``kernels.png`` (a few ``(out, in)``
-slices of every layer's generated kernel) and ``masks.png`` (every layer's mask on its
-full grid, the crop drawn as a box).
+``kernel_sizes.png`` (with a size history from training: kernel size over iterations, one
+curve per layer; otherwise layer on x, kernel size on y, one line per checkpoint),
+``kernel_size_history.json``, ``kernels.png`` (a few ``(out, in)`` slices of every layer's
+generated kernel) and ``masks.png`` (every layer's mask on its full grid, the crop drawn
+as a box).
 """
 from __future__ import annotations
 
@@ -24,6 +26,7 @@ __all__ = [
     "kernel_stats",
     "kernel_size_table",
     "plot_kernel_sizes",
+    "plot_kernel_size_history",
     "plot_kernels",
     "plot_masks",
     "write_kernel_report",
@@ -117,6 +120,15 @@ def kernel_size_table(stats: List[Dict[str, Any]], tablefmt: str = "github") -> 
 
 
 # ---------------------------------------------------------------- plots
+_TICK_PT, _LABEL_PT, _TITLE_PT = 9, 10, 12  # legible at 100 dpi
+
+
+def _columns(count: int, most: int) -> int:
+    """Columns for ``count`` panels: the fewest empty slots, then the widest grid."""
+    options = range(1, max(1, min(most, count)) + 1)
+    return min(options, key=lambda c: (-(-count // c) * c - count, -c))
+
+
 def _pyplot():
     import matplotlib
 
@@ -155,13 +167,72 @@ def plot_kernel_sizes(stats_by_label: Dict[str, List[Dict[str, Any]]], path: str
     if grids:
         ax.plot(range(len(grids)), grids, color="0.5", linestyle=":", label="grid size (max)")
     ax.set_xticks(range(len(names)))
-    ax.set_xticklabels(names, rotation=45, ha="right", fontsize=8)
+    ax.set_xticklabels(names, rotation=45, ha="right", fontsize=_TICK_PT)
     ax.set_xlabel("layer")
     ax.set_ylabel("kernel size (grid points, after cropping)")
     ax.set_title(title or "Kernel size per layer")
     ax.grid(alpha=0.3)
     ax.set_ylim(bottom=0)
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=_TICK_PT)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def plot_kernel_size_history(
+    history: Dict[str, List[List[int]]],
+    path: str,
+    last_iteration: Optional[int] = None,
+    grid_sizes: Optional[Dict[str, Sequence[int]]] = None,
+    title: Optional[str] = None,
+) -> str:
+    """Kernel size over training, one step curve per layer (and per dim where they differ).
+
+    Args:
+        history: ``{layer: [[iteration, *size], ...]}``, the first size and every change
+            (``KernelSizeLogger.history``).
+        path: PNG to write.
+        last_iteration: where the curves end (default: the last change).
+        grid_sizes: ``{layer: full grid size}``, drawn as a dotted ceiling when all agree.
+        title: figure title.
+    """
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(8.0, 4.6))
+    end = max([last_iteration or 0] + [points[-1][0] for points in history.values() if points])
+    dim_names = None
+    # Sizes are integers and layers often agree: curves are spread slightly to stay visible.
+    step = min(0.12, 0.6 / max(len(history) - 1, 1))
+    for i, (layer, points) in enumerate(history.items()):
+        offset = (i - (len(history) - 1) / 2) * step
+        if not points:
+            continue
+        iters = [p[0] + 1 for p in points] + [end + 1]  # iterations done (1-based)
+        sizes = [p[1:] for p in points]
+        sizes.append(sizes[-1])
+        dims = len(sizes[0])
+        dim_names = _dim_names(dims)
+        per_dim = any(len(set(size)) > 1 for size in sizes)
+        for d in range(dims) if per_dim else [0]:
+            suffix = f" ({dim_names[d]})" if per_dim else ""
+            # Later layers thinner and on top, so that coinciding curves stay visible.
+            ax.step(iters, [size[d] + offset for size in sizes], where="post", color=f"C{i % 10}",
+                    linestyle="-" if d == 0 else "--", linewidth=1.8, label=f"{layer}{suffix}")
+    grids = {tuple(g) for g in (grid_sizes or {}).values() if g}
+    if len(grids) == 1:
+        ax.axhline(max(next(iter(grids))), color="0.5", linestyle=":", label="full grid")
+    ax.set_xlabel("iteration", fontsize=11)
+    ax.set_ylabel("kernel size (grid points, after cropping)", fontsize=11)
+    note = f"curves {step:.2g} apart where sizes agree"
+    if dim_names and len(dim_names) > 1:
+        note += f"; one curve for {' and '.join(dim_names)} unless marked"
+    ax.text(0.0, 1.01, note, transform=ax.transAxes, fontsize=9, color="0.35", va="bottom")
+    ax.tick_params(labelsize=10)
+    ax.set_title(title or "Kernel size over training", fontsize=12, pad=18)
+    ax.grid(alpha=0.3)
+    ax.set_ylim(bottom=0)
+    ax.set_xlim(left=0)
+    ax.legend(fontsize=9, loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
@@ -203,7 +274,7 @@ def plot_kernels(model: nn.Module, path: str, num_slices: int = 4, title: Option
     if not convs:
         return None
     cols = num_slices
-    fig, axes = plt.subplots(len(convs), cols, figsize=(1.9 * cols + 1.6, 1.75 * len(convs) + 0.7), squeeze=False,
+    fig, axes = plt.subplots(len(convs), cols, figsize=(2.5 * cols + 2.2, 2.3 * len(convs) + 0.8), squeeze=False,
                              layout="constrained")
     with torch.no_grad():
         for row, (name, conv) in enumerate(convs):
@@ -225,8 +296,8 @@ def plot_kernels(model: nn.Module, path: str, num_slices: int = 4, title: Option
                     ax.set_xlim(-1.05, 1.05)
                     ax.set_xticks([-1, -0.5, 0, 0.5, 1])
                     if row == len(convs) - 1:
-                        ax.set_xlabel("position", fontsize=7)
-                    ax.tick_params(labelsize=6)
+                        ax.set_xlabel("position", fontsize=_LABEL_PT)
+                    ax.tick_params(labelsize=_TICK_PT)
                 else:
                     slices = conv.crop()[-2:]
                     img = ax.imshow(_central(k, 2).numpy(), cmap="RdBu_r", vmin=-vmax, vmax=vmax,
@@ -235,30 +306,36 @@ def plot_kernels(model: nn.Module, path: str, num_slices: int = 4, title: Option
                     ax.set_ylim(1, -1)
                     ax.set_xticks([-1, 0, 1])
                     ax.set_yticks([-1, 0, 1])
-                    ax.tick_params(labelsize=6)
-                ax.set_title(f"(out, in) = ({o}, {i})", fontsize=7)
+                    ax.tick_params(labelsize=_TICK_PT)
+                ax.set_title(f"(out, in) = ({o}, {i})", fontsize=_TICK_PT)
                 if col == 0:
                     size = "x".join(map(str, k.shape))
-                    ax.set_ylabel(f"{name}\n{size}", fontsize=8)
+                    ax.set_ylabel(f"{name}\n{size}", fontsize=_LABEL_PT)
             if conv.dim > 1:
-                fig.colorbar(img, ax=list(axes[row]), shrink=0.9, aspect=12).ax.tick_params(labelsize=6)
+                bar = fig.colorbar(img, ax=list(axes[row]), shrink=0.9, aspect=12)
+                bar.set_label("kernel value", fontsize=_TICK_PT)
+                bar.ax.tick_params(labelsize=_TICK_PT)
     default = "Generated kernels on the [-1, 1] position grid (rows: layer, kernel size"
     default += "; x to the right, y down)" if any(c.dim > 1 for _, c in convs) else "; causal: +1 = now)"
-    fig.suptitle(title or default, fontsize=10)
-    fig.savefig(path, dpi=90)
+    fig.suptitle(title or default, fontsize=_TITLE_PT)
+    fig.savefig(path, dpi=100)
     plt.close(fig)
     return path
 
 
-def plot_masks(model: nn.Module, path: str, title: Optional[str] = None, columns: int = 4) -> Optional[str]:
-    """Every layer's mask on its full grid, with the threshold contour and the crop box."""
+def plot_masks(model: nn.Module, path: str, title: Optional[str] = None, columns: int = 6) -> Optional[str]:
+    """Every layer's mask on its full grid, with the threshold contour and the crop box.
+
+    ``columns`` is the most panels per row; the grid is chosen to leave no slot empty where
+    possible, and slots left over are removed.
+    """
     plt = _pyplot()
     convs = [(n, c) for n, c in _continuous_convs(model) if c.mask is not None]
     if not convs:
         return None
-    cols = min(columns, len(convs))
+    cols = _columns(len(convs), columns)
     rows = (len(convs) + cols - 1) // cols
-    fig, axes = plt.subplots(rows, cols, figsize=(2.6 * cols + 1.0, 2.5 * rows + 0.6), squeeze=False,
+    fig, axes = plt.subplots(rows, cols, figsize=(3.0 * cols + 1.2, 2.9 * rows + 0.8), squeeze=False,
                              layout="constrained")
     image = None
     with torch.no_grad():
@@ -277,8 +354,8 @@ def plot_masks(model: nn.Module, path: str, title: Optional[str] = None, columns
                 ax.set_xlim(-1.05, 1.05)
                 ax.set_ylim(0, 1.05)
                 ax.set_xticks([-1, -0.5, 0, 0.5, 1])
-                ax.set_xlabel("position", fontsize=7)
-                ax.legend(fontsize=6, loc="upper left")
+                ax.set_xlabel("position", fontsize=_LABEL_PT)
+                ax.legend(fontsize=_TICK_PT - 1, loc="upper left")
             else:
                 img = _central(values, 2).numpy()
                 ys, xs = _coords(grid, conv.dim - 2), _coords(grid, conv.dim - 1)
@@ -289,17 +366,19 @@ def plot_masks(model: nn.Module, path: str, title: Optional[str] = None, columns
                 ax.add_patch(plt.Rectangle((x0, y1), x1 - x0, y0 - y1, fill=False, ec="C3", lw=1.0))
                 ax.set_xticks([-1, 0, 1])
                 ax.set_yticks([-1, 0, 1])
-            ax.tick_params(labelsize=6)
-            ax.set_title(f"{name}: kernel {size}", fontsize=7)
+            ax.tick_params(labelsize=_TICK_PT)
+            ax.set_title(f"{name}: kernel {size}", fontsize=_TICK_PT)
         for index in range(len(convs), rows * cols):
-            axes[index // cols][index % cols].axis("off")
+            fig.delaxes(axes[index // cols][index % cols])
     if image is not None:
-        fig.colorbar(image, ax=axes.ravel().tolist(), shrink=0.6, label="mask value")
+        bar = fig.colorbar(image, ax=axes.ravel()[: len(convs)].tolist(), shrink=0.8, aspect=15)
+        bar.set_label("mask value", fontsize=_LABEL_PT)
+        bar.ax.tick_params(labelsize=_TICK_PT)
         default = "Masks on the full grid (white: threshold contour, red box: crop kept)"
     else:
         default = "Masks on the full grid (dashed: threshold, shaded: positions kept)"
-    fig.suptitle(title or default, fontsize=10)
-    fig.savefig(path, dpi=90)
+    fig.suptitle(title or default, fontsize=_TITLE_PT)
+    fig.savefig(path, dpi=100)
     plt.close(fig)
     return path
 
@@ -310,6 +389,8 @@ def write_kernel_report(
     label: str = "model",
     num_slices: int = 4,
     extra_stats: Optional[Dict[str, List[Dict[str, Any]]]] = None,
+    size_history: Optional[Dict[str, List[List[int]]]] = None,
+    last_iteration: Optional[int] = None,
 ) -> Dict[str, str]:
     """Write the kernel-size table, its plot, kernel grids and mask grids into ``output_dir/kernels``.
 
@@ -319,6 +400,9 @@ def write_kernel_report(
         label: name of this model's line in the size plot (e.g. ``"final"``).
         num_slices: ``(out, in)`` kernel slices per layer in ``kernels.png``.
         extra_stats: more ``{label: kernel_stats(...)}`` lines for the size plot (other checkpoints).
+        size_history: ``{layer: [[iteration, *size], ...]}`` from training: ``kernel_sizes.png``
+            then shows the sizes over the iterations (up to ``last_iteration``), and
+            ``kernel_size_history.json`` keeps the points.
 
     Returns:
         ``{kind: path}`` of the written files.
@@ -341,7 +425,15 @@ def write_kernel_report(
     was_training = model.training
     model.eval()
     try:
-        written["sizes_plot"] = plot_kernel_sizes(all_stats, os.path.join(folder, "kernel_sizes.png"))
+        sizes_png = os.path.join(folder, "kernel_sizes.png")
+        if size_history:
+            written["history"] = os.path.join(folder, "kernel_size_history.json")
+            with open(written["history"], "w", encoding="utf-8") as f:
+                json.dump(size_history, f)
+            grids = {s["layer"]: s["grid_size"] for s in stats}
+            written["sizes_plot"] = plot_kernel_size_history(size_history, sizes_png, last_iteration, grids)
+        else:
+            written["sizes_plot"] = plot_kernel_sizes(all_stats, sizes_png)
         written["kernels_plot"] = plot_kernels(model, os.path.join(folder, "kernels.png"), num_slices)
         masks = plot_masks(model, os.path.join(folder, "masks.png"))
         if masks:

@@ -8,7 +8,8 @@ matters because each phase runs the hooks in sequence:
 3. ``EvalHook``            validation every ``eval_period``; best checkpoint; final test
 4. ``LRScheduler``         logs the rate used by this step, then steps the schedule
                            (after evaluation, so ``Plateau`` sees this evaluation)
-5. ``KernelSizeLogger``    each continuous conv's current (cropped) kernel size
+5. ``KernelSizeLogger``    each continuous conv's current (cropped) kernel size, mask
+                           parameters and more; kernel and mask images after each validation
 6. user hooks              ``Trainer.extra_hooks``
 7. ``PeriodicWriter``      metrics.json, TensorBoard, console line (main process); also at
                            every checkpoint iteration
@@ -39,7 +40,7 @@ from flexcore.layers.bake import refresh_crops
 from flexcore.registry import HOOKS
 from flexcore.utils import comm
 from flexcore.utils.continuous import named_continuous_convs
-from flexcore.utils.events import EventWriter
+from flexcore.utils.events import EventWriter, peak_gpu_memory_mib
 
 __all__ = [
     "IterationTimer",
@@ -307,6 +308,8 @@ class EvalHook(HookBase):
 class PeriodicWriter(HookBase):
     """Calls each writer every ``period`` iterations, after the last, and at the end.
 
+    On a GPU it first puts ``peak_memory_mib`` (the process's peak tensor memory so far).
+
     Args:
         writers: :class:`flexcore.utils.events.EventWriter` instances.
         period: iterations between writes.
@@ -323,6 +326,9 @@ class PeriodicWriter(HookBase):
         it = self.trainer.iter
         at_checkpoint = self.checkpoint_period > 0 and (it + 1) % self.checkpoint_period == 0
         if at_checkpoint or _due(it, self.period, self.trainer.max_iter):
+            memory = peak_gpu_memory_mib()
+            if memory is not None:
+                self.trainer.storage.put_scalar("peak_memory_mib", memory, smoothing_hint=False)
             for writer in self.writers:
                 writer.write()
 
@@ -381,14 +387,29 @@ class Progress(HookBase):
 class KernelSizeLogger(HookBase):
     """Puts each continuous conv's current (cropped) kernel size: ``kernel_size/<layer>[/<dim>]``.
 
-    Logs a table of the sizes at the start and the end of training.
+    Logs a table of the sizes at the start and the end of training, and keeps each layer's
+    size history (the iterations where it changed; checkpointed) for the kernel report.
+    On the main process it also reports the kernels' dynamics
+    (:mod:`flexcore.analysis.kernel_dynamics`): every ``period`` the masks' mean and width
+    per dim, the energy outside each crop, the FFT/direct path counts and the kernel
+    generation's time and share of a step; after the first step, each validation and the
+    last step, kernel and mask images and histograms (when a writer keeps images:
+    TensorBoard). Nothing runs per step.
 
     Args:
         period: iterations between measurements.
+        dynamics: report the kernel dynamics (False: kernel sizes only).
+        images: draw the images and histograms (with ``dynamics``).
+        num_pairs: ``(out, in)`` kernel slices per layer in each image.
     """
 
-    def __init__(self, period: int = 20):
+    def __init__(self, period: int = 20, dynamics: bool = True, images: bool = True, num_pairs: int = 4):
         self.period = int(period)
+        self.dynamics = bool(dynamics)
+        self.images = bool(images)
+        self.num_pairs = int(num_pairs)
+        # layer -> [[iteration, *size], ...]: the first size and every change, for kernel_sizes.png
+        self.history: Dict[str, List[List[int]]] = {}
 
     def _sizes(self) -> List[tuple]:
         rows = []
@@ -402,9 +423,17 @@ class KernelSizeLogger(HookBase):
             rows.append((name, tuple(int(s) for s in size) if isinstance(size, (tuple, list)) else (int(size),)))
         return rows
 
+    def _record(self, rows: Sequence[tuple], iteration: int) -> None:
+        for name, size in rows:
+            points = self.history.setdefault(name, [])
+            if not points or points[-1][1:] != list(size):
+                points.append([iteration, *size])
+
     def _put(self) -> None:
         storage = self.trainer.storage
-        for name, size in self._sizes():
+        rows = self._sizes()
+        self._record(rows, self.trainer.iter)
+        for name, size in rows:
             if len(size) == 1:
                 storage.put_scalar(f"kernel_size/{name}", size[0], smoothing_hint=False)
             else:
@@ -418,16 +447,51 @@ class KernelSizeLogger(HookBase):
                              tablefmt="github")
             logger.info("Kernel sizes %s:\n%s", when, table)
 
+    def _validated_now(self) -> bool:
+        result = getattr(self.trainer, "validation_result", None)
+        return bool(result) and result.get("iteration") == self.trainer.iter
+
+    def _images_kept(self) -> bool:
+        """Whether a writer persists images (TensorBoard); drawing them is wasted otherwise."""
+        return any(getattr(writer, "writes_images", False) for hook in self.trainer.hooks
+                   if isinstance(hook, PeriodicWriter) for writer in hook.writers)
+
+    def _put_dynamics(self, scalars: bool) -> None:
+        dynamics = _analysis("kernel_dynamics")
+        model = unwrap_model(self.trainer.model)
+        it = self.trainer.iter
+        if scalars:
+            dynamics.put_kernel_scalars(model, self.trainer.storage)
+        moment = it == 0 or it + 1 == self.trainer.max_iter or self._validated_now()
+        if self.images and moment and self._images_kept():
+            dynamics.put_kernel_images(model, self.trainer.storage, num_pairs=self.num_pairs)
+
     def before_train(self) -> None:
         self._log_table("at the start")
 
     def after_step(self) -> None:
-        if _due(self.trainer.iter, self.period, self.trainer.max_iter):
+        due = _due(self.trainer.iter, self.period, self.trainer.max_iter)
+        if due:
             self._put()
+        elif self.trainer.iter == self.trainer.start_iter:  # the size the first step left
+            self._record(self._sizes(), self.trainer.iter)
+        if self.dynamics and comm.is_main_process():
+            try:
+                self._put_dynamics(scalars=due)
+            except Exception:  # noqa: BLE001 - a diagnostic must not stop training
+                logger.exception("Reporting the kernel dynamics at iteration %d failed; turning it off",
+                                 self.trainer.iter)
+                self.dynamics = False
 
     def after_train(self) -> None:
         if self.trainer.completed:
             self._log_table("at the end")
+
+    def state_dict(self) -> Dict[str, Any]:
+        return {"history": self.history} if self.history else {}
+
+    def load_state_dict(self, state: Dict[str, Any]) -> None:
+        self.history = {name: [list(p) for p in points] for name, points in state.get("history", {}).items()}
 
 
 @HOOKS.register()
@@ -486,9 +550,10 @@ class TorchProfiler(HookBase):
 class KernelReport(HookBase):
     """At the end of training, write the kernel report (``flexcore.analysis.write_kernel_report``).
 
-    ``<output_dir>/kernels/``: kernel sizes and mask extents per continuous conv (table,
-    JSON, plot with a line for the first step and one for the end), kernel and mask images.
-    Models without continuous convs get only the (empty) table.
+    ``<output_dir>/kernels/``: kernel sizes and mask extents per continuous conv (table and
+    JSON at the first step and at the end), the sizes over training as curves (from
+    ``KernelSizeLogger``'s history), kernel and mask images. Models without continuous
+    convs get only the (empty) table.
 
     Args:
         output_dir: the run's output dir (default: the trainer's).
@@ -509,8 +574,11 @@ class KernelReport(HookBase):
             return
         write_kernel_report = _analysis("kernels").write_kernel_report
         output_dir = self.output_dir or self.trainer.output_dir
+        sizes = next((h for h in self.trainer.hooks if isinstance(h, KernelSizeLogger)), None)
         try:  # `iter` counts the iterations done once training ended (max_iter when completed)
             write_kernel_report(unwrap_model(self.trainer.model), output_dir, label=f"iter {self.trainer.iter}",
-                                num_slices=self.num_slices, extra_stats=self._start)
+                                num_slices=self.num_slices, extra_stats=self._start,
+                                size_history=sizes.history if sizes is not None else None,
+                                last_iteration=self.trainer.iter - 1)
         except Exception:  # noqa: BLE001 - a report must not hide the training outcome
             logger.exception("Writing the kernel report to %s failed", output_dir)

@@ -6,12 +6,16 @@ Each run gets its own output dir named from its bindings (``hidden_channels-16_s
 inside the sweep's dir, which also holds ``sweep.json`` (the runs and their jobs) and, once
 every run ended, ``sweep_summary.md`` / ``sweep_summary.json`` (bindings -> final and best
 metrics). ``python -m flexcore.engine.sweep DIR`` writes the summary again at any time.
+Each run that completes also records its swept values and final metrics for TensorBoard's
+HParams tab (``tensorboard --logdir <sweep dir>`` compares the runs).
 """
 from __future__ import annotations
 
 import argparse
+import ast
 import copy
 import dataclasses
+import functools
 import hashlib
 import itertools
 import json
@@ -25,7 +29,8 @@ from tabulate import tabulate
 
 from flexcore.engine.distributed import LaunchError
 
-__all__ = ["SweepRun", "parse_sweep", "sweep_runs", "launch_sweep", "summarize_sweep", "read_run_results"]
+__all__ = ["SweepRun", "parse_sweep", "sweep_runs", "launch_sweep", "summarize_sweep", "read_run_results",
+           "write_run_hparams"]
 
 
 MANIFEST = "sweep.json"
@@ -176,6 +181,73 @@ def read_run_results(output_dir: str) -> Dict[str, Dict[str, float]]:
     return {"final": final, "best": best, "summary": summary}
 
 
+def _hparam_value(text: str) -> Any:
+    """A swept gin value as TensorBoard takes it: a number, a bool, else a string."""
+    try:
+        value = ast.literal_eval(text)
+    except (ValueError, SyntaxError):  # @References, macros, ...
+        return text
+    return value if isinstance(value, (bool, int, float, str)) else text
+
+
+def _hparam_domains(axes: Sequence[Tuple[str, Sequence[str]]]) -> Dict[str, List[Any]]:
+    """Every value of each axis, of one type (numbers as floats where any is a float, or all as text)."""
+    domains = {}
+    for key, texts in axes:
+        values = [_hparam_value(t) for t in texts]
+        if all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
+            values = [float(v) for v in values] if any(isinstance(v, float) for v in values) else values
+        elif len({type(v) for v in values}) > 1:
+            values = list(texts)
+        domains[key] = values
+    return domains
+
+
+def write_run_hparams(output_dir: str, values: Dict[str, str],
+                      domains: Optional[Dict[str, List[Any]]] = None) -> Dict[str, float]:
+    """Record a finished run's swept values and final metrics for TensorBoard's HParams tab.
+
+    The metrics are the numbers of the trainer's ``summary.json`` (else the best accuracy
+    and loss in ``metrics.json``), as scalars ``hparams/<name>``. Returns them.
+    """
+    from flexcore.utils.events import write_hparams
+
+    results = read_run_results(output_dir)
+    source = results["summary"] or results["best"]
+    metrics = {f"hparams/{k}": float(v) for k, v in source.items()
+               if isinstance(v, (int, float)) and not isinstance(v, bool) and k not in _SUMMARY_DETAILS}
+    domains = dict(domains or {})
+    hparams = {}
+    for key, text in values.items():
+        value = _hparam_value(text)
+        domain = domains.get(key)
+        if domain and not any(type(d) is type(value) for d in domain):
+            value = float(value) if isinstance(domain[0], float) and isinstance(value, int) else text
+        hparams[key] = value
+    step = int(results["summary"].get("iterations", results["final"].get("iteration", 0) + 1)) - 1
+    write_hparams(output_dir, hparams, metrics, domains, step=max(step, 0))
+    return metrics
+
+
+def _run_and_write_hparams(main: Callable[[argparse.Namespace], Any], values: Dict[str, str],
+                           domains: Dict[str, List[Any]], args: argparse.Namespace) -> Any:
+    """A sweep task: the run, then (main process) its HParams record. Module-level: it is pickled."""
+    from flexcore.utils import comm
+
+    result = main(args)
+    if comm.is_main_process():
+        try:
+            write_run_hparams(args.output_dir, values, domains)
+        except Exception as exc:  # noqa: BLE001 - the run itself completed; say what is missing
+            print(f"flexcore: could not record hyper-parameters for TensorBoard in {args.output_dir}: "
+                  f"{type(exc).__name__}: {exc}", file=sys.stderr, flush=True)
+    return result
+
+
+def _with_hparams(main, run: SweepRun, axes) -> Callable[[argparse.Namespace], Any]:
+    return functools.partial(_run_and_write_hparams, main, dict(run.values), _hparam_domains(axes))
+
+
 def _progress(row: Dict[str, Any], unit: str) -> Any:
     """How far a run got: the trainer's count when it finished, else the last logged one."""
     return row["summary"].get(f"{unit}s", row["final"].get(unit, ""))
@@ -256,7 +328,7 @@ def _launch_local_runs(main, args, axes, runs, sweep_dir) -> List[Dict[str, Any]
         print(f"Sweep run {i + 1}/{len(runs)}: {run.name} ({', '.join(run.bindings)})", flush=True)
         gin.clear_config()  # each run parses its own config, as it would in its own process
         try:
-            launch_local(main, _run_args(args, run))
+            launch_local(_with_hparams(main, run, axes), _run_args(args, run))
             run.status = "completed"
         except (Exception, SystemExit) as exc:  # noqa: BLE001 - one failed run must not stop the grid
             traceback.print_exc()
@@ -277,7 +349,9 @@ def _launch_slurm_array(main, args, axes, runs, sweep_dir):
     name = os.path.basename(sweep_dir)
     executor = make_executor(args, folder, name=f"flexcore-sweep-{name}")
     with sbatch_errors():
-        jobs = executor.submit_array([SlurmJob(main, portable_args(args, r.bindings, r.output_dir)) for r in runs])
+        jobs = executor.submit_array([
+            SlurmJob(_with_hparams(main, r, axes), portable_args(args, r.bindings, r.output_dir)) for r in runs
+        ])
     for run, job in zip(runs, jobs):
         run.job_id = job.job_id
     _write_manifest(sweep_dir, axes, runs, "slurm")

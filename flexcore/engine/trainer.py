@@ -316,7 +316,7 @@ class Trainer(TrainerBase):
             hooks.append(self.eval_hook)
         hooks += [
             H.LRScheduler(self.optimizer, self.scheduler),
-            H.KernelSizeLogger(period=self.log_period),
+            H.HOOKS.get("KernelSizeLogger")(period=self.log_period),  # gin-bound: KernelSizeLogger.images = False
         ]
         hooks += [factory() for factory in extra_hooks]
         if main:

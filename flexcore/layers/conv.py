@@ -9,7 +9,8 @@ kernel is cached until a parameter or buffer changes. See docs/layers.md.
 from __future__ import annotations
 
 import math
-from typing import Callable, Iterable, List, Optional, Sequence, Tuple, Union
+from contextlib import contextmanager
+from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn as nn
@@ -46,6 +47,18 @@ def _module_tensors(modules: Sequence[nn.Module]) -> List[Tensor]:
         out.extend(t for t in m._parameters.values() if t is not None)
         out.extend(t for t in m._buffers.values() if t is not None)
     return out
+
+
+@contextmanager
+def _eval_mode(module: nn.Module) -> Iterator[None]:
+    """Every submodule in eval mode for the block, each restored to its own mode after."""
+    modes = [(m, m.training) for m in module.modules()]
+    module.eval()
+    try:
+        yield
+    finally:
+        for m, training in modes:
+            m.training = training
 
 
 def _parse_horizon(layer: str, horizon) -> Horizon:
@@ -96,6 +109,8 @@ class ContinuousConv(ConvBase):
             finer resolution than trained on).
         groups: channel groups of the continuous kernel (``in_channels`` = depthwise).
     """
+
+    last_path: Optional[str] = None  # "fft" / "direct": the path of the latest non-cached forward
 
     def __init__(
         self,
@@ -261,6 +276,40 @@ class ContinuousConv(ConvBase):
         """Current kernel size per dim (after dynamic cropping)."""
         return tuple(s.stop - s.start for s in self.crop())
 
+    # -- statistics for logs and reports (read at log time, never per step) ----------------
+    def energy_outside_crop(self) -> Tensor:
+        """Share of the kernel's energy (sum of squares, mask applied) on the full grid that
+        the crop leaves out: a 0-d tensor on the layer's device (no host read).
+
+        Evaluated in eval mode, so kernel nets with BatchNorm use and keep their running
+        statistics; 0 for a layer that does not crop.
+        """
+        with torch.no_grad(), _eval_mode(self):
+            grid = self.full_grid()
+            kernel = self.kernel_net(grid) * self.sampling_rate_norm
+            if self.mask is not None:
+                kernel = kernel * self.mask(grid)
+            energy = kernel.float().square()
+            total = energy.sum()
+            kept = energy[(slice(None), slice(None), *self.crop())].sum()
+            return ((total - kept) / total.clamp_min(torch.finfo(torch.float32).tiny)).clamp_min(0.0)
+
+    def kernel_stats(self) -> Dict[str, Any]:
+        """Host summary of the layer's kernel: ``grid_size`` and ``kernel_size`` per dim,
+        ``energy_outside_crop``, ``path`` (of the latest non-cached forward: "fft",
+        "direct" or None) and ``mask`` (``Mask.describe()`` as lists; None without a mask).
+
+        Copies device values to the host: for logs and reports, not for every step.
+        """
+        mask = None if self.mask is None else {k: v.tolist() for k, v in self.mask.describe().items()}
+        return {
+            "grid_size": list(self.grid_size()),
+            "kernel_size": list(self.kernel_size()),
+            "energy_outside_crop": float(self.energy_outside_crop()),
+            "path": self.last_path,
+            "mask": mask,
+        }
+
     # -- kernel ------------------------------------------------------------------------
     def _positions(self, slices: Sequence[slice]) -> Tensor:
         return self.full_grid()[(slice(None), slice(None), *slices)].contiguous()
@@ -355,7 +404,9 @@ class ContinuousConv(ConvBase):
         ksize = [s.stop - s.start for s in slices]
         pads = self.pads(ksize)
         low_rank = self._low_rank_maps()
-        if self._use_fft(x, ksize, pads, kernel_maps=low_rank, training=torch.is_grad_enabled()):
+        use_fft = self._use_fft(x, ksize, pads, kernel_maps=low_rank, training=torch.is_grad_enabled())
+        self.last_path = "fft" if use_fft else "direct"
+        if use_fft:
             sizes = FC.plan_fft_sizes(x.shape[2:], ksize, pads)
             if low_rank is not None:
                 positions = self._positions(slices)

@@ -9,7 +9,7 @@ grid channel ``d``, i.e. spatial dim ``d``: row 0 = height in 2-D).
 from __future__ import annotations
 
 import math
-from typing import Optional, Tuple
+from typing import Dict, Optional, Tuple
 
 import torch
 import torch.nn as nn
@@ -75,6 +75,24 @@ class Mask(nn.Module):
     def spatial_init_value(self) -> Optional[float]:
         """Spread the kernel net's Gaussian centres should start with (None: leave it alone)."""
         return None
+
+    def describe(self) -> Dict[str, Tensor]:
+        """The mask's state per dim, as detached ``(D,)`` tensors where the parameters live.
+
+        Keys: ``mean`` and the width parameter under its own name (``sigma`` or ``width``,
+        absolute value: its sign is irrelevant) where the mask has them, and the support
+        ``lower`` / ``upper`` at the threshold where it crops. Nothing is copied to the host,
+        so callers can fetch many layers' values with one copy (``torch.cat(...).cpu()``).
+        """
+        out: Dict[str, Tensor] = {}
+        for name in ("mean", "sigma", "width"):
+            value = getattr(self, name, None)
+            if isinstance(value, Tensor):
+                out[name] = value.detach() if name == "mean" else value.detach().abs()
+        bounds = self.bounds()
+        if bounds is not None:
+            out["lower"], out["upper"] = bounds[:, 0].detach(), bounds[:, 1].detach()
+        return out
 
 
 def _axis(positions: Tensor, d: int) -> Tensor:

@@ -32,9 +32,12 @@ __all__ = [
     "JSONWriter",
     "TensorboardWriter",
     "CommonMetricPrinter",
+    "peak_gpu_memory_mib",
+    "write_hparams",
 ]
 
 _STORAGE_STACK: List["EventStorage"] = []
+_MAX_PENDING = 256  # images / histograms held for a writer; older ones go first when nobody writes them
 
 logger = logging.getLogger("flexcore")
 
@@ -68,6 +71,8 @@ class EventStorage:
         self._latest: Dict[str, Tuple[float, int]] = {}
         self._iter = start_iter
         self._prefix = ""
+        self._images: List[Tuple[str, Any, int]] = []
+        self._histograms: List[Dict[str, Any]] = []
 
     @property
     def iter(self) -> int:
@@ -148,6 +153,55 @@ class EventStorage:
     def smoothing_hints(self) -> Dict[str, bool]:
         return dict(self._smoothing_hints)
 
+    def put_image(self, name: str, image: torch.Tensor, cur_iter: Optional[int] = None) -> None:
+        """Queue an image ``(C, H, W)`` (C = 1 or 3, floats in [0, 1] or uint8) for image writers.
+
+        Held as uint8 on the host until a writer takes it (:meth:`pop_images`); the oldest
+        are dropped past a few hundred, so a run without TensorBoard does not accumulate them.
+        """
+        if image.dim() != 3 or image.shape[0] not in (1, 3):
+            raise ValueError(f"put_image({name!r}): expected (C, H, W) with C = 1 or 3, got {tuple(image.shape)}")
+        if image.dtype != torch.uint8:
+            image = (image.detach().float().clamp(0, 1) * 255).round().to(torch.uint8)
+        cur_iter = self._iter if cur_iter is None else int(cur_iter)
+        self._images.append((self._prefix + name, image.cpu().numpy(), cur_iter))
+        del self._images[:-_MAX_PENDING]
+
+    def put_histogram(self, name: str, values: torch.Tensor, bins: int = 64, cur_iter: Optional[int] = None) -> None:
+        """Queue a histogram of ``values`` (any shape, any device) for histogram writers.
+
+        Only the summary (range, moments, ``bins`` counts) is kept, fetched in one host copy.
+        """
+        flat = values.detach().flatten().float()
+        if flat.numel() == 0:
+            return
+        lo, hi = flat.min(), flat.max()
+        span = (hi - lo).clamp_min(torch.finfo(torch.float32).tiny)  # all equal: everything in bucket 0
+        # Bucket index on the device (scatter_add: no host read for the output size).
+        index = ((flat - lo) / span * bins).floor().clamp(0, bins - 1).long()
+        counts = torch.zeros(bins, device=flat.device).scatter_add_(0, index, torch.ones_like(flat))
+        head = torch.stack([lo, hi, flat.sum(), flat.square().sum()])
+        host = torch.cat([head, counts]).cpu().double()
+        lo_, hi_ = float(host[0]), float(host[1])
+        hi_ = hi_ if hi_ > lo_ else lo_ + max(abs(lo_) * 1e-6, 1e-12)  # increasing bucket limits
+        limits = torch.linspace(lo_, hi_, bins + 1, dtype=torch.float64)[1:]
+        self._histograms.append({
+            "tag": self._prefix + name, "min": lo_, "max": hi_, "num": flat.numel(), "sum": float(host[2]),
+            "sum_squares": float(host[3]), "bucket_limits": limits.tolist(), "bucket_counts": host[4:].tolist(),
+            "global_step": self._iter if cur_iter is None else int(cur_iter),
+        })
+        del self._histograms[:-_MAX_PENDING]
+
+    def pop_images(self) -> List[Tuple[str, Any, int]]:
+        """The queued ``(name, uint8 CHW array, iteration)`` images, emptying the queue."""
+        images, self._images = self._images, []
+        return images
+
+    def pop_histograms(self) -> List[Dict[str, Any]]:
+        """The queued histograms (``SummaryWriter.add_histogram_raw`` arguments), emptying the queue."""
+        histograms, self._histograms = self._histograms, []
+        return histograms
+
     @contextmanager
     def name_scope(self, name: str) -> Iterator[None]:
         """Prefix every name put inside the block with ``name/`` (nestable)."""
@@ -168,7 +222,13 @@ class EventStorage:
 
 
 class EventWriter:
-    """Persists what the active :class:`EventStorage` holds; called periodically."""
+    """Persists what the active :class:`EventStorage` holds; called periodically.
+
+    ``writes_images``: the writer takes the queued images and histograms (producers skip
+    drawing them when no writer does).
+    """
+
+    writes_images = False
 
     def write(self) -> None:
         raise NotImplementedError
@@ -234,13 +294,16 @@ class JSONWriter(EventWriter):
 
 
 class TensorboardWriter(EventWriter):
-    """TensorBoard event files (``torch.utils.tensorboard``) in ``log_dir``.
+    """TensorBoard event files (``torch.utils.tensorboard``) in ``log_dir``: the scalars, and
+    the images and histograms queued with ``put_image`` / ``put_histogram``.
 
     Args:
         log_dir: folder for ``events.out.tfevents.*``.
         window_size: smoothing window for scalars with a smoothing hint.
         start_iter: events at or after it from an earlier, interrupted run are purged.
     """
+
+    writes_images = True
 
     def __init__(self, log_dir: str, window_size: int = 20, start_iter: int = 0):
         from torch.utils.tensorboard import SummaryWriter  # imports tensorboard: slow, so lazy
@@ -250,16 +313,57 @@ class TensorboardWriter(EventWriter):
         self._writer = SummaryWriter(log_dir, purge_step=start_iter if start_iter > 0 else None)
 
     def write(self) -> None:
-        by_iter = get_event_storage().values_since(self._last_write, self._window_size)
+        storage = get_event_storage()
+        by_iter = storage.values_since(self._last_write, self._window_size)
         for itr in sorted(by_iter):
             for name, value in by_iter[itr].items():
                 self._writer.add_scalar(name, value, itr)
         if by_iter:
             self._last_write = max(by_iter)
+        for name, image, itr in storage.pop_images():
+            self._writer.add_image(name, image, itr, dataformats="CHW")
+        for histogram in storage.pop_histograms():
+            self._writer.add_histogram_raw(**histogram)
         self._writer.flush()
 
     def close(self) -> None:
         self._writer.close()
+
+
+def write_hparams(log_dir: str, hparams: Dict[str, Any], metrics: Dict[str, float],
+                  domains: Optional[Dict[str, List[Any]]] = None, step: int = 0) -> None:
+    """Record one run's hyper-parameters and results for TensorBoard's HParams tab.
+
+    Writes a new event file in ``log_dir`` (the run's own folder, next to its scalars), so
+    that a folder of runs (a sweep) shows as one table. Each metric is also written as a
+    scalar under its name at ``step``, where the HParams tab reads its value.
+
+    Args:
+        hparams: name -> int, float, str or bool.
+        metrics: tag -> value (e.g. ``{"hparams/test_accuracy": 98.9}``).
+        domains: name -> every value that hyper-parameter takes in the experiment (same
+            type as in ``hparams``), for the tab's filters.
+    """
+    from torch.utils.tensorboard import SummaryWriter
+    from torch.utils.tensorboard.summary import hparams as hparams_summaries
+
+    summaries = hparams_summaries(dict(hparams), dict(metrics), dict(domains or {}))
+    writer = SummaryWriter(log_dir)
+    try:
+        for summary in summaries:  # experiment, session start, session end (success)
+            writer.file_writer.add_summary(summary)
+        for tag, value in metrics.items():
+            writer.add_scalar(tag, value, step)
+    finally:
+        writer.close()
+
+
+def peak_gpu_memory_mib() -> Optional[float]:
+    """Peak memory held by tensors on this process's current GPU since it started, in MiB;
+    None where CUDA is not in use (no GPU, or training on the CPU)."""
+    if not torch.cuda.is_available() or not torch.cuda.is_initialized():
+        return None
+    return torch.cuda.max_memory_allocated() / 2**20
 
 
 def _format_seconds(seconds: float) -> str:
@@ -267,7 +371,7 @@ def _format_seconds(seconds: float) -> str:
 
 
 class CommonMetricPrinter(EventWriter):
-    """The console line: iteration, ETA, losses, lr, step and data time.
+    """The console line: iteration, ETA, losses, lr, step and data time, peak GPU memory.
 
     Args:
         max_iter: iterations of the whole run (for the ETA).
@@ -316,5 +420,7 @@ class CommonMetricPrinter(EventWriter):
                 parts.append(f"{name}: " + fmt.format(hist[name].avg(self._window_size)))
         if "lr" in hist:
             parts.append(f"lr: {hist['lr'].latest():.3g}")
+        if "peak_memory_mib" in hist:
+            parts.append(f"max_mem: {hist['peak_memory_mib'].latest():.0f}M")
         logger.info("  ".join(parts))
         self._last_write = (itr, time.perf_counter())
