@@ -50,6 +50,21 @@ def _clean_gin():
     gin.clear_config(clear_constants=False)
 
 
+@pytest.fixture(autouse=True)
+def _reset_flexcore_logger():
+    """Undo ``setup_logger`` after each test: it stops propagation (so a run does not print
+    twice), which would otherwise hide later tests' flexcore messages from ``caplog``."""
+    import logging
+
+    yield
+    logger = logging.getLogger("flexcore")
+    for handler in list(logger.handlers):
+        logger.removeHandler(handler)
+        handler.close()
+    logger.propagate = True
+    logger.setLevel(logging.NOTSET)
+
+
 @pytest.fixture
 def seed_fixtures() -> Path:
     path = seed_fixtures_dir()
