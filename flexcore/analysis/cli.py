@@ -302,11 +302,12 @@ def analyze(args: argparse.Namespace) -> Dict[str, Any]:
 def main(argv: Optional[List[str]] = None) -> int:
     """Console entry: parse ``argv`` and run; config and data errors print one clear message."""
     args = build_parser().parse_args(argv)
+    from flexcore.checkpoint import CheckpointError
     from flexcore.data.base import DatasetError
 
     try:
         analyze(args)
-    except (ConfigError, DatasetError, FileNotFoundError) as exc:
+    except (ConfigError, DatasetError, FileNotFoundError, CheckpointError) as exc:
         print(f"analyze_model: {exc}", file=sys.stderr)
         if isinstance(exc, DatasetError) and not args.fake_data:
             print("Add --fake-data to analyse the model without the dataset's files.", file=sys.stderr)
