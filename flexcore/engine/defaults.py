@@ -200,12 +200,20 @@ def _build(args: argparse.Namespace, output_dir: str) -> Any:
     except BaseException as exc:
         if not existed and os.path.isdir(output_dir) and not os.listdir(output_dir):
             os.rmdir(output_dir)  # the trainer made it; leave no trace of a run that never started
-        if isinstance(exc, USER_ERRORS) or not isinstance(exc, (ValueError, TypeError, RuntimeError)):
+        config_error = _as_config_error(exc)
+        if config_error is None:
             raise
-        message = None if os.environ.get("FLEXCORE_TRACEBACK") else explain_build_error(exc)
-        if message is None or (isinstance(exc, RuntimeError) and "Required bindings" not in message):
-            raise
-        raise ConfigError(message) from None
+        raise config_error from None
+
+
+def _as_config_error(exc: BaseException) -> Optional[ConfigError]:
+    """A ConfigError for a bad value or missing binding a gin configurable raised, else None."""
+    if isinstance(exc, USER_ERRORS) or not isinstance(exc, (ValueError, TypeError, RuntimeError)):
+        return None
+    message = None if os.environ.get("FLEXCORE_TRACEBACK") else explain_build_error(exc)
+    if message is None or (isinstance(exc, RuntimeError) and "Required bindings" not in message):
+        return None
+    return ConfigError(message)
 
 
 @contextlib.contextmanager
@@ -275,6 +283,11 @@ def main(args: argparse.Namespace):
             open_run_files(args, output_dir, rank, early.records)
             return _run(args, trainer, output_dir)
     except Exception as exc:
+        if isinstance(exc, ConfigError):
+            raise
+        config_error = _as_config_error(exc)  # e.g. a stage a job builds while it runs
+        if config_error is not None:
+            raise config_error from None
         message = None if isinstance(exc, USER_ERRORS) else system_error_message(exc, output_dir)
         if message is None:
             raise

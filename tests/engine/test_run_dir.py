@@ -89,6 +89,20 @@ def test_bad_value_in_a_file_names_file_and_line_from_a_real_process(tmp_path):
     assert not (tmp_path / "out").exists()
 
 
+def test_bad_value_met_while_a_job_runs_is_a_config_error_too(tmp_path, capsys, monkeypatch):
+    """A cross-resolution job builds its stage trainers as it runs."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "cross.gin").write_text(
+        "Trainer.dataset = 'TinyShapes'\nbuild_model.backbone = @TinyNet\nTrainer.epochs = 1\n"
+        "Trainer.batch_size = -64\nexperiment.job = @CrossResolution\nCrossResolution.source_resolution = 8\n"
+        "CrossResolution.target_resolution = 16\nCrossResolution.finetune_epochs = 1\n")
+    argv = ["--config-file", "cross.gin", "--output-dir", "out", "--plugin", PLUGINS[0]]
+    assert cli_entry(argv) == 2
+    err = capsys.readouterr().err
+    assert "Trainer.batch_size must be an integer >= 1" in err and "Trainer.batch_size = -64  (cross.gin, line 4)" in err
+    assert "Traceback" not in err
+
+
 # -- one run per output dir --------------------------------------------------------------------
 
 def test_second_run_into_a_busy_dir_is_refused_and_the_first_is_untouched(tmp_path):
