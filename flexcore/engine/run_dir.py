@@ -36,11 +36,27 @@ class RunDirLockedError(RunDirError):
     """Another live process holds the run directory's lock."""
 
 
-def _describe(holder: dict) -> str:
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # e.g. another user's process
+        return True
+    return True
+
+
+def _describe(holder: dict, held: bool = True) -> str:
     started = holder.get("started")
     when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(started)) if started else "an unknown time"
     text = f"pid {holder.get('pid', '?')} on host {holder.get('host', '?')}, started {when}"
-    return text + (f" ({holder['command']})" if holder.get("command") else "")
+    text += f" ({holder['command']})" if holder.get("command") else ""
+    pid = holder.get("pid")
+    if held and holder.get("host") == socket.gethostname() and isinstance(pid, int) and not _pid_alive(pid):
+        # flock belongs to the open file, which forked children (data-loader workers) share.
+        text += ("; that process is gone, but a process it forked (a data-loader worker?) still holds the "
+                 "lock: it exits by itself within seconds, or stop it")
+    return text
 
 
 def _read_holder(fd: int) -> dict:
@@ -102,7 +118,8 @@ class RunDirLock:
         previous = _read_holder(fd)
         if previous:
             logger.warning("Output dir %s: the run that held it (%s) ended without releasing it (killed, preempted "
-                           "or its machine went down); this run takes it over.", self.output_dir, _describe(previous))
+                           "or its machine went down); this run takes it over.", self.output_dir,
+                           _describe(previous, held=False))
         me = {"pid": os.getpid(), "host": socket.gethostname(), "started": time.time(),
               "command": " ".join(sys.argv)[:500]}
         os.ftruncate(fd, 0)
@@ -186,7 +203,7 @@ def kept_files(output_dir: str) -> str:
     except OSError:
         pass
     for name in ("model_final.pth", "summary.json"):
-        if os.path.isfile(os.path.join(output_dir, name)):
+        if os.path.isfile(os.path.join(output_dir, name)) and not parts[:1] == [f"the last complete checkpoint {name}"]:
             parts.append(name)
     last = _metrics_tail(os.path.join(output_dir, "metrics.json"))
     if last is not None:
@@ -200,6 +217,6 @@ def system_error_message(exc: BaseException, output_dir: str) -> Optional[str]:
     if cause is None:
         return None
     what = _SYSTEM_ERRNOS[cause.errno]
-    where = f" writing {cause.filename}" if cause.filename else f" (in {output_dir})"
+    where = f" (at {cause.filename})" if cause.filename else f" (in {output_dir})"
     fix = _FIXES.get(cause.errno, "Fix the path or its permissions, or pass another --output-dir.")
     return f"Cannot write the run: {what}{where}. {kept_files(output_dir)}; nothing there was lost. {fix}"
