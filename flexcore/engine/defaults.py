@@ -217,20 +217,26 @@ def _as_config_error(exc: BaseException) -> Optional[ConfigError]:
 
 
 @contextlib.contextmanager
-def _locked(output_dir: str):
-    """Hold the output dir's lock (the main process takes it; every rank learns if it failed)."""
+def _locked(output_dir: str, args: argparse.Namespace):
+    """Hold the output dir's lock (the main process takes it; every rank learns if it failed).
+
+    Under the lock the main process checks the dir again: a run that started or ended since
+    :func:`prepare_run` is seen now (the other ranks must not look: rank 0 may be writing).
+    """
     from flexcore.utils import comm
 
     lock, failure = RunDirLock(output_dir), None
     if comm.is_main_process():
         try:
             lock.acquire()
+            check_output_dir(output_dir, resume=args.resume, eval_only=args.eval_only)
         except Exception as exc:  # noqa: BLE001 - passed on to every rank below
+            lock.release()
             failure = exc
     if comm.get_world_size() > 1:
         reason = comm.all_gather(None if failure is None else str(failure))[0]
         if reason and failure is None:
-            raise RunDirError(f"The main process could not lock {output_dir}: {reason}")
+            raise RunDirError(f"The main process refused {output_dir}: {reason}")
     if failure is not None:
         raise failure
     try:
@@ -277,9 +283,7 @@ def main(args: argparse.Namespace):
     logging.getLogger("flexcore").addHandler(early)
     try:
         trainer = _build(args, output_dir)
-        with _locked(output_dir):
-            # Under the lock: a run that started or ended since prepare_run() is seen now.
-            check_output_dir(output_dir, resume=args.resume, eval_only=args.eval_only)
+        with _locked(output_dir, args):
             open_run_files(args, output_dir, rank, early.records)
             return _run(args, trainer, output_dir)
     except Exception as exc:

@@ -100,7 +100,8 @@ def test_bad_value_met_while_a_job_runs_is_a_config_error_too(tmp_path, capsys, 
     argv = ["--config-file", "cross.gin", "--output-dir", "out", "--plugin", PLUGINS[0]]
     assert cli_entry(argv) == 2
     err = capsys.readouterr().err
-    assert "Trainer.batch_size must be an integer >= 1" in err and "Trainer.batch_size = -64  (cross.gin, line 4)" in err
+    assert "Trainer.batch_size must be an integer >= 1" in err
+    assert "Trainer.batch_size = -64  (cross.gin, line 4)" in err
     assert "Traceback" not in err
 
 
@@ -225,7 +226,8 @@ def test_read_only_run_dir_is_one_line_and_changes_nothing(tmp_path, tmpfs):
     assert _train(tmp_path, out).returncode == 0
     before = _snapshot(out)
     subprocess.run(["mount", "-o", "remount,ro", str(tmpfs)], check=True)
-    cases = [(out, ("--resume",), "keeps the last complete checkpoint model_final.pth, summary.json, metrics.json up to iteration 8"),
+    run_kept = "keeps the last complete checkpoint model_final.pth, summary.json, metrics.json up to iteration 8"
+    cases = [(out, ("--resume",), run_kept),
              (tmpfs / "new", (), "new was not created")]
     for target, extra, kept in cases:
         result = _train(tmp_path, target, extra=extra)
