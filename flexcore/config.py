@@ -34,6 +34,8 @@ __all__ = [
     "parse_config",
     "write_config_files",
     "list_config_files",
+    "binding_origins",
+    "explain_build_error",
 ]
 
 _IMPORT_RE = re.compile(r"^\s*import\s+([\w.]+)\s*(?:#.*)?$")
@@ -236,6 +238,8 @@ def parse_config(
         except ImportError as exc:
             raise type(exc)(f"{exc}\n  (imported by {path}, line {lineno})") from exc.__cause__
     binding_text = "\n".join(bindings)
+    global _LAST_PARSE
+    _LAST_PARSE = (list(resolved), list(bindings))  # where a build error's bindings came from
     root = logging.getLogger()
     root.addFilter(_quiet_include_probes)
     try:
@@ -303,3 +307,141 @@ def write_config_files(output_dir: str, operative: bool = True) -> List[str]:
 def format_bindings(bindings: Iterable[str]) -> str:
     """Bindings as gin text, one per line."""
     return "\n".join(b.strip() for b in bindings if b.strip())
+
+
+# -- where bindings came from (for errors raised while building the configured objects) -------
+
+_LAST_PARSE: Tuple[List[str], List[str]] = ([], [])
+_CALL_RE = re.compile(r"\n  In call to configurable '([^']+)' \(<[^>]*>\)(?: in scope '([^']*)')?")
+
+
+class _Macro(str):
+    """A ``%MACRO`` reference met while collecting origins."""
+
+
+class _OriginDelegate(config_parser.ParserDelegate):
+    def configurable_reference(self, scoped_configurable_name, evaluate):
+        return None
+
+    def macro(self, macro_name):
+        return _Macro(macro_name)
+
+
+def _origin_label(location) -> str:
+    if location.filename is None:
+        return "--gin"
+    path = location.filename
+    for root in [os.getcwd()] + config_search_paths():
+        if path.startswith(root.rstrip(os.sep) + os.sep):
+            path = os.path.relpath(path, root)
+            break
+    return f"{path}, line {location.line_num}"
+
+
+def binding_origins(files: Optional[Sequence[str]] = None, bindings: Optional[Sequence[str]] = None) -> dict:
+    """``{(scope, configurable selector, parameter): (binding text, origin, value)}`` of the last parse.
+
+    Files are read in gin's order (includes in place, later bindings override earlier
+    ones). Macros are keyed ``(scope, "%NAME", "")``; a value that is a macro reference
+    comes back as the macro's name (a ``str`` subclass, :class:`_Macro`).
+    """
+    files = _LAST_PARSE[0] if files is None else files
+    bindings = _LAST_PARSE[1] if bindings is None else bindings
+    origins: dict = {}
+    seen: set = set()
+
+    def read(source) -> None:
+        for statement in config_parser.ConfigParser(source, _OriginDelegate()):
+            if isinstance(statement, config_parser.IncludeStatement):
+                try:
+                    path = resolve_config_file(statement.filename)
+                except ConfigError:
+                    continue
+                read_file(path)
+            elif isinstance(statement, config_parser.BindingStatement):
+                scope, selector, arg, value, location = statement
+                key = (scope, _canonical(selector), arg) if arg else (scope, "%" + selector, "")
+                text = re.sub(r"\s+#[^'\"]*$", "", location.line_content.strip())  # drop a trailing comment
+                origins[key] = (text, _origin_label(location), value)
+
+    def read_file(path: str) -> None:
+        if path not in seen:
+            seen.add(path)
+            with open(path, encoding="utf-8") as f:  # a file object: gin records its name
+                read(f)
+
+    try:
+        for path in files:
+            read_file(path)
+        read("\n".join(bindings))
+    except (SyntaxError, tokenize.TokenError, OSError):  # parse errors are reported by parse_config
+        pass
+    return origins
+
+
+def _canonical(selector: str) -> str:
+    try:
+        found = gin.config._REGISTRY.get_match(selector)  # noqa: SLF001 - gin's own lookup
+    except KeyError:  # ambiguous: gin reported it at parse time
+        found = None
+    return found.selector if found else selector
+
+
+def _applies(binding_scope: str, active_scope: str) -> bool:
+    """Whether a binding made in ``binding_scope`` reaches a call in ``active_scope``."""
+    active = active_scope.split("/") if active_scope else []
+    return all(part in active for part in binding_scope.split("/")) if binding_scope else True
+
+
+def _bindings_named(origins: dict, configurable: str, scope: str, message: str) -> List[Tuple[str, str, object]]:
+    """The bindings of ``configurable``'s parameters that ``message`` mentions (most specific scope)."""
+    chosen: dict = {}
+    for (bscope, selector, arg), entry in origins.items():
+        if not arg or selector.split(".")[-1] != configurable or not _applies(bscope, scope):
+            continue
+        words = {arg, arg.replace("_", " ")}
+        if any(re.search(rf"(?<![\w.]){re.escape(w)}(?!\w)", message) or f"{configurable}.{arg}" in message
+               for w in words):
+            if arg not in chosen or len(bscope) > len(chosen[arg][0]):
+                chosen[arg] = (bscope, entry)
+    return [entry for _, entry in chosen.values()]
+
+
+def _with_macros(origins: dict, entries: List[Tuple[str, str, object]]) -> List[Tuple[str, str, object]]:
+    """``entries`` plus the binding of each macro they use (followed through macro chains)."""
+    out, todo = [], list(entries)
+    while todo:
+        entry = todo.pop(0)
+        if entry in out:
+            continue
+        out.append(entry)
+        value = entry[2]
+        if isinstance(value, _Macro):
+            todo += [e for (scope, key, arg), e in origins.items() if key == "%" + value.split("/")[-1] and not arg]
+    return out
+
+
+def explain_build_error(exc: BaseException) -> Optional[str]:
+    """A short message for an error a configurable raised while the experiment was built.
+
+    The exception's own message (without gin's "In call to configurable" lines), then each
+    binding it concerns with its origin (``file, line N`` or ``--gin "..."``), following
+    macros. None if ``exc`` was not raised inside a gin configurable.
+    """
+    text = str(exc)
+    calls = _CALL_RE.findall(text)
+    if not calls:
+        return None
+    message = _CALL_RE.sub("", text).strip()
+    origins = binding_origins()
+    entries: List[Tuple[str, str, object]] = []
+    for name, scope in calls:  # the innermost first; an outer one may name its own parameter
+        entries += [e for e in _bindings_named(origins, name, scope, message) if e not in entries]
+        if entries:
+            break
+    lines = [message]
+    for binding, origin, _ in _with_macros(origins, entries):
+        lines.append(f"  {binding}  ({origin})")
+    chain = " < ".join(name + (f" (scope {scope})" if scope else "") for name, scope in calls)
+    lines.append(f"  raised while building {chain}")
+    return "\n".join(lines)

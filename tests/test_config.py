@@ -115,3 +115,47 @@ def test_broken_gin_import_names_file_line_and_plugin(tmp_path, monkeypatch):
         parse_config([cfg])
     msg = str(err.value)
     assert mod in msg and "broken on purpose" in msg and "imports.gin, line 2" in msg
+
+
+@gin.configurable(module=_MOD)
+def make_layer(size=3, outer=None):
+    if size % 2 == 0:
+        raise ValueError(f"make_layer: size must be odd, got {size}")
+    return size
+
+
+@gin.configurable(module=_MOD)
+def make_stack(layer=None):
+    return layer()
+
+
+def test_build_error_names_the_binding_through_include_macro_and_scope(tmp_path, monkeypatch):
+    from flexcore.config import binding_origins, explain_build_error
+
+    monkeypatch.chdir(tmp_path)
+    _write(tmp_path / "base.gin", """
+        SIZE = 5
+        make_layer.size = %SIZE
+        """)
+    child = _write(tmp_path / "child.gin", """
+        include 'base.gin'
+        SIZE = 7                      # the later binding is the one in force
+        big/make_layer.size = %BIG
+        BIG = %SIZE
+        make_stack.layer = @big/make_layer
+        """)
+    parse_config([child], ["SIZE = 8"])
+    origins = binding_origins()
+    assert origins[("", "%SIZE", "")][:2] == ("SIZE = 8", "--gin")
+    assert origins[("big", f"{_MOD}.make_layer", "size")][1] == "child.gin, line 4"
+    with pytest.raises(ValueError) as info:
+        make_stack()
+    message = explain_build_error(info.value)
+    assert message.splitlines() == [
+        "make_layer: size must be odd, got 8",
+        "  big/make_layer.size = %BIG  (child.gin, line 4)",  # the scoped binding beats base.gin's
+        "  BIG = %SIZE  (child.gin, line 5)",
+        "  SIZE = 8  (--gin)",
+        "  raised while building make_layer (scope big) < make_stack",
+    ]
+    assert explain_build_error(ValueError("not from gin")) is None

@@ -302,6 +302,7 @@ def analyze(args: argparse.Namespace) -> Dict[str, Any]:
 def main(argv: Optional[List[str]] = None) -> int:
     """Console entry: parse ``argv`` and run; config and data errors print one clear message."""
     args = build_parser().parse_args(argv)
+    from flexcore.checkpoint import CheckpointError
     from flexcore.data.base import DatasetError
     from flexcore.registry import PluginError
 
@@ -310,7 +311,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     except PluginError as exc:  # the message already holds the plugin's own traceback
         print(f"Plugin error: {exc}", file=sys.stderr)
         return 2
-    except (ConfigError, DatasetError, FileNotFoundError) as exc:
+    except (ConfigError, DatasetError, FileNotFoundError, CheckpointError) as exc:
         print(f"analyze_model: {exc}", file=sys.stderr)
         if isinstance(exc, DatasetError) and not args.fake_data:
             print("Add --fake-data to analyse the model without the dataset's files.", file=sys.stderr)

@@ -202,7 +202,8 @@ class Checkpointer(_FvcoreCheckpointer):
         try:
             data = torch.load(f, map_location=torch.device("cpu"), weights_only=self.weights_only)
         except pickle.UnpicklingError as exc:
-            found = re.search(r"Unsupported global: GLOBAL ([\w.]+)", str(exc))
+            # torch words it "Unsupported global: GLOBAL x.y" or "unsupported GLOBAL x.y ... is blocked".
+            found = re.search(r"unsupported global:? (?:GLOBAL )?([\w.]+)", str(exc), re.IGNORECASE)
             if self.weights_only and found:
                 raise CheckpointError(
                     f"Safe loading refused {f}: it holds a Python object ({found.group(1)}) beyond tensors and "
@@ -313,6 +314,11 @@ class Checkpointer(_FvcoreCheckpointer):
                 name = f.read().strip()
         except OSError:
             return ""
+        if not name:
+            raise CheckpointError(
+                f"{tag} is empty: it should name the run's last checkpoint (e.g. model_0000009.pth). Write the "
+                "name of one of the folder's checkpoints into it, or delete it to start from scratch."
+            )
         path = os.path.join(self.save_dir, name)
         if not self.path_manager.exists(path):
             raise CheckpointError(f"{tag} names {name!r}, but {path} does not exist.")

@@ -87,7 +87,8 @@ def default_root(root: Optional[str] = None) -> str:
     """``root`` if given, else ``$FLEXCORE_DATASETS``, else ``./datasets``."""
     if root:
         return os.path.expanduser(root)
-    return os.path.expanduser(os.environ.get(ENV_ROOT, "datasets"))
+    # Set but empty (FLEXCORE_DATASETS=) counts as unset.
+    return os.path.expanduser(os.environ.get(ENV_ROOT) or "datasets")
 
 
 def _present(base: str, entry: Union[str, Sequence[str]]) -> Optional[str]:

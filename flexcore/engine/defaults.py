@@ -5,18 +5,21 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
 import sys
-from typing import Any, List, Optional
+from typing import Any, List, Optional, Sequence
 
 import gin
 from tabulate import tabulate
 
 from flexcore.checkpoint import CheckpointError
-from flexcore.config import ConfigError, list_config_files, parse_config, write_config_files
+from flexcore.config import ConfigError, explain_build_error, list_config_files, parse_config, write_config_files
 from flexcore.data.base import DatasetError
 from flexcore.engine.cross_resolution import CrossResolution
+from flexcore.engine.run_dir import (RunDirError, RunDirLock, RunDirLockedError, lock_holder, locked_message,
+                                     system_error_message)
 from flexcore.engine.train_loop import NonFiniteLossError
 from flexcore.engine.trainer import Trainer, experiment
 from flexcore.utils.logger import setup_logger
@@ -25,12 +28,15 @@ __all__ = [
     "DEFAULT_CONFIG",
     "CrossResolution",
     "OutputDirError",
+    "RunDirError",
     "Trainer",
     "experiment",
     "check_output_dir",
     "default_argument_parser",
     "default_setup",
     "main",
+    "open_run_files",
+    "prepare_run",
     "print_config_list",
 ]
 
@@ -105,13 +111,16 @@ _RUN_MARKERS = ("last_checkpoint", "metrics.json", "model_final.pth", "summary.j
 
 
 def check_output_dir(output_dir: str, resume: bool = False, eval_only: bool = False) -> None:
-    """Refuse to start a fresh run in a directory that holds another run's results.
+    """Refuse a path that is a file, or a fresh run in a directory that holds another run's results.
 
     Looks in the directory and its direct subfolders (the stages of a cross-resolution run).
 
     Raises:
         OutputDirError: naming what was found and the two ways out (``--resume``, a new dir).
     """
+    if os.path.exists(output_dir) and not os.path.isdir(output_dir):
+        raise OutputDirError(f"--output-dir {output_dir} is an existing file, not a folder. Nothing was written; "
+                             "pass the path of a new folder (or of a run's folder, with --resume).")
     if resume or eval_only or not os.path.isdir(output_dir):
         return
     folders = [""] + sorted(d for d in os.listdir(output_dir) if os.path.isdir(os.path.join(output_dir, d)))
@@ -142,28 +151,116 @@ def check_dataset_name() -> None:
             raise ConfigError(f"Trainer.dataset = {name!r}: {exc}") from None
 
 
+def prepare_run(args: argparse.Namespace, rank: int = 0) -> str:
+    """Load plugins, parse gin, check the output dir (not a file, no other run in it or running
+    on it). Writes nothing. Returns the output directory."""
+    if not args.config_files:
+        args.config_files = [DEFAULT_CONFIG]
+    parse_config(args.config_files, _bindings(args), plugins=args.plugins, finalize=False)
+    check_dataset_name()
+    output_dir = args.output_dir or default_output_dir(args.config_files)
+    holder = lock_holder(output_dir) if rank == 0 else None
+    if holder:  # before the check below: "running now" says more than "holds a run"
+        raise RunDirLockedError(locked_message(output_dir, holder))
+    check_output_dir(output_dir, resume=getattr(args, "resume", False), eval_only=getattr(args, "eval_only", False))
+    return output_dir
+
+
+def _bindings(args: argparse.Namespace) -> List[str]:
+    return list(args.bindings) + ([f"seed = {args.seed}"] if getattr(args, "seed", None) is not None else [])
+
+
+def open_run_files(args: argparse.Namespace, output_dir: str, rank: int = 0,
+                   early_records: Sequence[logging.LogRecord] = ()) -> None:
+    """Log to the output dir's ``log.txt`` (with the records logged before it existed), write config.gin."""
+    setup_logger(output_dir, rank=rank)
+    files = [h for h in logging.getLogger("flexcore").handlers if isinstance(h, logging.FileHandler)]
+    for handler in files:
+        # A full or read-only disk: the console still shows every line, and the run's own
+        # error says what happened (logging's default prints a traceback for each line).
+        handler.handleError = lambda record: None
+        for record in early_records:
+            handler.handle(record)
+    # --eval-only reuses a training dir: keep the config that trained it.
+    if rank == 0 and not (getattr(args, "eval_only", False) and os.path.exists(os.path.join(output_dir, "config.gin"))):
+        write_config_files(output_dir, operative=False)
+    logger.info("flexcore run in %s; configs: %s; bindings: %s", output_dir, args.config_files, _bindings(args))
+
+
 def default_setup(args: argparse.Namespace, rank: int = 0) -> str:
     """Load plugins, parse gin, check and make the output dir, write config.gin, set up logging.
 
-    Returns the output directory.
+    Returns the output directory. (:func:`main` splits this in two around building the
+    experiment, so that a bad value fails before any file is written.)
     """
-    if not args.config_files:
-        args.config_files = [DEFAULT_CONFIG]
-    bindings = list(args.bindings)
-    if getattr(args, "seed", None) is not None:
-        bindings.append(f"seed = {args.seed}")
-    parse_config(args.config_files, bindings, plugins=args.plugins, finalize=False)
-    check_dataset_name()
-    output_dir = args.output_dir or default_output_dir(args.config_files)
-    eval_only = getattr(args, "eval_only", False)
-    check_output_dir(output_dir, resume=getattr(args, "resume", False), eval_only=eval_only)
-    setup_logger(output_dir, rank=rank)
-    if rank == 0:
-        # --eval-only reuses a training dir: keep the config that trained it.
-        if not (eval_only and os.path.exists(os.path.join(output_dir, "config.gin"))):
-            write_config_files(output_dir, operative=False)
-    logger.info("flexcore run in %s; configs: %s; bindings: %s", output_dir, args.config_files, bindings)
+    output_dir = prepare_run(args, rank)
+    open_run_files(args, output_dir, rank)
     return output_dir
+
+
+class _EarlyRecords(logging.Handler):
+    """Keeps what is logged before ``log.txt`` may be opened, to copy it there afterwards."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.records: List[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
+def _build(args: argparse.Namespace, output_dir: str) -> Any:
+    """:func:`build_trainer`, with a value a configurable rejects reported as a ConfigError naming
+    the binding's file and line (``FLEXCORE_TRACEBACK=1`` keeps the traceback instead)."""
+    existed = os.path.isdir(output_dir)
+    try:
+        return build_trainer(args, output_dir)
+    except BaseException as exc:
+        if not existed and os.path.isdir(output_dir) and not os.listdir(output_dir):
+            os.rmdir(output_dir)  # the trainer made it; leave no trace of a run that never started
+        config_error = _as_config_error(exc)
+        if config_error is None:
+            raise
+        raise config_error from None
+
+
+def _as_config_error(exc: BaseException) -> Optional[ConfigError]:
+    """A ConfigError for a bad value or missing binding a gin configurable raised, else None."""
+    if isinstance(exc, USER_ERRORS) or not isinstance(exc, (ValueError, TypeError, RuntimeError)):
+        return None
+    message = None if os.environ.get("FLEXCORE_TRACEBACK") else explain_build_error(exc)
+    if message is None or (isinstance(exc, RuntimeError) and "Required bindings" not in message):
+        return None
+    return ConfigError(message)
+
+
+@contextlib.contextmanager
+def _locked(output_dir: str, args: argparse.Namespace):
+    """Hold the output dir's lock (the main process takes it; every rank learns if it failed).
+
+    Under the lock the main process checks the dir again: a run that started or ended since
+    :func:`prepare_run` is seen now (the other ranks must not look: rank 0 may be writing).
+    """
+    from flexcore.utils import comm
+
+    lock, failure = RunDirLock(output_dir), None
+    if comm.is_main_process():
+        try:
+            lock.acquire()
+            check_output_dir(output_dir, resume=args.resume, eval_only=args.eval_only)
+        except Exception as exc:  # noqa: BLE001 - passed on to every rank below
+            lock.release()
+            failure = exc
+    if comm.get_world_size() > 1:
+        reason = comm.all_gather(None if failure is None else str(failure))[0]
+        if reason and failure is None:
+            raise RunDirError(f"The main process refused {output_dir}: {reason}")
+    if failure is not None:
+        raise failure
+    try:
+        yield lock
+    finally:
+        lock.release()
 
 
 def build_trainer(args: argparse.Namespace, output_dir: str) -> Any:
@@ -185,6 +282,8 @@ def main(args: argparse.Namespace):
 
     Runs in every process of a DDP/SLURM job: the launcher has set up the process group;
     everything here is rebuilt from ``args`` (plain data), and only rank 0 writes files.
+    The experiment is built (every value checked) before anything is written, and the
+    output dir is locked for the run's whole length.
     """
     from flexcore.utils import comm
 
@@ -196,8 +295,33 @@ def main(args: argparse.Namespace):
         check_dataset_name()
         print(gin.config_str())
         return None
-    output_dir = default_setup(args, rank=comm.get_rank())
-    trainer = build_trainer(args, output_dir)
+    rank = comm.get_rank()
+    output_dir = prepare_run(args, rank=rank)
+    setup_logger(rank=rank)  # the console only, until the lock is held
+    early = _EarlyRecords()
+    logging.getLogger("flexcore").addHandler(early)
+    try:
+        trainer = _build(args, output_dir)
+        with _locked(output_dir, args):
+            open_run_files(args, output_dir, rank, early.records)
+            return _run(args, trainer, output_dir)
+    except Exception as exc:
+        if isinstance(exc, ConfigError):
+            raise
+        config_error = _as_config_error(exc)  # e.g. a stage a job builds while it runs
+        if config_error is not None:
+            raise config_error from None
+        message = None if isinstance(exc, USER_ERRORS) else system_error_message(exc, output_dir)
+        if message is None:
+            raise
+        raise RunDirError(message) from exc
+    finally:
+        logging.getLogger("flexcore").removeHandler(early)
+
+
+def _run(args: argparse.Namespace, trainer: Any, output_dir: str):
+    from flexcore.utils import comm
+
     if args.eval_only:
         return trainer.evaluate_only(args.weights)
     if comm.is_main_process():
@@ -210,7 +334,7 @@ def main(args: argparse.Namespace):
 
 
 # Errors whose message says all a user needs: printed without a traceback.
-USER_ERRORS = (CheckpointError, NonFiniteLossError, OutputDirError, DatasetError)
+USER_ERRORS = (CheckpointError, NonFiniteLossError, OutputDirError, DatasetError, RunDirError)
 
 
 def cli_entry(argv: Optional[List[str]] = None) -> int:

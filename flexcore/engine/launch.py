@@ -121,4 +121,20 @@ def launch_local(main: MainFn, args: argparse.Namespace) -> Any:
     config = DDPConfig.from_args(args)
     if config.world_size == 1:
         return main(args)
+    _refuse_busy_output_dir(args)
     return launch_ddp(main, args, config)
+
+
+def _refuse_busy_output_dir(args: argparse.Namespace) -> None:
+    """Say here, before spawning processes, that another run holds the output dir (rank 0 would
+    refuse it anyway, with the message inside a child's traceback)."""
+    from flexcore.engine.defaults import DEFAULT_CONFIG, default_output_dir
+    from flexcore.engine.run_dir import RunDirLockedError, lock_holder, locked_message
+
+    if (getattr(args, "machine_rank", 0) != 0 or getattr(args, "print_config", False)
+            or getattr(args, "list", None) is not None):
+        return
+    output_dir = args.output_dir or default_output_dir(args.config_files or [DEFAULT_CONFIG])
+    holder = lock_holder(output_dir)
+    if holder:
+        raise RunDirLockedError(locked_message(output_dir, holder))

@@ -272,18 +272,24 @@ def _table_columns(rows: Sequence[Dict[str, Any]]) -> List[Tuple[str, str]]:
     return columns
 
 
-def _slurm_status(sweep_dir: str, job_id: str) -> str:
-    """A SLURM run's outcome from submitit's result file (no scheduler call needed)."""
-    from submitit.core.utils import pickle_load
+def _slurm_status(sweep_dir: str, job_id: str, output_dir: str) -> str:
+    """A SLURM run's outcome from files in plain text formats only (no scheduler call needed).
 
-    path = os.path.join(sweep_dir, "slurm", f"{job_id}_0_result.pkl")
-    if not os.path.exists(path):
-        return "no result (running, cancelled or killed)"
-    outcome, payload = pickle_load(path)
-    if outcome == "success":
+    Completed means the run wrote ``summary.json``; otherwise the job's stderr log says whether
+    it raised. submitit's ``*_result.pkl`` files are never read here: unpickling a file from a
+    folder someone else can write to would run whatever code they put in it.
+    """
+    if os.path.exists(os.path.join(output_dir, "summary.json")):
         return "completed"
-    last = [line for line in str(payload).strip().splitlines() if line.strip()][-1:]
-    return f"failed: {last[0] if last else 'error'}"
+    err = os.path.join(sweep_dir, "slurm", f"{job_id}_0_log.err")
+    text = ""
+    if os.path.exists(err):
+        with open(err, errors="replace") as f:
+            text = f.read()
+    if "Traceback (most recent call last)" in text or "triggered an exception" in text:
+        last = [line.strip() for line in text.splitlines() if line.strip()][-1:]
+        return f"failed: {last[0] if last else 'error'} (see {err})"
+    return "no result (running, cancelled or killed)"
 
 
 def summarize_sweep(sweep_dir: str, print_table: bool = True) -> List[Dict[str, Any]]:
@@ -293,7 +299,8 @@ def summarize_sweep(sweep_dir: str, print_table: bool = True) -> List[Dict[str, 
     keys = [k for k, _ in manifest["axes"]]
     rows = []
     for run in manifest["runs"]:
-        status = run.get("status") or (_slurm_status(sweep_dir, run["job_id"]) if run.get("job_id") else "not run")
+        status = run.get("status") or (
+            _slurm_status(sweep_dir, run["job_id"], run["output_dir"]) if run.get("job_id") else "not run")
         rows.append({"run": run["name"], "job_id": run.get("job_id"), "bindings": run["values"], "status": status,
                      "output_dir": run["output_dir"], **read_run_results(run["output_dir"])})
     columns = _table_columns(rows)
@@ -375,7 +382,8 @@ def _launch_slurm_array(main, args, axes, runs, sweep_dir):
 
     def report(job):
         run = next(r for r in runs if r.job_id == job.job_id)
-        print(f"Sweep run {run.name} (job {job.job_id}): {_slurm_status(sweep_dir, job.job_id)}", flush=True)
+        print(f"Sweep run {run.name} (job {job.job_id}): {_slurm_status(sweep_dir, job.job_id, run.output_dir)}",
+              flush=True)
 
     wait_for_jobs(jobs, on_done=report)
     return summarize_sweep(sweep_dir)  # the same table the summary job writes (atomically, both)

@@ -171,6 +171,8 @@ class Trainer(TrainerBase):
         _check_counts(batch_size=batch_size, eval_batch_size=eval_batch_size or batch_size, log_period=log_period)
         _check_counts(minimum=0, num_workers=num_workers, epochs=epochs, max_iter=max_iter, eval_period=eval_period,
                       checkpoint_period=checkpoint_period, profile_steps=profile_steps)
+        if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not lr >= 0:
+            raise ValueError(f"Trainer.lr must be a number >= 0, got {lr!r} (e.g. --gin 'Trainer.lr = 1e-3').")
         if not grad_clip >= 0:
             raise ValueError(f"Trainer.grad_clip must be >= 0 (0: no clipping), got {grad_clip!r}")
         if bool(epochs) == bool(max_iter):
