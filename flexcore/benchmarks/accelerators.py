@@ -17,7 +17,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from flexcore.analysis.benchmark import Report, Table, register_benchmark, time_round_robin
+from flexcore.benchmarks.harness import Report, Table, register_benchmark, time_round_robin
 from flexcore.engine.accelerate import autocast, compile_model, to_channels_last
 from flexcore.layers import FlexConv, GaussianMask, refresh_crops
 from flexcore.modeling.backbones.flexnet import FlexNet

@@ -17,7 +17,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from flexcore.analysis.benchmark import Check, Report, Table, register_benchmark, time_round_robin
+from flexcore.benchmarks.harness import Check, Report, Table, register_benchmark, time_round_robin
 from flexcore.layers import FlexConv, GaussianMask
 from flexcore.layers import functional as FC
 from flexcore.layers.fft_cost import CostModel, conv_features, predict_seconds

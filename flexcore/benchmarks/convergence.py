@@ -23,7 +23,7 @@ from typing import Any, Dict, List, Optional
 import gin
 import torch
 
-from flexcore.analysis.benchmark import Check, Report, Table, register_benchmark
+from flexcore.benchmarks.harness import Check, Report, Table, register_benchmark
 
 # name -> (config, task metric, chance level, target on the test split, what the target means)
 RUNS = {

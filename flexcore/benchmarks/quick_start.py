@@ -17,7 +17,7 @@ import sys
 import tempfile
 import time
 
-from flexcore.analysis.benchmark import Check, Report, Table, register_benchmark
+from flexcore.benchmarks.harness import Check, Report, Table, register_benchmark
 
 __all__ = ["quick_start"]
 

@@ -15,7 +15,7 @@ from typing import Callable, Dict, Optional, Tuple
 
 import torch
 
-from flexcore.analysis.bench_models import (
+from flexcore.benchmarks.models import (
     ORIGINAL_MS,
     _fixtures_dir,
     fmt,
@@ -24,7 +24,7 @@ from flexcore.analysis.bench_models import (
     set_fft,
     train_step_fn,
 )
-from flexcore.analysis.benchmark import Check, Report, Table, register_benchmark, time_round_robin
+from flexcore.benchmarks.harness import Check, Report, Table, register_benchmark, time_round_robin
 from flexcore.layers.bake import continuous_convs
 
 __all__ = ["peak_rss_during", "n_log_n_growth"]
