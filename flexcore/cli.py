@@ -27,6 +27,6 @@ def benchmark_main() -> None:
 
 
 def convert_checkpoint_main() -> None:
-    from flexcore.checkpoint.convert_original import main
+    from flexcore.compat.original.convert import main
 
     sys.exit(main())

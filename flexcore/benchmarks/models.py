@@ -61,8 +61,8 @@ def _fixtures_dir(args) -> Path:
 
 def load_fixture_model(folder: Path, case: str, with_weights: bool = True):
     """``(model, spec)``: the original model of fixture ``case`` rebuilt in flexcore (its weights loaded)."""
-    from flexcore.checkpoint.original import convert_original_model
-    from flexcore.checkpoint.original_spec import spec_from_config
+    from flexcore.compat.original.weights import convert_original_model
+    from flexcore.compat.original.spec import spec_from_config
 
     meta = json.loads((folder / f"{case}.json").read_text())
     spec = spec_from_config(meta["config"], meta["constructor"]["in_channels"], meta["constructor"]["out_channels"])

@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from flexcore.checkpoint.original import OriginalCheckpointError, conv_from_original, convert_conv, load_original_conv
+from flexcore.compat.original.weights import OriginalCheckpointError, conv_from_original, convert_conv, load_original_conv
 
 KW = dict(in_channels=2, out_channels=3, horizon=9, kernel_type="MAGNet", kernel_dim_linear=2, kernel_no_hidden=4,
           kernel_no_layers=2, kernel_input_scale=25.6)
