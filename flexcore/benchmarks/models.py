@@ -27,7 +27,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from flexcore.benchmarks.harness import Check, Report, Stats, Table, register_benchmark, time_round_robin
-from flexcore.layers.bake import bake_model, clear_kernel_caches, continuous_convs, refresh_crops
+from flexcore.layers.bake import bake_model
+from flexcore.layers.traversal import clear_kernel_caches, continuous_convs, refresh_crops
 
 __all__ = ["ORIGINAL_MS", "load_fixture_model", "ckcnn_from", "train_step_fn", "probe_fn", "MachineFactor"]
 

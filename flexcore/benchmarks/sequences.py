@@ -25,7 +25,7 @@ from flexcore.benchmarks.models import (
     train_step_fn,
 )
 from flexcore.benchmarks.harness import Check, Report, Table, register_benchmark, time_round_robin
-from flexcore.layers.bake import continuous_convs
+from flexcore.layers.traversal import continuous_convs
 
 __all__ = ["peak_rss_during", "n_log_n_growth"]
 

@@ -23,6 +23,7 @@ from flexcore.compat.original.weights import (
     OriginalCheckpointError, convert_original_model, load_converted_strict, strip_module_prefix,
 )
 from flexcore.compat.original.spec import OriginalModelSpec, spec_from_config, spec_from_state_dict
+from flexcore.utils.parameters import count_parameters
 
 __all__ = ["load_original_checkpoint", "read_original_config", "convert_original_checkpoint", "main"]
 
@@ -174,7 +175,7 @@ def convert_original_checkpoint(
         "gin": gin_path,
         "weights": weights_path,
         "gin_text": gin_text,
-        "num_parameters": sum(p.numel() for p in model.parameters() if p.requires_grad),
+        "num_parameters": count_parameters(model),
         "notes": list(spec.notes),
         "dropped": sorted(k for k in rest if k != "epoch"),
     }
