@@ -1,4 +1,4 @@
-"""``accelerators`` benchmark (issue 9, item 7): FlexNet train steps eager vs compile,
+"""``accelerators`` benchmark: FlexNet train steps eager vs compile,
 channels-last and bf16 autocast, timed round-robin in one run.
 
 Each variant trains its own copy of the same initial model on the same batch with the

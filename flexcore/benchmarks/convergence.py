@@ -1,4 +1,4 @@
-"""``convergence`` benchmark (issue 7): train the quick configs to convergence on the CPU.
+"""``convergence`` benchmark: train the quick configs to convergence on the CPU.
 
 No dataset of the paper can be downloaded here, so convergence is shown on what can be
 had: the embedded ``Digits`` data (as images and as pixel sequences) and the generated

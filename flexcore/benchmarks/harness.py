@@ -117,7 +117,7 @@ class Table:
 
 @dataclasses.dataclass
 class Check:
-    """A target from the issues: ``value <= limit``."""
+    """A speed or accuracy target: ``value <= limit``."""
 
     name: str
     value: float

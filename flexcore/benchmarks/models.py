@@ -1,4 +1,4 @@
-"""``models`` and ``inference`` benchmarks (issue 9): whole FlexNet-7 / CKCNN steps.
+"""``models`` and ``inference`` benchmarks: whole FlexNet-7 / CKCNN steps against the original's timings.
 
 Models come from the original system's seed fixtures (``flexnet7_cifar10`` at init, all
 kernels 5x5; ``flexnet7_cifar10_perturbed`` with trained-like mask parameters, kernels
@@ -7,11 +7,12 @@ kernels 5x5; ``flexnet7_cifar10_perturbed`` with trained-like mask parameters, k
 - ``flexcore``: the model as shipped (``fft='auto'``, low-rank spectra, eval caches).
 - ``spatial ref``: the same model forced onto the direct path (``fft=False``) and, for
   inference, regenerating every kernel per call: the original's algorithm in our code.
-- ``probe``: a plain ``nn.Conv2d`` 64->64 5x5 fwd+bwd (batch 16, 32x32), which the issue
-  measured at 46 ms next to the original's figures. ``probe / 46 ms`` is this run's machine
-  factor; the "load-scaled" ratio divides by the original's figure times that factor.
+- ``probe``: a plain ``nn.Conv2d`` 64->64 5x5 fwd+bwd (batch 16, 32x32), which measured
+  46 ms on the machine that timed the original (docs/performance.md). ``probe / 46 ms`` is
+  this run's machine factor; the "load-scaled" ratio divides by the original's figure times
+  that factor.
 
-The original's figures (issue 9, 2 threads, quiet machine) are fixed targets.
+The original's figures (2 threads, quiet machine) are fixed targets.
 """
 from __future__ import annotations
 
@@ -126,7 +127,7 @@ def eval_fn(model: nn.Module, x: torch.Tensor, regenerate: bool = False) -> Call
 
 
 def probe_fn(device) -> Callable[[], None]:
-    """The machine-speed probe: ``nn.Conv2d`` 64->64 5x5, batch 16, 32x32, fwd+bwd (issue 9: 46 ms)."""
+    """The machine-speed probe: ``nn.Conv2d`` 64->64 5x5, batch 16, 32x32, fwd+bwd (46 ms beside the original's figures)."""
     conv = nn.Conv2d(64, 64, 5, padding=2).to(device)
     x = torch.randn(16, 64, 32, 32, device=device)
 

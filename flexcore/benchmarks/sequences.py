@@ -1,4 +1,4 @@
-"""``sequences`` benchmark (issue 9, item 5): FlexTCN train steps at long lengths, with memory.
+"""``sequences`` benchmark: FlexTCN train steps at long lengths, with memory.
 
 The model is the original's sCIFAR-10 FlexTCN (fixture ``flextcn_scifar10``: 2 blocks,
 width 30, MAGNet, Gaussian mask, horizon ``'same'``) built at init for each length, so the
