@@ -226,7 +226,6 @@ def environment() -> Dict[str, Any]:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="tools/benchmark.py",
         description="Speed benchmarks of flexcore (medians over repeated runs, ratios measured in the same run).",
     )
     sub = parser.add_subparsers(dest="command", required=True)
