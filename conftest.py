@@ -5,11 +5,12 @@ file for every test under the checkout. Gives every test a clean gin config, ski
 ``gpu``/``slurm`` tests where the hardware or cluster is missing, and locates the original
 system's seed fixtures (helpers in ``flexcore.utils.testing``).
 """
+import os
 from pathlib import Path
 
 import pytest
 
-from flexcore.utils.testing import seed_fixtures_dir, slurm_available
+from flexcore.utils.testing import SEED_FIXTURES_DEFAULT, seed_fixtures_dir, slurm_available
 
 
 def pytest_configure(config):
@@ -69,7 +70,9 @@ def _reset_flexcore_logger():
 def seed_fixtures() -> Path:
     path = seed_fixtures_dir()
     if path is None:
-        pytest.skip("seed fixtures not found (tests/fixtures/seed or $FLEXCORE_SEED_FIXTURES)")
+        where = os.environ.get("FLEXCORE_SEED_FIXTURES") or SEED_FIXTURES_DEFAULT
+        pytest.skip(f"seed fixtures not found in {where} "
+                    "(set FLEXCORE_SEED_FIXTURES to the folder of *.pt/*.json fixtures)")
     return path
 
 

@@ -107,6 +107,8 @@ setup(
             "flexcore-analyze=flexcore.cli:analyze_main",
             "flexcore-fit-kernel=flexcore.cli:fit_kernel_main",
             "flexcore-export=flexcore.export.cli:main",
+            "flexcore-benchmark=flexcore.cli:benchmark_main",
+            "flexcore-convert-checkpoint=flexcore.cli:convert_checkpoint_main",
         ],
     },
     classifiers=[

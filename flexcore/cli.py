@@ -18,3 +18,15 @@ def fit_kernel_main() -> None:
     from flexcore.fitting import main
 
     sys.exit(main())
+
+
+def benchmark_main() -> None:
+    from flexcore.benchmarks.harness import main
+
+    sys.exit(main())
+
+
+def convert_checkpoint_main() -> None:
+    from flexcore.compat.original.convert import main
+
+    sys.exit(main())

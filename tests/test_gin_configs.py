@@ -25,8 +25,8 @@ import torch
 from flexcore.config import list_config_files, parse_config, resolve_config_file
 from flexcore.data.base import describe_dataset
 from flexcore.engine.defaults import default_argument_parser, main
-from flexcore.engine.trainer import count_parameters
 from flexcore.modeling.build import build_model
+from flexcore.utils.parameters import count_parameters
 
 REPO = Path(__file__).resolve().parents[1]
 _INCLUDE = re.compile(r"""^\s*include\s+(['"])(.+?)\1""", re.M)

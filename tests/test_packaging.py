@@ -3,6 +3,7 @@ dependencies are ranges that hold CI's pins, cover every library import, and let
 torch the user already has."""
 import ast
 import glob
+import importlib
 import importlib.metadata
 import json
 import os
@@ -63,6 +64,14 @@ def test_wheel_maps_fixed_layout(wheel):
         for gin_file in glob.glob(os.path.join(project, "gin_configs", "*.gin")):
             assert f"flexcore/projects/{pkg}/gin_configs/{os.path.basename(gin_file)}" in names
     assert not any(n.startswith(("tests/", "tools/")) for n in names)
+    # Every console script points at a function that exists.
+    (entry_points,) = [n for n in names if n.endswith(".dist-info/entry_points.txt")]
+    text = zipfile.ZipFile(wheel).read(entry_points).decode()
+    scripts = dict(line.split(" = ") for line in text.split("[console_scripts]")[1].split("[")[0].split("\n") if " = " in line)
+    assert {"flexcore-train", "flexcore-benchmark", "flexcore-convert-checkpoint"} <= set(scripts)
+    for target in scripts.values():
+        module, function = target.split(":")
+        assert callable(getattr(importlib.import_module(module), function)), target
 
 
 @pytest.mark.slow

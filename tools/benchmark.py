@@ -11,11 +11,11 @@
   tools/benchmark.py models --threads 1 --clock cpu   # steadier on a shared machine
   tools/benchmark.py quickstart             # python tools/train_net.py: test accuracy, wall and CPU time
 
-The logic lives in flexcore.analysis.benchmark (subcommands register there).
+The logic lives in flexcore.benchmarks (harness.py; one module per suite).
 """
 import sys
 
-from flexcore.analysis.benchmark import main
+from flexcore.benchmarks.harness import main
 
 if __name__ == "__main__":
     sys.exit(main())

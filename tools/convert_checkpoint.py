@@ -6,11 +6,11 @@
   python tools/train_net.py --gin-file <training config> --gin-file flexnet7_cifar10_flexcore/model.gin \
       --eval-only --weights flexnet7_cifar10_flexcore/model_final.pth
 
-The logic lives in flexcore.checkpoint.convert_original (see docs/checkpoints-original.md).
+The logic lives in flexcore.compat.original.convert (see docs/checkpoints-original.md).
 """
 import sys
 
-from flexcore.checkpoint.convert_original import main
+from flexcore.compat.original.convert import main
 
 if __name__ == "__main__":
     sys.exit(main())

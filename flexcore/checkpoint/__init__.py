@@ -1,4 +1,4 @@
-"""Checkpoints: safe-loading, atomically writing fvcore Checkpointer; original-checkpoint converter."""
+"""Checkpoints: safe-loading, atomically writing fvcore Checkpointer (nothing model-specific)."""
 from .checkpointer import (
     CheckpointError,
     Checkpointer,

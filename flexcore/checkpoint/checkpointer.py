@@ -229,7 +229,7 @@ class Checkpointer(_FvcoreCheckpointer):
                 raise CheckpointError(
                     f"Checkpoint {f} has no 'model' entry (keys: {sorted(data)[:10]}); expected a flexcore/"
                     "fvcore checkpoint or a bare state_dict. Original FlexConv files: "
-                    "flexcore.checkpoint.original converts them."
+                    "flexcore-convert-checkpoint (tools/convert_checkpoint.py) converts them."
                 )
         return data
 

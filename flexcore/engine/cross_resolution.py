@@ -35,7 +35,7 @@ from flexcore.engine.evaluation import evaluate
 from flexcore.engine.train_loop import unwrap_model
 from flexcore.engine.trainer import Trainer
 from flexcore.utils import comm
-from flexcore.utils.continuous import named_continuous_convs
+from flexcore.layers.traversal import continuous_convs
 from flexcore.utils.file_io import atomic_open
 
 __all__ = ["CrossResolution", "set_model_resolution"]
@@ -59,7 +59,7 @@ def set_model_resolution(model: nn.Module, resolution: int, trained_resolution: 
 
     ratio = trained_resolution / resolution
     count = 0
-    for _, conv in named_continuous_convs(model):
+    for _, conv in continuous_convs(model):
         conv.set_resolution(horizon=resolution + horizon_offset, sampling_rate_norm=ratio ** dim)
         count += 1
     for module in model.modules():

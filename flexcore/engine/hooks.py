@@ -36,10 +36,9 @@ from tabulate import tabulate
 
 from flexcore.engine.evaluation import Task, evaluate
 from flexcore.engine.train_loop import HookBase, unwrap_model
-from flexcore.layers.bake import refresh_crops
+from flexcore.layers.traversal import continuous_convs, refresh_crops
 from flexcore.registry import HOOKS
 from flexcore.utils import comm
-from flexcore.utils.continuous import named_continuous_convs
 from flexcore.utils.events import EventWriter, peak_gpu_memory_mib
 
 __all__ = [
@@ -415,7 +414,7 @@ class KernelSizeLogger(HookBase):
         rows = []
         model = unwrap_model(self.trainer.model)
         refresh_crops(model)  # every crop from one device read (the next step then reads none)
-        for name, conv in named_continuous_convs(model):
+        for name, conv in continuous_convs(model):
             try:
                 size = conv.kernel_size()
             except RuntimeError:  # horizon 'same'/'full': the first forward fixes the grid

@@ -18,7 +18,7 @@ import torch
 import torch.nn as nn
 
 from flexcore.engine.accelerate import amp_dtype, autocast, disable_compile, is_compile_error
-from flexcore.layers.bake import refresh_crops
+from flexcore.layers.traversal import refresh_crops
 from flexcore.utils import comm
 from flexcore.utils.events import EventStorage, get_event_storage
 

@@ -33,15 +33,11 @@ from flexcore.utils import comm
 from flexcore.utils.env import seed_all_rng, set_deterministic
 from flexcore.utils.events import CommonMetricPrinter, JSONWriter, TensorboardWriter
 from flexcore.utils.file_io import atomic_open, path_manager
+from flexcore.utils.parameters import count_parameters
 
 __all__ = ["Trainer", "count_parameters", "experiment"]
 
 logger = logging.getLogger("flexcore")
-
-
-def count_parameters(model: nn.Module) -> int:
-    """Trainable parameters (``requires_grad``; buffers excluded), as the original's ``no_params``."""
-    return sum(p.numel() for p in model.parameters() if p.requires_grad)
 
 
 def _check_counts(minimum: int = 1, **values: Any) -> None:

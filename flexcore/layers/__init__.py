@@ -5,7 +5,8 @@ registries' builtins point here).
 """
 from flexcore.layers import kernels  # noqa: F401  (registers the kernel nets)
 from flexcore.layers import functional
-from flexcore.layers.bake import bake_model, clear_kernel_caches, continuous_convs, refresh_crops
+from flexcore.layers.bake import bake_model
+from flexcore.layers.traversal import clear_kernel_caches, continuous_convs, refresh_crops
 from flexcore.layers.conv import CKConv, ContinuousConv, Conv, FlexConv, SeparableFlexConv
 from flexcore.layers.conv_base import BakedConv1d, BakedConv2d, BakedConv3d, ConvBase
 from flexcore.layers.masks import GaussianMask, HannMask, Mask, NoMask, SigmoidMask

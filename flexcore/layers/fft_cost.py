@@ -26,10 +26,11 @@ import functools
 import logging
 import math
 import os
-import time
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
+
+from flexcore.utils.timing import time_interleaved
 
 logger = logging.getLogger(__name__)
 
@@ -270,27 +271,6 @@ def _can_measure(device_type: str) -> bool:
     return not (compiling is not None and compiling())
 
 
-def _time_both(fns, device_type: str, rounds: int = 3, min_sample_s: float = 0.01) -> List[float]:
-    """Best of ``rounds`` interleaved samples of each function (after a warm-up that also sets
-    how many calls a sample repeats, so that sub-millisecond calls are timed reliably)."""
-    sync = torch.cuda.synchronize if device_type == "cuda" else (lambda: None)
-
-    def sample(fn, calls: int) -> float:
-        sync()
-        start = time.perf_counter()
-        for _ in range(calls):
-            fn()
-        sync()
-        return (time.perf_counter() - start) / calls
-
-    calls = [max(1, math.ceil(min_sample_s / max(sample(fn, 1), 1e-6))) for fn in fns]
-    best = [math.inf] * len(fns)
-    for _ in range(rounds):
-        for i, fn in enumerate(fns):
-            best[i] = min(best[i], sample(fn, calls[i]))
-    return best
-
-
 def _measure(batch, c_in, c_out, spatial, kernel_size, pads, groups, device_type, kernel_maps, training) -> Tuple[bool, float, float]:
     """Time the direct and the FFT convolution of this shape on random data (float32).
 
@@ -326,7 +306,7 @@ def _measure(batch, c_in, c_out, spatial, kernel_size, pads, groups, device_type
     else:
         fft = run(lambda: FC.conv_fft(x, None, None, stride, pads, groups, weight_hat=spectrum, kernel_size=kernel_size))
     with torch.enable_grad() if training else torch.no_grad():
-        t_direct, t_fft = _time_both([direct, fft], device_type)
+        t_direct, t_fft = (min(s) for s in time_interleaved([direct, fft], 3, 0.01, device_type=device_type))
     if spectrum is not None and kernel_maps:  # low-rank: add the basis transforms and the GEMM
         model = cost_model(device_type, len(kernel_size), training)
         features = fft_features(batch, c_in, c_out, sizes, groups, kernel_maps)

@@ -5,7 +5,7 @@ import torch
 import torch.nn as nn
 
 from flexcore.registry import REGULARIZERS
-from flexcore.utils.continuous import named_continuous_convs
+from flexcore.layers.traversal import continuous_convs
 
 __all__ = ["LnLoss"]
 
@@ -37,7 +37,7 @@ class LnLoss:
         self.p = float(p)
 
     def __call__(self, model: nn.Module) -> torch.Tensor:
-        convs = named_continuous_convs(model)
+        convs = list(continuous_convs(model))
         device = next(model.parameters()).device
         total = torch.zeros((), device=device)
         if self.weight == 0.0:

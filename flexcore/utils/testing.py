@@ -15,17 +15,14 @@ from typing import Any, Dict, Optional, Tuple
 _REPO = Path(__file__).resolve().parents[2]
 
 
+# Where the original code's fixtures live: $FLEXCORE_SEED_FIXTURES when set, else the checkout's.
+SEED_FIXTURES_DEFAULT = _REPO / "tests" / "fixtures" / "seed"
+
+
 def seed_fixtures_dir() -> Optional[Path]:
     """Folder with the original FlexConv code's outputs (``*.pt`` + ``*.json``), if present."""
-    candidates = [
-        os.environ.get("FLEXCORE_SEED_FIXTURES"),
-        _REPO / "tests" / "fixtures" / "seed",
-        _REPO.parent / "shared" / "fixtures" / "seed",
-    ]
-    for cand in candidates:
-        if cand and Path(cand).is_dir() and any(Path(cand).glob("*.pt")):
-            return Path(cand)
-    return None
+    folder = Path(os.environ.get("FLEXCORE_SEED_FIXTURES") or SEED_FIXTURES_DEFAULT)
+    return folder if folder.is_dir() and any(folder.glob("*.pt")) else None
 
 
 # The single-layer fixtures of the original code (see tests/fixtures/seed/README.md).

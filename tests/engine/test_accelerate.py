@@ -196,7 +196,7 @@ def test_flexnet_training_forward_reads_the_device_once_per_step(num_blocks):
             refresh_crops(model)
             model(x).sum().backward()
         assert reads.count == 1, reads.report()
-        assert reads.reads[0][1].split(":")[0].endswith("bake.py")  # the one batched copy
+        assert reads.reads[0][1].split(":")[0].endswith("traversal.py")  # the one batched copy
         assert model.cconv1.mask.sigma.grad is not None
 
 

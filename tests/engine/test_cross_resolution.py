@@ -8,7 +8,7 @@ import pytest
 from flexcore.engine.cross_resolution import CrossResolution, set_model_resolution
 from flexcore.engine.defaults import OutputDirError, check_output_dir
 from flexcore.engine.evaluation import evaluate
-from flexcore.utils.continuous import named_continuous_convs
+from flexcore.layers.traversal import continuous_convs
 from flexcore.config import parse_config
 from flexcore.utils.logger import setup_logger
 
@@ -54,7 +54,7 @@ def test_three_stages_adapt_the_convs_and_report_three_accuracies(tmp_path, tiny
     check = job._stage("check", 16)
     check.checkpointer.load(str(tmp_path / "source" / "model_best.pth"), checkpointables=[])
     assert set_model_resolution(check.model, 16, 8, dim=2) == 2
-    for _, conv in named_continuous_convs(check.model):
+    for _, conv in continuous_convs(check.model):
         assert conv.sampling_rate_norm == 0.25
     ootb = evaluate(check.model, check._eval_loader(check.test_set), check.task)
     assert ootb["accuracy"] == pytest.approx(summary["ootb_test_accuracy"])

@@ -9,7 +9,7 @@ import functools
 import pytest
 import torch
 
-from flexcore.checkpoint.original import conv_from_original, convert_conv, load_original_conv
+from flexcore.compat.original.weights import conv_from_original, convert_conv, load_original_conv
 from flexcore.layers import CKConv, FlexConv, GaussianMask
 from flexcore.registry import KERNEL_NETS
 from flexcore.utils.testing import SEED_LAYER_CASES, load_seed_case

@@ -4,7 +4,7 @@ import math
 import pytest
 import torch
 
-from flexcore.analysis.bench_layers import fit_cost_models
+from flexcore.benchmarks.layers import fit_cost_models
 from flexcore.layers import fft_cost
 from flexcore.layers import functional as FC
 from flexcore.layers.fft_cost import CostModel, cost_model, direct_features, fft_features, predict_seconds

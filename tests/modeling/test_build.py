@@ -3,7 +3,8 @@ import torch
 
 from flexcore.data.base import DatasetMetadata
 from flexcore.modeling import build_model
-from flexcore.modeling.backbones import CIFARResNet, num_parameters
+from flexcore.modeling.backbones import CIFARResNet
+from flexcore.utils.parameters import count_parameters
 
 
 def test_build_model_from_gin_and_metadata():
@@ -11,7 +12,7 @@ def test_build_model_from_gin_and_metadata():
     meta = DatasetMetadata(name="cifar10", in_channels=3, num_classes=10, shape=(32, 32))
     model = build_model(meta)
     assert isinstance(model, CIFARResNet) and model.depth == 44
-    assert num_parameters(model) == 658_586
+    assert count_parameters(model) == 658_586
     assert model(torch.randn(2, 3, 32, 32)).shape == (2, 10)
 
 

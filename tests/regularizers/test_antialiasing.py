@@ -142,8 +142,8 @@ def test_registered_and_summaries():
 def flexnet7_from_fixture(folder):
     import json
 
-    from flexcore.checkpoint.original import convert_original_model
-    from flexcore.checkpoint.original_spec import spec_from_config
+    from flexcore.compat.original.weights import convert_original_model
+    from flexcore.compat.original.spec import spec_from_config
 
     meta = json.loads((folder / "flexnet7_cifar10.json").read_text())
     ref = torch.load(folder / "flexnet7_cifar10.pt", weights_only=True)

@@ -5,7 +5,7 @@ import torch
 
 from flexcore.registry import REGULARIZERS, load_plugin
 from flexcore.regularizers import LnLoss
-from flexcore.utils.continuous import named_continuous_convs
+from flexcore.layers.traversal import continuous_convs
 
 TINY_PLUGIN = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "engine", "tiny_plugin.py")
 
@@ -19,10 +19,10 @@ def test_value_is_the_unsquared_norm_sum_of_the_forward_kernels(tiny):
     torch.manual_seed(0)
     model = tiny.TinyNet(1, 4, 2)
     with torch.no_grad():
-        for _, conv in named_continuous_convs(model):
+        for _, conv in continuous_convs(model):
             conv.bias.normal_()
     model(torch.randn(2, 1, 8, 8))
-    convs = named_continuous_convs(model)
+    convs = list(continuous_convs(model))
     assert len(convs) == 2
     expected = sum(conv.conv_kernel.flatten().pow(2).sum().sqrt() + conv.bias.pow(2).sum().sqrt() for _, conv in convs)
     value = LnLoss(weight=0.01)(model)
@@ -36,7 +36,7 @@ def test_gradient_reaches_kernel_net_and_mask(tiny):
     model = tiny.TinyNet(1, 4, 2)
     model(torch.randn(2, 1, 8, 8))
     LnLoss(weight=1.0)(model).backward()
-    conv = named_continuous_convs(model)[0][1]
+    conv = next(continuous_convs(model))[1]
     mask_grads = [p.grad for p in conv.mask.parameters() if p.requires_grad]
     net_grads = [p.grad for p in conv.kernel_net.parameters()]
     assert mask_grads and all(g is not None and torch.isfinite(g).all() for g in mask_grads + net_grads)

@@ -3,7 +3,7 @@
 Contract: ``factory(in_channels, out_channels, dim, conv=<conv factory>, **hp) -> nn.Module``.
 """
 from .cifar_resnet import CIFAR_RESNET_DEPTHS, CIFARResNet
-from .common import expand_width_factors, num_parameters
+from .common import expand_width_factors
 from .flexnet import CKCNN, FlexNet, ResNetBlock
 from .tcn import CKTCN, TCN, FlexTCN, TCNBlock
 from .torchvision_resnet import TORCHVISION_ARCHS, TorchvisionResNet
@@ -21,5 +21,4 @@ __all__ = [
     "TorchvisionResNet",
     "TORCHVISION_ARCHS",
     "expand_width_factors",
-    "num_parameters",
 ]

@@ -14,7 +14,6 @@ __all__ = [
     "linear_nd",
     "check_dim",
     "build_conv",
-    "num_parameters",
 ]
 
 NORMS = ("BatchNorm", "LayerNorm", "none")
@@ -101,8 +100,3 @@ def build_conv(
     if causal:
         return conv(in_channels, out_channels, dim, causal=True)
     return conv(in_channels, out_channels, dim)
-
-
-def num_parameters(module: nn.Module) -> int:
-    """Trainable parameters, counted as the original's ``no_params`` (buffers excluded)."""
-    return sum(p.numel() for p in module.parameters() if p.requires_grad)

@@ -4,7 +4,7 @@ Module names and construction order follow the original (``cconv1``, ``norm1``,
 ``blocks.{i}.{cconv1,cconv2,norm1,norm2,shortcut.0}``, ``out_layer``), so a model seeded like
 the original draws the same random numbers in the same order and original state dicts map
 onto it key for key (only the keys inside a convolution are renamed, by
-:mod:`flexcore.checkpoint.original`).
+:mod:`flexcore.compat.original.weights`).
 """
 from __future__ import annotations
 

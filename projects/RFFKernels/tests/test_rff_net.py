@@ -122,3 +122,17 @@ def test_bad_hyper_parameters(kwargs, match):
 def test_parameter_count_as_in_readme():
     net = KERNEL_NETS.build("RFFNet", 2, 24 * 3)
     assert sum(p.numel() for p in net.parameters()) == 32 * 32 + 32 + 33 * 24 * 3
+
+
+def test_experiment_is_the_quick_start_with_rff_kernels():
+    import gin
+
+    def bindings(files):
+        gin.clear_config()
+        parse_config(files, finalize=False)
+        return {line for line in gin.config_str().splitlines() if " = " in line}
+
+    quick, rff = bindings(["quick/digits_flexnet.gin"]), bindings(["digits_flexnet_rff.gin"])
+    gin.clear_config()
+    assert quick - rff == {"FlexConv.kernel_net = @MAGNet", "CKConv.kernel_net = @MAGNet"}
+    assert all(b.startswith(("FlexConv.kernel_net", "CKConv.kernel_net", "RFFNet.")) for b in rff - quick)

@@ -7,7 +7,7 @@ import pytest
 import torch
 import torch.nn as nn
 
-from flexcore.checkpoint.original import (
+from flexcore.compat.original.weights import (
     ckconv_kwargs_from_config,
     convert_kernel_net,
     kernel_net_config,

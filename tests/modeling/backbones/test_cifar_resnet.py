@@ -2,8 +2,9 @@ import pytest
 import torch
 import torch.nn as nn
 
-from flexcore.modeling.backbones import CIFARResNet, num_parameters
+from flexcore.modeling.backbones import CIFARResNet
 from flexcore.registry import BACKBONES
+from flexcore.utils.parameters import count_parameters
 
 
 @pytest.mark.parametrize(
@@ -12,7 +13,7 @@ from flexcore.registry import BACKBONES
      ("CIFARResNet32", 1000, 528_504)],
 )
 def test_paper_parameter_counts(name, classes, params):
-    assert num_parameters(BACKBONES.build(name, 3, classes, 2)) == params
+    assert count_parameters(BACKBONES.build(name, 3, classes, 2)) == params
 
 
 def test_depths_and_shapes():

@@ -4,8 +4,9 @@ import pytest
 import torch
 import torch.nn as nn
 
-from flexcore.modeling.backbones import CKCNN, FlexNet, expand_width_factors, num_parameters
+from flexcore.modeling.backbones import CKCNN, FlexNet, expand_width_factors
 from flexcore.registry import BACKBONES
+from flexcore.utils.parameters import count_parameters
 
 from backbone_test_utils import plain_conv, recording_conv  # noqa: F401  (fixtures)
 
@@ -43,7 +44,7 @@ def test_paper_widths(plain_conv, hidden, blocks, factors, widths):
 
 def test_conv_k3_parameter_count(plain_conv):
     # Reference §5.1: FlexNet-7 shell with plain 3x3 convs = 169,990 parameters.
-    assert num_parameters(FlexNet(3, 10, 2, conv=plain_conv)) == 169_990
+    assert count_parameters(FlexNet(3, 10, 2, conv=plain_conv)) == 169_990
 
 
 @pytest.mark.parametrize("dim,shape", [(1, (20,)), (2, (9, 9)), (3, (5, 6, 7))])

@@ -4,8 +4,8 @@ import json
 import pytest
 import torch
 
-from flexcore.checkpoint.original import convert_original_model
-from flexcore.checkpoint.original_spec import spec_from_config
+from flexcore.compat.original.weights import convert_original_model
+from flexcore.compat.original.spec import spec_from_config
 
 CASES = ["flexnet7_cifar10", "flexnet7_cifar10_perturbed", "flextcn_scifar10"]
 

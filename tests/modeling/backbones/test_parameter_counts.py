@@ -3,8 +3,9 @@ import functools
 
 import pytest
 
-from flexcore.modeling.backbones import FlexNet, num_parameters
+from flexcore.modeling.backbones import FlexNet
 from flexcore.registry import CONVS, KERNEL_NETS
+from flexcore.utils.parameters import count_parameters
 
 FLEXNET = {
     3: dict(hidden_channels=24, num_blocks=3, block_width_factors=[1.0, 1, 1.5, 1, 2.0, 1]),
@@ -37,9 +38,9 @@ def conv(name, kernel=None, **kernel_hp):
 )
 def test_flexnet_parameter_counts(depth, in_ch, classes, conv_type, kernel, params):
     model = FlexNet(in_ch, classes, 2, conv=conv(conv_type, kernel), **FLEXNET[depth])
-    assert num_parameters(model) == params
+    assert count_parameters(model) == params
 
 
 def test_flexnet7_with_discrete_convs():
-    assert num_parameters(FlexNet(3, 10, 2, conv=conv("Conv", kernel_size=3), **FLEXNET[7])) == 169_990
-    assert num_parameters(FlexNet(3, 10, 2, conv=conv("Conv", kernel_size=33), **FLEXNET[7])) == 19_998_790
+    assert count_parameters(FlexNet(3, 10, 2, conv=conv("Conv", kernel_size=3), **FLEXNET[7])) == 169_990
+    assert count_parameters(FlexNet(3, 10, 2, conv=conv("Conv", kernel_size=33), **FLEXNET[7])) == 19_998_790

@@ -1,8 +1,9 @@
 import pytest
 import torch
 
-from flexcore.modeling.backbones import CKTCN, TCN, FlexTCN, num_parameters
+from flexcore.modeling.backbones import CKTCN, TCN, FlexTCN
 from flexcore.registry import BACKBONES
+from flexcore.utils.parameters import count_parameters
 
 from backbone_test_utils import plain_conv, recording_conv  # noqa: F401  (fixtures)
 
@@ -55,4 +56,4 @@ def test_tcn_named_variants(plain_conv):
         assert isinstance(model, cls) and isinstance(model, TCN)
         # 2 blocks of two 3-tap convs + 1x1 shortcut + BN + head
         convs = (1 * 4 * 3 + 4) + 3 * (4 * 4 * 3 + 4)
-        assert num_parameters(model) == convs + (4 + 4) + 4 * 4 * 2 + 40 + 10
+        assert count_parameters(model) == convs + (4 + 4) + 4 * 4 * 2 + 40 + 10

@@ -3,8 +3,9 @@ import torch
 import torch.nn as nn
 import torchvision
 
-from flexcore.modeling.backbones import TorchvisionResNet, num_parameters
+from flexcore.modeling.backbones import TorchvisionResNet
 from flexcore.modeling.backbones.torchvision_resnet import StridedConv
+from flexcore.utils.parameters import count_parameters
 
 from backbone_test_utils import plain_conv  # noqa: F401  (fixture)
 
@@ -28,7 +29,7 @@ def test_resnet10_and_small_input():
     assert isinstance(model.maxpool, nn.Identity) and model.conv1.kernel_size == (3, 3)
     out = model(torch.randn(2, 1, 16, 16))
     assert out.shape == (2, 10)
-    assert num_parameters(model) == num_parameters(torchvision.models.resnet18(num_classes=10)) - (
+    assert count_parameters(model) == count_parameters(torchvision.models.resnet18(num_classes=10)) - (
         # resnet18 - resnet10: one BasicBlock per stage without downsample
         sum(2 * (c * c * 9 + 2 * c) for c in (64, 128, 256, 512))
     ) - (64 * 3 * 49 - 64 * 1 * 9)

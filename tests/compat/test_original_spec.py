@@ -1,12 +1,12 @@
-"""Architecture inference for original checkpoints (flexcore.checkpoint.original_spec)."""
+"""Architecture inference for original checkpoints (flexcore.compat.original.spec)."""
 import functools
 
 import pytest
 import torch
 import torchvision
 
-from flexcore.checkpoint.original import OriginalCheckpointError, convert_original_model
-from flexcore.checkpoint.original_spec import _width_factors, spec_from_config, spec_from_state_dict
+from flexcore.compat.original.weights import OriginalCheckpointError, convert_original_model
+from flexcore.compat.original.spec import _width_factors, spec_from_config, spec_from_state_dict
 from flexcore.modeling.backbones import CIFARResNet, FlexNet
 from flexcore.registry import CONVS
 

@@ -1,8 +1,8 @@
-"""``layers``, ``fft`` and ``fft-calibrate`` benchmarks (issues 3 and 9): continuous convs vs plain ones.
+"""``layers``, ``fft`` and ``fft-calibrate`` benchmarks: continuous convs vs plain ones.
 
 References are measured in the same run: ``nn.Conv2d`` with the same kernel size, and a
 straightforward ``torch.fft`` convolution (:func:`naive_fft_conv`). The original system is
-not a dependency; its published timings (issue 9, quiet machine, 2 threads) are quoted.
+not a dependency; its timings (quiet machine, 2 threads) are quoted.
 """
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from flexcore.analysis.benchmark import Check, Report, Table, register_benchmark, time_round_robin
+from flexcore.benchmarks.harness import Check, Report, Table, register_benchmark, time_round_robin
 from flexcore.layers import FlexConv, GaussianMask
 from flexcore.layers import functional as FC
 from flexcore.layers.fft_cost import CostModel, conv_features, predict_seconds
@@ -109,7 +109,7 @@ def _layer_table(args, dev) -> Tuple[Table, List[Check], Dict]:
     checks, data = [], {}
     t = time_round_robin({"flex": _fwd_bwd(flex, x), "conv": _fwd_bwd(conv5, x)}, args.repeat, args.warmup, args.budget)
     ratio = t["flex"].median / t["conv"].median
-    table.rows.append(["train fwd+bwd, 5x5", t["flex"].median, t["flex"].spread, t["conv"].median, t["conv"].spread, ratio, "<= 1.1 (issue 9)"])
+    table.rows.append(["train fwd+bwd, 5x5", t["flex"].median, t["flex"].spread, t["conv"].median, t["conv"].spread, ratio, "<= 1.1"])
     checks.append(Check("training FlexConv 5x5 / nn.Conv2d 5x5", ratio, 1.1))
     data["train_5x5"] = {k: v.to_dict() for k, v in t.items()}
 
@@ -139,12 +139,12 @@ def _layer_table(args, dev) -> Tuple[Table, List[Check], Dict]:
     if not args.quick:
         checks.append(Check("FlexConv 33x33 training / original 6221 ms", t["auto"].median / ORIGINAL_MS["flexconv_33x33_train"], 0.1))
         if "conv" in t:
-            # The original ran its 33x33 kernel as a direct conv (1.107 x nn.Conv2d in issue 9's figures).
+            # The original ran its 33x33 kernel as a direct conv (1.107 x nn.Conv2d in its timings).
             original_here = conv_ms * ORIGINAL_MS["flexconv_33x33_train"] / ORIGINAL_MS["conv2d_33x33_train"]
             checks.append(Check("FlexConv 33x33 training / original rescaled to this run", t["auto"].median / original_here, 0.1))
     data["train_33x33"] = {k: v.to_dict() for k, v in t.items()}
     table.note = ("ratio = flexcore / nn.Conv2d with the same kernel size, both timed in this run. "
-                  f"Original (issue 9, quiet machine): 5x5 {ORIGINAL_MS['flexconv_5x5_train']:.0f} ms, "
+                  f"Original (quiet machine): 5x5 {ORIGINAL_MS['flexconv_5x5_train']:.0f} ms, "
                   f"33x33 {ORIGINAL_MS['flexconv_33x33_train']:.0f} ms (nn.Conv2d 33x33 {ORIGINAL_MS['conv2d_33x33_train']:.0f} ms).")
     return table, checks, data
 

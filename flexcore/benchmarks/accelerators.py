@@ -1,4 +1,4 @@
-"""``accelerators`` benchmark (issue 9, item 7): FlexNet train steps eager vs compile,
+"""``accelerators`` benchmark: FlexNet train steps eager vs compile,
 channels-last and bf16 autocast, timed round-robin in one run.
 
 Each variant trains its own copy of the same initial model on the same batch with the
@@ -17,7 +17,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from flexcore.analysis.benchmark import Report, Table, register_benchmark, time_round_robin
+from flexcore.benchmarks.harness import Report, Table, register_benchmark, time_round_robin
 from flexcore.engine.accelerate import autocast, compile_model, to_channels_last
 from flexcore.layers import FlexConv, GaussianMask, refresh_crops
 from flexcore.modeling.backbones.flexnet import FlexNet

@@ -21,7 +21,7 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 import torch
 import torch.nn as nn
 
-from flexcore.checkpoint.original import (
+from flexcore.compat.original.weights import (
     OriginalCheckpointError,
     ckconv_kwargs_from_config,
     kernel_net_config,

@@ -1,4 +1,4 @@
-"""``models`` and ``inference`` benchmarks (issue 9): whole FlexNet-7 / CKCNN steps.
+"""``models`` and ``inference`` benchmarks: whole FlexNet-7 / CKCNN steps against the original's timings.
 
 Models come from the original system's seed fixtures (``flexnet7_cifar10`` at init, all
 kernels 5x5; ``flexnet7_cifar10_perturbed`` with trained-like mask parameters, kernels
@@ -7,11 +7,12 @@ kernels 5x5; ``flexnet7_cifar10_perturbed`` with trained-like mask parameters, k
 - ``flexcore``: the model as shipped (``fft='auto'``, low-rank spectra, eval caches).
 - ``spatial ref``: the same model forced onto the direct path (``fft=False``) and, for
   inference, regenerating every kernel per call: the original's algorithm in our code.
-- ``probe``: a plain ``nn.Conv2d`` 64->64 5x5 fwd+bwd (batch 16, 32x32), which the issue
-  measured at 46 ms next to the original's figures. ``probe / 46 ms`` is this run's machine
-  factor; the "load-scaled" ratio divides by the original's figure times that factor.
+- ``probe``: a plain ``nn.Conv2d`` 64->64 5x5 fwd+bwd (batch 16, 32x32), which measured
+  46 ms on the machine that timed the original (docs/performance.md). ``probe / 46 ms`` is
+  this run's machine factor; the "load-scaled" ratio divides by the original's figure times
+  that factor.
 
-The original's figures (issue 9, 2 threads, quiet machine) are fixed targets.
+The original's figures (2 threads, quiet machine) are fixed targets.
 """
 from __future__ import annotations
 
@@ -26,8 +27,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from flexcore.analysis.benchmark import Check, Report, Stats, Table, register_benchmark, time_round_robin
-from flexcore.layers.bake import bake_model, clear_kernel_caches, continuous_convs, refresh_crops
+from flexcore.benchmarks.harness import Check, Report, Stats, Table, register_benchmark, time_round_robin
+from flexcore.layers.bake import bake_model
+from flexcore.layers.traversal import clear_kernel_caches, continuous_convs, refresh_crops
 
 __all__ = ["ORIGINAL_MS", "load_fixture_model", "ckcnn_from", "train_step_fn", "probe_fn", "MachineFactor"]
 
@@ -61,8 +63,8 @@ def _fixtures_dir(args) -> Path:
 
 def load_fixture_model(folder: Path, case: str, with_weights: bool = True):
     """``(model, spec)``: the original model of fixture ``case`` rebuilt in flexcore (its weights loaded)."""
-    from flexcore.checkpoint.original import convert_original_model
-    from flexcore.checkpoint.original_spec import spec_from_config
+    from flexcore.compat.original.weights import convert_original_model
+    from flexcore.compat.original.spec import spec_from_config
 
     meta = json.loads((folder / f"{case}.json").read_text())
     spec = spec_from_config(meta["config"], meta["constructor"]["in_channels"], meta["constructor"]["out_channels"])
@@ -125,7 +127,7 @@ def eval_fn(model: nn.Module, x: torch.Tensor, regenerate: bool = False) -> Call
 
 
 def probe_fn(device) -> Callable[[], None]:
-    """The machine-speed probe: ``nn.Conv2d`` 64->64 5x5, batch 16, 32x32, fwd+bwd (issue 9: 46 ms)."""
+    """The machine-speed probe: ``nn.Conv2d`` 64->64 5x5, batch 16, 32x32, fwd+bwd (46 ms beside the original's figures)."""
     conv = nn.Conv2d(64, 64, 5, padding=2).to(device)
     x = torch.randn(16, 64, 32, 32, device=device)
 

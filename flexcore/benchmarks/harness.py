@@ -14,15 +14,17 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import importlib
 import json
-import math
 import os
 import platform
 import statistics
 import time
-from typing import Any, Callable, Dict, List, Optional, Sequence
+from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Sequence
 
 import torch
+
+from flexcore.utils.timing import time_interleaved
 
 __all__ = [
     "Stats",
@@ -30,6 +32,7 @@ __all__ = [
     "Check",
     "Report",
     "BENCHMARKS",
+    "BenchmarkRegistry",
     "register_benchmark",
     "time_round_robin",
     "environment",
@@ -71,11 +74,6 @@ _CLOCKS = {"wall": time.perf_counter, "cpu": time.process_time}
 _CLOCK = _CLOCKS["wall"]
 
 
-def _sync() -> None:
-    if torch.cuda.is_available():
-        torch.cuda.synchronize()
-
-
 def time_round_robin(
     fns: Dict[str, Callable[[], Any]],
     repeat: int = 5,
@@ -89,31 +87,18 @@ def time_round_robin(
     fixed in the warm-up), so millisecond-scale calls are not dominated by timer and
     scheduler noise. Stops early (at least 2 rounds; 1 if a single round exceeds twice
     the budget) once ``budget_s`` seconds have been spent, so slow variants (a 65x65 direct
-    conv) stay affordable.
+    conv) stay affordable. The timer is :func:`flexcore.utils.timing.time_interleaved`.
     """
-    min_sample_s = _MIN_SAMPLE_S if min_sample_s is None else min_sample_s
-    inner: Dict[str, int] = {}
-    for name, fn in fns.items():
-        elapsed = 0.0
-        for _ in range(max(warmup, 1)):
-            t0 = _CLOCK()
-            fn()
-            _sync()
-            elapsed = _CLOCK() - t0
-        inner[name] = max(1, math.ceil(min_sample_s / max(elapsed, 1e-6)))
-    samples: Dict[str, List[float]] = {name: [] for name in fns}
-    start = time.perf_counter()
-    for r in range(repeat):
-        for name, fn in fns.items():
-            t0 = _CLOCK()
-            for _ in range(inner[name]):
-                fn()
-            _sync()
-            samples[name].append((_CLOCK() - t0) / inner[name])
-        spent = time.perf_counter() - start
-        if spent > budget_s and (r >= 1 or spent > 2 * budget_s):
-            break
-    return {name: _stats(s) for name, s in samples.items()}
+    samples = time_interleaved(
+        list(fns.values()),
+        rounds=repeat,
+        min_sample_s=_MIN_SAMPLE_S if min_sample_s is None else min_sample_s,
+        warmup=warmup,
+        budget_s=budget_s,
+        clock=_CLOCK,
+        device_type="cuda" if torch.cuda.is_available() else "cpu",
+    )
+    return {name: _stats(s) for name, s in zip(fns, samples)}
 
 
 @dataclasses.dataclass
@@ -132,7 +117,7 @@ class Table:
 
 @dataclasses.dataclass
 class Check:
-    """A target from the issues: ``value <= limit``."""
+    """A speed or accuracy target: ``value <= limit``."""
 
     name: str
     value: float
@@ -153,14 +138,70 @@ class Report:
     data: Dict[str, Any] = dataclasses.field(default_factory=dict)
 
 
-BENCHMARKS: Dict[str, Dict[str, Any]] = {}
+class BenchmarkRegistry(Mapping):
+    """Subcommand name -> ``{"fn", "help", "add_arguments"}``; fills on first lookup.
+
+    Like the component registries, the built-in suites are imported the first time anyone
+    reads the registry (``"layers" in BENCHMARKS``, iteration, indexing), so a lookup never
+    depends on which module happened to be imported before.
+    """
+
+    def __init__(self, builtins: Sequence[str]) -> None:
+        self.builtins = tuple(builtins)
+        self._entries: Dict[str, Dict[str, Any]] = {}
+        self._loaded = False
+        self._loading = False
+
+    def add(self, name: str, entry: Dict[str, Any]) -> None:
+        existing = self._entries.get(name)
+        if existing is not None and existing["fn"] is not entry["fn"]:
+            raise ValueError(
+                f"benchmark {name!r} is registered twice: {existing['fn'].__module__}.{existing['fn'].__qualname__} "
+                f"and {entry['fn'].__module__}.{entry['fn'].__qualname__}; rename one of them"
+            )
+        self._entries[name] = entry
+
+    def _ensure_builtins(self) -> None:
+        if self._loaded or self._loading:
+            return
+        self._loading = True  # a suite importing the harness must not recurse into here
+        try:
+            for module in self.builtins:
+                importlib.import_module(module)
+            self._loaded = True
+        finally:
+            self._loading = False
+
+    def __getitem__(self, name: str) -> Dict[str, Any]:
+        self._ensure_builtins()
+        return self._entries[name]
+
+    def __iter__(self) -> Iterator[str]:
+        self._ensure_builtins()
+        return iter(self._entries)
+
+    def __len__(self) -> int:
+        self._ensure_builtins()
+        return len(self._entries)
+
+
+BENCHMARKS = BenchmarkRegistry(
+    builtins=[
+        "flexcore.benchmarks.layers",
+        "flexcore.benchmarks.models",
+        "flexcore.benchmarks.sequences",
+        "flexcore.benchmarks.quick_start",
+        "flexcore.benchmarks.accelerators",
+        "flexcore.benchmarks.convergence",
+    ]
+)
 
 
 def register_benchmark(name: str, help: str, add_arguments: Optional[Callable[[argparse.ArgumentParser], None]] = None):
     """Register ``fn(args) -> Report`` as subcommand ``name`` of ``tools/benchmark.py``."""
 
     def deco(fn: Callable[[argparse.Namespace], Report]):
-        BENCHMARKS[name] = {"fn": fn, "help": help, "add_arguments": add_arguments}
+        BENCHMARKS.add(name, {"fn": fn, "help": help, "add_arguments": add_arguments})
         return fn
 
     return deco
@@ -183,24 +224,8 @@ def environment() -> Dict[str, Any]:
     return env
 
 
-def _load_builtin_benchmarks() -> None:
-    import importlib
-
-    for module in (
-        "flexcore.analysis.bench_layers",
-        "flexcore.analysis.bench_models",
-        "flexcore.analysis.bench_sequences",
-        "flexcore.engine.bench_quick_start",
-        "flexcore.analysis.bench_accel",
-        "flexcore.analysis.bench_convergence",
-    ):
-        importlib.import_module(module)
-
-
 def build_parser() -> argparse.ArgumentParser:
-    _load_builtin_benchmarks()
     parser = argparse.ArgumentParser(
-        prog="tools/benchmark.py",
         description="Speed benchmarks of flexcore (medians over repeated runs, ratios measured in the same run).",
     )
     sub = parser.add_subparsers(dest="command", required=True)

@@ -2,7 +2,7 @@
 
 Runs ``python tools/train_net.py`` (the quick-start config, no arguments besides a fresh
 output dir) in a child process, as a user on a fresh checkout would, and reports its test
-accuracy, wall time and CPU time against issue 5's target: >= 97 % test accuracy in <= 3
+accuracy, wall time and CPU time against the quick start's target: >= 97 % test accuracy in <= 3
 minutes on 2 CPU cores. CPU time is reported too because on a shared machine the wall time
 measures the other jobs as much as this one. The accuracies are also compared with the
 per-CPU table of docs/reproduction/quick.md (results repeat per machine, not across CPUs).
@@ -19,7 +19,7 @@ import sys
 import tempfile
 import time
 
-from flexcore.analysis.benchmark import Check, Report, Table, register_benchmark
+from flexcore.benchmarks.harness import Check, Report, Table, register_benchmark
 
 __all__ = ["quick_start", "documented_figures", "documented_figure_checks", "cpu_model_name"]
 

@@ -9,7 +9,7 @@ import pytest
 import torch
 import yaml
 
-from flexcore.checkpoint.convert_original import main, read_original_config
+from flexcore.compat.original.convert import main, read_original_config
 from flexcore.data.base import DatasetMetadata
 from flexcore.engine.defaults import build_trainer, default_argument_parser, default_setup
 from flexcore.modeling import build_model

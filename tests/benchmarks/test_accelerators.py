@@ -8,8 +8,8 @@ import math
 
 import gin
 
-from flexcore.analysis.bench_accel import build_flexnet
-from flexcore.analysis.benchmark import BENCHMARKS, main
+from flexcore.benchmarks.accelerators import build_flexnet
+from flexcore.benchmarks.harness import BENCHMARKS, main
 
 
 def test_accelerators_quick_compares_variants_from_the_same_init(tmp_path):

@@ -1,4 +1,4 @@
-"""``sequences`` benchmark (issue 9, item 5): FlexTCN train steps at long lengths, with memory.
+"""``sequences`` benchmark: FlexTCN train steps at long lengths, with memory.
 
 The model is the original's sCIFAR-10 FlexTCN (fixture ``flextcn_scifar10``: 2 blocks,
 width 30, MAGNet, Gaussian mask, horizon ``'same'``) built at init for each length, so the
@@ -15,7 +15,7 @@ from typing import Callable, Dict, Optional, Tuple
 
 import torch
 
-from flexcore.analysis.bench_models import (
+from flexcore.benchmarks.models import (
     ORIGINAL_MS,
     _fixtures_dir,
     fmt,
@@ -24,8 +24,8 @@ from flexcore.analysis.bench_models import (
     set_fft,
     train_step_fn,
 )
-from flexcore.analysis.benchmark import Check, Report, Table, register_benchmark, time_round_robin
-from flexcore.layers.bake import continuous_convs
+from flexcore.benchmarks.harness import Check, Report, Table, register_benchmark, time_round_robin
+from flexcore.layers.traversal import continuous_convs
 
 __all__ = ["peak_rss_during", "n_log_n_growth"]
 

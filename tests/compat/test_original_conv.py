@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from flexcore.checkpoint.original import OriginalCheckpointError, conv_from_original, convert_conv, load_original_conv
+from flexcore.compat.original.weights import OriginalCheckpointError, conv_from_original, convert_conv, load_original_conv
 
 KW = dict(in_channels=2, out_channels=3, horizon=9, kernel_type="MAGNet", kernel_dim_linear=2, kernel_no_hidden=4,
           kernel_no_layers=2, kernel_input_scale=25.6)
@@ -38,10 +38,22 @@ def test_convert_conv_maps_every_key():
 
 
 def test_prefix_selects_one_layer_of_a_model():
-    layer = conv_from_original("FlexConv", KW)
-    sd = {f"blocks.1.cconv2.{k}": v for k, v in _original_sd(layer).items()}
-    sd["blocks.1.norm1.weight"] = torch.ones(3)
-    load_original_conv(layer, sd, prefix="blocks.1.cconv2.")
+    torch.manual_seed(0)
+    source = conv_from_original("FlexConv", KW)
+    with torch.no_grad():
+        source.bias.uniform_(-1, 1)  # zeros at init: make the copy visible
+    sd = {f"blocks.1.cconv2.{k}": v for k, v in _original_sd(source).items()}
+    sd["blocks.1.norm1.weight"] = torch.ones(3)  # another module's key: must be left alone
+    sd["blocks.0.cconv2.bias"] = torch.full((3,), 7.0)  # the same layer name under another prefix
+    torch.manual_seed(1)
+    target = conv_from_original("FlexConv", KW)
+    assert not torch.equal(target.bias, source.bias)
+    load_original_conv(target, sd, prefix="blocks.1.cconv2.")
+    assert torch.equal(target.bias, source.bias)
+    for key, value in source.kernel_net.state_dict().items():
+        assert torch.equal(target.kernel_net.state_dict()[key], value), key
+    assert target.mask.mean.tolist() == pytest.approx([0.2, 0.0])
+    assert target.mask.sigma.tolist() == pytest.approx([0.275, 0.1])
 
 
 def test_errors_name_the_problem():

@@ -4,7 +4,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from flexcore.checkpoint.original import (
+from flexcore.compat.original.weights import (
     OriginalCheckpointError,
     ckconv_kwargs_from_config,
     convert_kernel_net,

@@ -3,12 +3,14 @@
 Speed itself is never asserted here (targets live in tools/benchmark.py's tables).
 """
 import json
+import subprocess
+import sys
 
 import pytest
 import torch
 
-from flexcore.analysis.bench_layers import naive_fft_conv
-from flexcore.analysis.benchmark import BENCHMARKS, main, time_round_robin
+from flexcore.benchmarks.layers import naive_fft_conv
+from flexcore.benchmarks.harness import BENCHMARKS, main, time_round_robin
 from flexcore.layers import functional as FC
 
 
@@ -22,6 +24,15 @@ def test_naive_fft_reference_is_correct(spatial, ksize, causal):
 def test_round_robin_timing_returns_medians():
     stats = time_round_robin({"a": lambda: None, "b": lambda: sum(range(100))}, repeat=3, min_sample_s=0.001)
     assert set(stats) == {"a", "b"} and all(s.runs == 3 and s.q1 <= s.median <= s.q3 for s in stats.values())
+
+
+def test_registry_lists_every_builtin_suite_in_a_fresh_process():
+    # Nothing imported a suite before: the lookup itself must load them.
+    code = "from flexcore.benchmarks import BENCHMARKS; print(' '.join(BENCHMARKS), 'convergence' in BENCHMARKS)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    assert out[-1] == "True"
+    assert {"layers", "fft", "fft-calibrate", "models", "inference", "sequences", "quickstart", "accelerators",
+            "convergence"} <= set(out[:-1])
 
 
 def test_cli_writes_json(tmp_path, capsys):
@@ -65,7 +76,7 @@ def test_model_level_benchmarks_write_tables_and_json(seed_fixtures, tmp_path, c
 
 
 def test_n_log_n_growth():
-    from flexcore.analysis.bench_sequences import n_log_n_growth
+    from flexcore.benchmarks.sequences import n_log_n_growth
 
     assert n_log_n_growth(1024, 1.0, 2048, 2.2) == pytest.approx(1.0)  # 2 * 11/10
     assert n_log_n_growth(1024, 1.0, 2048, 4.0) > 1.5  # quadratic growth is flagged

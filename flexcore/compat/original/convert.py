@@ -3,8 +3,8 @@
     python tools/convert_checkpoint.py checkpoint.pt --dataset CIFAR10 --horizon 33
 
 Reads the original's ``{"model": state_dict, "optimizer", "lr_scheduler", "epoch"}`` dict (or a
-bare state dict), works out the architecture (:mod:`flexcore.checkpoint.original_spec`), renames
-the weights (:func:`flexcore.checkpoint.original.convert_original_model`), loads them into the
+bare state dict), works out the architecture (:mod:`flexcore.compat.original.spec`), renames
+the weights (:func:`flexcore.compat.original.weights.convert_original_model`), loads them into the
 flexcore model strictly, and writes ``<output-dir>/model.gin`` and ``<output-dir>/model_final.pth``.
 """
 from __future__ import annotations
@@ -19,10 +19,11 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import torch
 
-from flexcore.checkpoint.original import (
+from flexcore.compat.original.weights import (
     OriginalCheckpointError, convert_original_model, load_converted_strict, strip_module_prefix,
 )
-from flexcore.checkpoint.original_spec import OriginalModelSpec, spec_from_config, spec_from_state_dict
+from flexcore.compat.original.spec import OriginalModelSpec, spec_from_config, spec_from_state_dict
+from flexcore.utils.parameters import count_parameters
 
 __all__ = ["load_original_checkpoint", "read_original_config", "convert_original_checkpoint", "main"]
 
@@ -129,7 +130,7 @@ def convert_original_checkpoint(
         output_dir: where to write (created).
         dataset: registered dataset name: checked against the model and written as ``Trainer.dataset``.
         original_config: the original run's config file (exact architecture instead of inference).
-        hints: settings the weights do not store (see ``original_spec.HINTS``).
+        hints: settings the weights do not store (see ``spec.HINTS``).
         weights_only: safe loading.
         overwrite: replace existing outputs.
 
@@ -174,7 +175,7 @@ def convert_original_checkpoint(
         "gin": gin_path,
         "weights": weights_path,
         "gin_text": gin_text,
-        "num_parameters": sum(p.numel() for p in model.parameters() if p.requires_grad),
+        "num_parameters": count_parameters(model),
         "notes": list(spec.notes),
         "dropped": sorted(k for k in rest if k != "epoch"),
     }

@@ -1,4 +1,4 @@
-"""``convergence`` benchmark (issue 7): train the quick configs to convergence on the CPU.
+"""``convergence`` benchmark: train the quick configs to convergence on the CPU.
 
 No dataset of the paper can be downloaded here, so convergence is shown on what can be
 had: the embedded ``Digits`` data (as images and as pixel sequences) and the generated
@@ -23,7 +23,7 @@ from typing import Any, Dict, List, Optional
 import gin
 import torch
 
-from flexcore.analysis.benchmark import Check, Report, Table, register_benchmark
+from flexcore.benchmarks.harness import Check, Report, Table, register_benchmark
 
 # name -> (config, task metric, chance level, target on the test split, what the target means)
 RUNS = {
