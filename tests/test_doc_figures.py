@@ -6,7 +6,7 @@ import re
 import pytest
 
 from flexcore.data.digits import Digits
-from flexcore.engine.bench_quick_start import documented_figure_checks, documented_figures
+from flexcore.benchmarks.quick_start import documented_figure_checks, documented_figures
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

@@ -9,7 +9,7 @@ import gin
 import pytest
 import torch
 
-from flexcore.checkpoint.original import convert_conv
+from flexcore.compat.original.weights import convert_conv
 from flexcore.config import parse_config
 from flexcore.layers import CKConv, FlexConv, GaussianMask
 from flexcore.layers.kernels import MAGNet
