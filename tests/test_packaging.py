@@ -166,25 +166,44 @@ def _library_files():
 
 
 def _imported_top_modules(path):
-    for node in ast.walk(ast.parse(open(path).read())):
+    """(top-level module, imported inside a function?) for every absolute import in ``path``."""
+    tree = ast.parse(open(path).read())
+    in_function = set()
+    for func in ast.walk(tree):
+        if isinstance(func, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            in_function.update(id(n) for n in ast.walk(func))
+    for node in ast.walk(tree):
         if isinstance(node, ast.Import):
-            yield from (a.name.split(".")[0] for a in node.names)
+            yield from ((a.name.split(".")[0], id(node) in in_function) for a in node.names)
         elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
-            yield node.module.split(".")[0]
+            yield node.module.split(".")[0], id(node) in in_function
+
+
+def _optional_extras():
+    """Distributions of setup.py's extras other than ``test`` (imported lazily, where used)."""
+    tree = ast.parse(open(os.path.join(REPO, "setup.py")).read())
+    for node in ast.walk(tree):
+        if isinstance(node, ast.keyword) and node.arg == "extras_require":
+            extras = ast.literal_eval(node.value)
+            return {Requirement(r).name.lower() for name, reqs in extras.items() if name != "test" for r in reqs}
+    return set()
 
 
 def test_library_imports_only_declared_distributions_and_never_pytest():
     declared = set(_install_requires())
+    optional = _optional_extras()  # e.g. [export]: allowed only inside the function that needs it
+    assert "pytest" not in optional
     providers = importlib.metadata.packages_distributions()
     missing = {}
     for path in _library_files():
-        for module in _imported_top_modules(path):
+        for module, lazy in _imported_top_modules(path):
             if module in sys.stdlib_module_names or module == "flexcore":
                 continue
             dists = {d.lower() for d in providers.get(module, [module])}
-            if not dists & declared:
+            if not dists & (declared | optional if lazy else declared):
                 missing.setdefault(module, []).append(os.path.relpath(path, REPO))
-    assert not missing, f"imported by the library but not in setup.py's INSTALL_REQUIRES: {missing}"
+    assert not missing, (f"imported by the library but not in setup.py's INSTALL_REQUIRES (an extra's package "
+                         f"may be imported only inside the function that needs it): {missing}")
 
 
 def _fake_distribution(site, name, version, requires=()):
