@@ -32,6 +32,7 @@ from flexcore.solver import build_param_groups
 from flexcore.utils import comm
 from flexcore.utils.env import seed_all_rng, set_deterministic
 from flexcore.utils.events import CommonMetricPrinter, JSONWriter, TensorboardWriter
+from flexcore.utils.faults import cut_write
 from flexcore.utils.file_io import atomic_open, path_manager
 
 __all__ = ["Trainer", "count_parameters", "experiment"]
@@ -473,8 +474,9 @@ class Trainer(TrainerBase):
         table = tabulate(rows, headers=["", "value"], tablefmt="github", disable_numparse=True, colalign=("left", "right"))
         logger.info("Summary of %s:\n%s", self.output_dir, table)
         if comm.is_main_process():
-            with atomic_open(os.path.join(self.output_dir, "summary.json"), "w") as f:
-                json.dump(results, f, indent=2)
+            path = os.path.join(self.output_dir, "summary.json")
+            with atomic_open(path, "w") as f:
+                json.dump(results, cut_write(path, f), indent=2)
         return results
 
     def _flops(self) -> Optional[int]:

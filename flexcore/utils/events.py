@@ -22,6 +22,7 @@ import torch
 from fvcore.common.history_buffer import HistoryBuffer
 from iopath.common.file_io import g_pathmgr
 
+from flexcore.utils.faults import cut_write, kill_point
 from flexcore.utils.file_io import atomic_open
 
 __all__ = [
@@ -199,7 +200,7 @@ class JSONWriter(EventWriter):
         self._last_write = start_iter - 1
         if start_iter > 0:
             self._drop_after(start_iter)
-        self._file = g_pathmgr.open(json_file, "a")
+        self._file = cut_write(json_file, g_pathmgr.open(json_file, "a"))
 
     def _drop_after(self, start_iter: int) -> None:
         if not g_pathmgr.exists(self._path):
@@ -211,7 +212,7 @@ class JSONWriter(EventWriter):
             logger.info("metrics.json: dropped %d lines logged after iteration %d (redone by the resume)",
                         len(lines) - len(keep), start_iter - 1)
             with atomic_open(self._path, "w") as f:
-                f.writelines(keep)
+                cut_write(self._path, f).writelines(keep)
 
     def write(self) -> None:
         by_iter = get_event_storage().values_since(self._last_write, self._window_size)
@@ -247,6 +248,7 @@ class TensorboardWriter(EventWriter):
 
         self._window_size = window_size
         self._last_write = start_iter - 1
+        self._events_name = os.path.join(log_dir, "events.out.tfevents")  # what fault injection matches
         self._writer = SummaryWriter(log_dir, purge_step=start_iter if start_iter > 0 else None)
 
     def write(self) -> None:
@@ -256,6 +258,7 @@ class TensorboardWriter(EventWriter):
                 self._writer.add_scalar(name, value, itr)
         if by_iter:
             self._last_write = max(by_iter)
+        kill_point(self._events_name)
         self._writer.flush()
 
     def close(self) -> None:
