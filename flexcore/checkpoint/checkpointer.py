@@ -185,6 +185,15 @@ class Checkpointer(_FvcoreCheckpointer):
             self.tag_last_checkpoint(os.path.basename(path))
         return path
 
+    def periodic_checkpoints(self, prefix: str = "model") -> List[str]:
+        """Paths of the ``<prefix>_<iteration>.pth`` files in ``save_dir``, lowest iteration first."""
+        if not self.save_dir or not self.path_manager.isdir(self.save_dir):
+            return []
+        pattern = re.compile(rf"{re.escape(prefix)}_(\d+)\.pth")
+        found = sorted((int(m.group(1)), name) for name in self.path_manager.ls(self.save_dir)
+                       for m in [pattern.fullmatch(name)] if m)
+        return [os.path.join(self.save_dir, name) for _, name in found]
+
     def tag_last_checkpoint(self, last_filename_basename: str) -> None:
         path = os.path.join(self.save_dir, "last_checkpoint")
         with atomic_open(path, "w", self.path_manager) as f:

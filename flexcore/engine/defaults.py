@@ -141,8 +141,10 @@ def default_setup(args: argparse.Namespace, rank: int = 0) -> str:
     check_output_dir(output_dir, resume=getattr(args, "resume", False), eval_only=eval_only)
     setup_logger(output_dir, rank=rank)
     if rank == 0:
-        # --eval-only reuses a training dir: keep the config that trained it.
-        if not (eval_only and os.path.exists(os.path.join(output_dir, "config.gin"))):
+        # --eval-only reuses a training dir: keep the config that trained it. --resume writes
+        # it in main(), once the checkpoint it finds is known to fit.
+        resume = getattr(args, "resume", False)
+        if not resume and not (eval_only and os.path.exists(os.path.join(output_dir, "config.gin"))):
             write_config_files(output_dir, operative=False)
     logger.info("flexcore run in %s; configs: %s; bindings: %s", output_dir, args.config_files, bindings)
     return output_dir
@@ -181,9 +183,9 @@ def main(args: argparse.Namespace):
     trainer = build_trainer(args, output_dir)
     if args.eval_only:
         return trainer.evaluate_only(args.weights)
+    trainer.resume_or_load(resume=args.resume, weights=args.weights)  # a refused resume has written nothing
     if comm.is_main_process():
         write_config_files(output_dir, operative=True)  # what building the experiment used
-    trainer.resume_or_load(resume=args.resume, weights=args.weights)
     results = trainer.train()
     if comm.is_main_process() and not args.profile:
         write_config_files(output_dir, operative=True)  # now with everything training touched
