@@ -32,6 +32,7 @@ def _event_files(run):
     return glob.glob(os.path.join(run, "events.out.tfevents.*"))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("case", ["killed before the first checkpoint", "checkpoint_period 0", "NaN at iteration 1"])
 def test_a_restart_from_scratch_replaces_the_abandoned_metrics_and_events(train_net_server, tmp_path, case):
     run = tmp_path / "run"
@@ -41,7 +42,7 @@ def test_a_restart_from_scratch_replaces_the_abandoned_metrics_and_events(train_
         assert first.returncode == KILLED, first.output
     elif case == "checkpoint_period 0":
         bindings = ONE_EPOCH + ("Trainer.checkpoint_period = 0",)
-        first = train_net_server.run(quick(run, *bindings), tmp_path, kill_after_lines=("iter: 15/20", 1, 0.2))
+        first = train_net_server.run(quick(run, *bindings), tmp_path, kill_after_lines=("iter: 15/20", 1, 0.05))
         assert first.returncode == KILLED, first.output
     else:
         first = train_net_server.run(quick(run, *bindings, "Trainer.lr = 1e30"), tmp_path)
@@ -58,6 +59,7 @@ def test_a_restart_from_scratch_replaces_the_abandoned_metrics_and_events(train_
     assert [step for step, _ in tensorboard_scalars(run)["lr"]] == list(range(20))
 
 
+@pytest.mark.slow
 def test_a_torn_last_metrics_line_is_dropped_on_resume(train_net_server, tmp_path):
     run = tmp_path / "run"
     # The 13th line written is iteration 12's: cut in half, after the checkpoint of iteration 9.
@@ -74,6 +76,7 @@ def test_a_torn_last_metrics_line_is_dropped_on_resume(train_net_server, tmp_pat
     assert _iterations(run) == list(range(21))
 
 
+@pytest.mark.slow
 def test_a_refused_resume_changes_nothing_in_the_run_dir(train_net_server, tmp_path):
     run = tmp_path / "run"
     first = train_net_server.run(quick(run, *ONE_EPOCH), tmp_path, kill_after_lines=("iter: 15/20", 1, 0.0))
@@ -86,6 +89,7 @@ def test_a_refused_resume_changes_nothing_in_the_run_dir(train_net_server, tmp_p
     assert snapshot(run) == before  # log.txt aside, which records the attempt
 
 
+@pytest.mark.slow
 def test_an_unreadable_best_model_keeps_the_final_results(train_net_server, tmp_path):
     run = tmp_path / "run"
     # 40 iterations; the last validation (weights zeroed) is not the best, so the final
@@ -117,6 +121,7 @@ def test_an_unreadable_best_model_keeps_the_final_results(train_net_server, tmp_
     assert (run / "model_final.pth").read_bytes() == final and (run / "summary.json").read_text() == written
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("length", ["Trainer.epochs = 2", "Trainer.max_iter = 10"])
 def test_resuming_a_finished_run_with_another_length_is_refused(train_net_server, tmp_path, length):
     run = tmp_path / "run"
@@ -143,6 +148,7 @@ def _temp_files(run):
     return sorted(name for name in os.listdir(run) if name.endswith(".tmp"))
 
 
+@pytest.mark.slow
 def test_max_to_keep_counts_checkpoints_of_earlier_sessions_and_stale_temp_files_go(train_net_server, tmp_path):
     run = tmp_path / "run"
     bindings = ("Trainer.epochs = 2", "Trainer.eval_period = 20", "Trainer.checkpoint_period = 5",
