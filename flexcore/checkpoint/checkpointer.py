@@ -29,6 +29,7 @@ from fvcore.common.checkpoint import Checkpointer as _FvcoreCheckpointer
 from fvcore.common.checkpoint import _strip_prefix_if_present
 
 from flexcore.utils import comm
+from flexcore.utils.faults import cut_write
 from flexcore.utils.file_io import atomic_open, path_manager
 
 __all__ = [
@@ -188,14 +189,24 @@ class Checkpointer(_FvcoreCheckpointer):
         path = os.path.join(self.save_dir, f"{name}.pth")
         self.logger.debug("Saving checkpoint to %s", path)
         with atomic_open(path, "wb", self.path_manager) as f:
-            torch.save(data, f)
+            torch.save(data, cut_write(path, f))
         if tag_last:
             self.tag_last_checkpoint(os.path.basename(path))
         return path
 
+    def periodic_checkpoints(self, prefix: str = "model") -> List[str]:
+        """Paths of the ``<prefix>_<iteration>.pth`` files in ``save_dir``, lowest iteration first."""
+        if not self.save_dir or not self.path_manager.isdir(self.save_dir):
+            return []
+        pattern = re.compile(rf"{re.escape(prefix)}_(\d+)\.pth")
+        found = sorted((int(m.group(1)), name) for name in self.path_manager.ls(self.save_dir)
+                       for m in [pattern.fullmatch(name)] if m)
+        return [os.path.join(self.save_dir, name) for _, name in found]
+
     def tag_last_checkpoint(self, last_filename_basename: str) -> None:
-        with atomic_open(os.path.join(self.save_dir, "last_checkpoint"), "w", self.path_manager) as f:
-            f.write(last_filename_basename)
+        path = os.path.join(self.save_dir, "last_checkpoint")
+        with atomic_open(path, "w", self.path_manager) as f:
+            cut_write(path, f).write(last_filename_basename)
 
     # -- loading --------------------------------------------------------------------
     def _load_file(self, f: str) -> Dict[str, Any]:

@@ -181,8 +181,11 @@ def open_run_files(args: argparse.Namespace, output_dir: str, rank: int = 0,
         handler.handleError = lambda record: None
         for record in early_records:
             handler.handle(record)
-    # --eval-only reuses a training dir: keep the config that trained it.
-    if rank == 0 and not (getattr(args, "eval_only", False) and os.path.exists(os.path.join(output_dir, "config.gin"))):
+    # --eval-only reuses a training dir: keep the config that trained it. --resume writes it
+    # in _run(), once the checkpoint it finds is known to fit (a refused resume changes nothing).
+    eval_only = getattr(args, "eval_only", False)
+    reused = getattr(args, "resume", False) or (eval_only and os.path.exists(os.path.join(output_dir, "config.gin")))
+    if rank == 0 and not reused:
         write_config_files(output_dir, operative=False)
     logger.info("flexcore run in %s; configs: %s; bindings: %s", output_dir, args.config_files, _bindings(args))
 
@@ -324,9 +327,9 @@ def _run(args: argparse.Namespace, trainer: Any, output_dir: str):
 
     if args.eval_only:
         return trainer.evaluate_only(args.weights)
+    trainer.resume_or_load(resume=args.resume, weights=args.weights)  # a refused resume has written nothing
     if comm.is_main_process():
         write_config_files(output_dir, operative=True)  # what building the experiment used
-    trainer.resume_or_load(resume=args.resume, weights=args.weights)
     results = trainer.train()
     if comm.is_main_process() and not args.profile:
         write_config_files(output_dir, operative=True)  # now with everything training touched

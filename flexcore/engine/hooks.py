@@ -34,6 +34,7 @@ from typing import Any, Dict, Iterable, List, Optional, Sequence
 import torch
 from tabulate import tabulate
 
+from flexcore.checkpoint import CheckpointError
 from flexcore.engine.evaluation import Task, evaluate
 from flexcore.engine.train_loop import HookBase, unwrap_model
 from flexcore.layers.traversal import continuous_convs, refresh_crops
@@ -148,7 +149,8 @@ class PeriodicCheckpointer(HookBase):
             schedule and trainer state).
         period: iterations between checkpoints (0: only the final one).
         max_to_keep: periodic checkpoints kept (older ones are deleted after a newer one
-            is complete); None keeps all.
+            is complete), counting those that earlier sessions of a resumed run left in the
+            folder; None keeps all.
         file_prefix: file name prefix.
     """
 
@@ -159,11 +161,17 @@ class PeriodicCheckpointer(HookBase):
         self.file_prefix = file_prefix
         self._kept: List[str] = []
 
+    def before_train(self) -> None:
+        # Oldest first: what earlier sessions left, then what this one saves.
+        self._kept = self.checkpointer.periodic_checkpoints(self.file_prefix) if self.checkpointer.save_to_disk else []
+
     def after_step(self) -> None:
         it = self.trainer.iter
         if self.period > 0 and (it + 1) % self.period == 0 and it + 1 < self.trainer.max_iter:
             path = self.checkpointer.save(f"{self.file_prefix}_{it:07d}", iteration=it)
             if path and self.max_to_keep:
+                if path in self._kept:  # redone after a resume: it is the newest again
+                    self._kept.remove(path)
                 self._kept.append(path)
                 while len(self._kept) > self.max_to_keep:
                     old = self._kept.pop(0)
@@ -185,7 +193,10 @@ class EvalHook(HookBase):
     selection metric improves (accuracy up, or equal with a lower loss — the original's
     rule; for regression the loss down) saves ``model_best.pth`` (model + ``best`` entry,
     not tagged as last). After a completed run it tests the final model and, if another
-    iteration was best, the best model, putting ``test/...`` and ``test_best/...``.
+    iteration was best, the best model, putting ``test/...`` and ``test_best/...``. A
+    resumed run reads the best model from ``model_best.pth``; if that file is missing or
+    unreadable, the final model is still tested and the failure is listed in ``errors``
+    (the trainer reports it in the summary and the exit status).
 
     Args:
         period: iterations between validations (0: only after the last iteration).
@@ -210,6 +221,7 @@ class EvalHook(HookBase):
         self.iters_per_epoch = iters_per_epoch
         self.best: Dict[str, Any] = {}
         self.results: Dict[str, Dict[str, float]] = {}
+        self.errors: List[str] = []  # results that could not be produced, each said in a sentence
         self._best_state: Optional[Dict[str, torch.Tensor]] = None
 
     @property
@@ -265,17 +277,32 @@ class EvalHook(HookBase):
         self.results[prefix] = result
         return result
 
+    def _untested_best(self, reason: str) -> None:
+        message = f"The best model (best_iteration {self.best.get('iteration')}) was not tested: {reason}"
+        logger.error("%s", message)
+        self.errors.append(message)
+
     def _best_model(self) -> Optional[torch.nn.Module]:
         state = self._best_state
         if state is None and self.checkpointer is not None:  # resumed run: the best lives on disk
             path = os.path.join(self.checkpointer.save_dir, "model_best.pth")
-            if self.checkpointer.path_manager.exists(path):
+            if not self.checkpointer.path_manager.exists(path):
+                self._untested_best(f"{path} is missing.")
+                return None
+            try:
                 state = self.checkpointer._load_file(path)["model"]  # noqa: SLF001 - same safe loader
+            except CheckpointError as exc:
+                self._untested_best(str(exc))
+                return None
         if state is None:
             logger.warning("No best model in memory or on disk: testing the final model only.")
             return None
         model = copy.deepcopy(unwrap_model(self.trainer.model))
-        model.load_state_dict(state)
+        try:
+            model.load_state_dict(state)
+        except RuntimeError as exc:
+            self._untested_best(f"model_best.pth does not fit the model ({str(exc).splitlines()[0]}).")
+            return None
         return model
 
     def after_train(self) -> None:

@@ -24,6 +24,7 @@ from flexcore.data.samplers import TrainingBatchSampler, build_test_loader, buil
 from flexcore.engine import hooks as H
 from flexcore.engine.accelerate import amp_dtype, compile_model, to_channels_last
 from flexcore.engine.evaluation import build_task, evaluate
+from flexcore.engine.run_dir import check_resume, finished_summary, raise_recorded_errors, remove_stale_temp_files
 from flexcore.engine.train_loop import HookBase, NonFiniteLossError, SimpleTrainer, TrainerBase, unwrap_model
 from flexcore.layers.fft_cost import set_fft_autotune
 from flexcore.modeling.build import build_model
@@ -32,6 +33,7 @@ from flexcore.solver import build_param_groups
 from flexcore.utils import comm
 from flexcore.utils.env import seed_all_rng, set_deterministic
 from flexcore.utils.events import CommonMetricPrinter, JSONWriter, TensorboardWriter
+from flexcore.utils.faults import cut_write
 from flexcore.utils.file_io import atomic_open, path_manager
 from flexcore.utils.parameters import count_parameters
 
@@ -190,6 +192,7 @@ class Trainer(TrainerBase):
         self.init_strict = init_strict
         self.start_iter = 0
         self._earlier_wall_s = 0.0  # training time of earlier sessions of this run (from the checkpoint)
+        self._saved_max_iter: Optional[int] = None  # the run length a resumed checkpoint was saved with
         self._session_start: Optional[float] = None
         self.validation_result: Optional[Dict[str, Any]] = None
         self.results: Dict[str, Any] = {}
@@ -349,6 +352,7 @@ class Trainer(TrainerBase):
         state["rng"] = get_rng_state()
         session = time.perf_counter() - self._session_start if self._session_start is not None else 0.0
         state["wall_time_s"] = self._earlier_wall_s + session
+        state["max_iter"] = self.max_iter
         if self._trainer.grad_scaler is not None:  # fp16: the loss scale it has settled on
             state["grad_scaler"] = self._trainer.grad_scaler.state_dict()
         return state
@@ -358,6 +362,7 @@ class Trainer(TrainerBase):
         if "rng" in state:
             set_rng_state(state["rng"])
         self._earlier_wall_s = float(state.get("wall_time_s", 0.0))
+        self._saved_max_iter = state.get("max_iter")
         scaler = self._trainer.grad_scaler
         if scaler is not None and state.get("grad_scaler"):
             scaler.load_state_dict(state["grad_scaler"])
@@ -368,6 +373,9 @@ class Trainer(TrainerBase):
     def resume_or_load(self, resume: bool = True, weights: Optional[str] = None) -> None:
         """Continue from ``last_checkpoint`` (``resume`` and one exists), else initialise from weights.
 
+        A resume that would not continue the run it finds raises ``ResumeError`` (see
+        :func:`flexcore.engine.run_dir.check_resume`) before anything is written.
+
         Args:
             resume: look for the output dir's last checkpoint.
             weights: model weights for a fresh start (default ``Trainer.init_weights``).
@@ -375,6 +383,7 @@ class Trainer(TrainerBase):
         if resume and self.checkpointer.has_checkpoint():
             path = self.checkpointer.get_checkpoint_file()
             self.checkpointer.load(path)  # restores the iteration, hooks and RNG states last
+            check_resume(path, self.iter, self._saved_max_iter, self.max_iter)
             self.start_iter = self.iter + 1
             logger.info("Resumed from %s: continuing at iteration %d of %d", path, self.start_iter, self.max_iter)
         else:
@@ -390,10 +399,17 @@ class Trainer(TrainerBase):
         self._trainer.run_step()
 
     def train(self) -> Dict[str, Any]:
-        """Train from ``start_iter`` to ``max_iter``; returns the results (also in ``summary.json``)."""
-        finished = self._finished_summary()
+        """Train from ``start_iter`` to ``max_iter``; returns the results (also in ``summary.json``).
+
+        Raises ``ResultsIncompleteError`` after saving the final model and the summary if a
+        result could not be produced (the summary's ``errors`` say which).
+        """
+        if comm.is_main_process() and not self.profile_steps:
+            remove_stale_temp_files(self.output_dir)
+        finished = None if self.profile_steps or self.start_iter < self.max_iter else finished_summary(self.output_dir)
         if finished is not None:
             self.results = finished
+            raise_recorded_errors(self.output_dir, finished)
             return finished
         start = self._session_start = time.perf_counter()
         self._trainer.data_loader = build_train_loader(
@@ -413,28 +429,15 @@ class Trainer(TrainerBase):
             raise NonFiniteLossError(
                 exc.iteration, exc.losses,
                 f"{exc} {where}; nothing was overwritten. Lower the learning rate (Trainer.lr), enable "
-                "gradient clipping (Trainer.grad_clip) or check the data, then rerun"
-                + (" with --resume." if last else "."),
+                "gradient clipping (Trainer.grad_clip) or check the data, then rerun with --resume"
+                + ("." if last else " (it starts from scratch, replacing this attempt's metrics)."),
             ) from None
         wall = time.perf_counter() - start
         if self.profile_steps:
             return {"profile": next(h for h in self._hooks if isinstance(h, H.TorchProfiler)).table}
         self.results = self._summarize(wall)
+        raise_recorded_errors(self.output_dir, self.results)
         return self.results
-
-    def _finished_summary(self) -> Optional[Dict[str, Any]]:
-        """The written summary of a run that ``--resume`` found complete; its results stay as they are."""
-        path = os.path.join(self.output_dir, "summary.json")
-        if self.profile_steps or self.start_iter < self.max_iter or not path_manager.exists(path):
-            return None
-        with path_manager.open(path) as f:
-            results = json.load(f)
-        logger.info(
-            "%s already finished all %d iterations; nothing to train, its results stay as written in %s. "
-            "Evaluate again with --eval-only; train longer with a new --output-dir and --weights.",
-            self.output_dir, self.max_iter, path,
-        )
-        return results
 
     # -- results ----------------------------------------------------------------------------
     def _summarize(self, wall_time: float) -> Dict[str, Any]:
@@ -467,12 +470,15 @@ class Trainer(TrainerBase):
                     results[label.format(metric)] = ev.results[key][metric]
                     if "top5" in ev.results[key]:
                         results[label.format("top5")] = ev.results[key]["top5"]
+            if ev.errors:
+                results["errors"] = list(ev.errors)
         rows = [(k, f"{v:,}" if isinstance(v, int) else f"{v:.4g}" if isinstance(v, float) else v) for k, v in results.items()]
         table = tabulate(rows, headers=["", "value"], tablefmt="github", disable_numparse=True, colalign=("left", "right"))
         logger.info("Summary of %s:\n%s", self.output_dir, table)
         if comm.is_main_process():
-            with atomic_open(os.path.join(self.output_dir, "summary.json"), "w") as f:
-                json.dump(results, f, indent=2)
+            path = os.path.join(self.output_dir, "summary.json")
+            with atomic_open(path, "w") as f:
+                json.dump(results, cut_write(path, f), indent=2)
         return results
 
     def _flops(self) -> Optional[int]:

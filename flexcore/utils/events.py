@@ -22,6 +22,7 @@ import torch
 from fvcore.common.history_buffer import HistoryBuffer
 from iopath.common.file_io import g_pathmgr
 
+from flexcore.utils.faults import cut_write, kill_point
 from flexcore.utils.file_io import atomic_open
 
 __all__ = [
@@ -241,8 +242,10 @@ class JSONWriter(EventWriter):
     """``metrics.json``: one JSON object per line and logged iteration.
 
     Each line has ``iteration`` and every scalar put at that iteration since the last
-    write (smoothable ones as windowed medians). Resuming at ``start_iter`` drops lines of
-    iterations ``>= start_iter`` first, so a resumed run's file reads as one clean run.
+    write (smoothable ones as windowed medians). Starting at ``start_iter`` drops lines of
+    iterations ``>= start_iter`` first (all of them for a restart from scratch), so a
+    resumed run's file reads as one clean run. A last line cut short by an interrupted
+    write (a kill, a full disk) is dropped with a warning.
 
     Args:
         json_file: path (any iopath URI) of the file, appended to.
@@ -257,21 +260,45 @@ class JSONWriter(EventWriter):
         self._window_size = window_size
         self._iters_per_epoch = iters_per_epoch
         self._last_write = start_iter - 1
-        if start_iter > 0:
-            self._drop_after(start_iter)
-        self._file = g_pathmgr.open(json_file, "a")
+        self._drop_after(start_iter)
+        self._file = cut_write(json_file, g_pathmgr.open(json_file, "a"))
 
     def _drop_after(self, start_iter: int) -> None:
+        """Rewrite the file without lines of iterations >= ``start_iter`` and without unreadable lines."""
         if not g_pathmgr.exists(self._path):
             return
         with g_pathmgr.open(self._path, "r") as f:
             lines = f.readlines()
-        keep = [ln for ln in lines if ln.strip() and json.loads(ln).get("iteration", -1) < start_iter]
-        if len(keep) != len(lines):
-            logger.info("metrics.json: dropped %d lines logged after iteration %d (redone by the resume)",
-                        len(lines) - len(keep), start_iter - 1)
-            with atomic_open(self._path, "w") as f:
-                f.writelines(keep)
+        keep, unreadable = [], 0
+        for number, line in enumerate(lines, 1):
+            if not line.strip():
+                unreadable += 1
+                continue
+            try:
+                record = json.loads(line)
+                iteration = record.get("iteration", -1)
+            except (ValueError, AttributeError):  # not JSON, or JSON but not an object
+                if number == len(lines):
+                    logger.warning("%s: dropped its last line, cut short by an interrupted write (%d characters: %r)",
+                                   self._path, len(line), line[:60])
+                else:
+                    logger.warning("%s: dropped line %d, which is not a JSON object (%r)", self._path, number,
+                                   line[:60])
+                unreadable += 1
+                continue
+            if iteration < start_iter:
+                keep.append(line)
+        if len(keep) == len(lines):
+            return
+        dropped = len(lines) - len(keep) - unreadable
+        if dropped and start_iter > 0:
+            logger.info("%s: dropped %d lines logged after iteration %d (redone by the resume)",
+                        self._path, dropped, start_iter - 1)
+        elif dropped:
+            logger.info("%s: dropped the %d lines of an earlier start that left no checkpoint (the run "
+                        "starts from scratch)", self._path, dropped)
+        with atomic_open(self._path, "w") as f:
+            cut_write(self._path, f).writelines(keep)
 
     def write(self) -> None:
         by_iter = get_event_storage().values_since(self._last_write, self._window_size)
@@ -300,7 +327,9 @@ class TensorboardWriter(EventWriter):
     Args:
         log_dir: folder for ``events.out.tfevents.*``.
         window_size: smoothing window for scalars with a smoothing hint.
-        start_iter: events at or after it from an earlier, interrupted run are purged.
+        start_iter: events at or after it from an earlier, interrupted session are purged
+            (TensorBoard drops them when it reads the new file); at 0, a restart from
+            scratch, the earlier event files are deleted.
     """
 
     writes_images = True
@@ -308,9 +337,23 @@ class TensorboardWriter(EventWriter):
     def __init__(self, log_dir: str, window_size: int = 20, start_iter: int = 0):
         from torch.utils.tensorboard import SummaryWriter  # imports tensorboard: slow, so lazy
 
+        if start_iter == 0:
+            self._remove_earlier_events(log_dir)
         self._window_size = window_size
         self._last_write = start_iter - 1
+        self._events_name = os.path.join(log_dir, "events.out.tfevents")  # what fault injection matches
         self._writer = SummaryWriter(log_dir, purge_step=start_iter if start_iter > 0 else None)
+
+    @staticmethod
+    def _remove_earlier_events(log_dir: str) -> None:
+        if not os.path.isdir(log_dir):
+            return
+        old = sorted(name for name in os.listdir(log_dir) if name.startswith("events.out.tfevents."))
+        for name in old:
+            os.remove(os.path.join(log_dir, name))
+        if old:
+            logger.info("%s: removed %d TensorBoard event files of an earlier start that left no checkpoint "
+                        "(the run starts from scratch)", log_dir, len(old))
 
     def write(self) -> None:
         storage = get_event_storage()
@@ -324,6 +367,7 @@ class TensorboardWriter(EventWriter):
             self._writer.add_image(name, image, itr, dataformats="CHW")
         for histogram in storage.pop_histograms():
             self._writer.add_histogram_raw(**histogram)
+        kill_point(self._events_name)
         self._writer.flush()
 
     def close(self) -> None:

@@ -215,3 +215,14 @@ def test_kill_during_save_leaves_previous_checkpoint_loadable(tmp_path):
     for name in os.listdir(save_dir):
         if name.endswith(".pth"):
             Checkpointer(nn.Linear(1024, 1024), "").load(str(save_dir / name))
+
+
+def test_periodic_checkpoints_oldest_first(tmp_path):
+    for name in ("model_0000100.pth", "model_0000099.pth", "model_best.pth", "model_final.pth", "other_0000001.pth",
+                 "model_0000005.pth.tmp", "model_0000007.pth"):
+        (tmp_path / name).write_bytes(b"")
+    ckpt = Checkpointer(_net(), str(tmp_path))
+    assert [os.path.basename(p) for p in ckpt.periodic_checkpoints()] == [
+        "model_0000007.pth", "model_0000099.pth", "model_0000100.pth"]
+    assert [os.path.basename(p) for p in ckpt.periodic_checkpoints("other")] == ["other_0000001.pth"]
+    assert Checkpointer(_net(), str(tmp_path / "absent")).periodic_checkpoints() == []

@@ -16,3 +16,12 @@ def tiny_plugin():
 @pytest.fixture(autouse=True)
 def _one_thread(single_thread):
     """Tiny models run fastest on one thread (the shared ``single_thread`` fixture)."""
+
+
+@pytest.fixture(scope="session")
+def train_net_server():
+    """Forks real ``train_net`` processes from one process that imported flexcore once."""
+    from train_net_runs import TrainNetServer
+
+    with TrainNetServer() as server:
+        yield server

@@ -1,5 +1,6 @@
 import json
 import logging
+import time
 
 import pytest
 
@@ -116,3 +117,67 @@ def test_evaluations_between_writes_are_all_written(tmp_path):
     assert [(ln["iteration"], ln.get("val/accuracy")) for ln in lines] == [
         (2, 2.0), (4, None), (5, 5.0), (8, 8.0), (9, None)]
     assert lines[1]["loss"] == 2.0 and lines[-1]["loss"] == 7.0  # medians of the last 5
+
+
+def _write_lines(path, lines, tail=""):
+    with open(path, "w") as f:
+        f.writelines(json.dumps(line) + "\n" for line in lines)
+        f.write(tail)
+
+
+def _caught(caplog):
+    logger = logging.getLogger("flexcore")
+    logger.propagate = True
+    return caplog.at_level(logging.INFO, logger="flexcore")
+
+
+def test_json_writer_drops_a_torn_last_line_and_names_the_file(tmp_path, caplog):
+    path = str(tmp_path / "metrics.json")
+    _write_lines(path, [{"iteration": i, "loss": 1.0} for i in range(4)], tail='{"iteration": 4, "lo')
+    try:
+        with _caught(caplog), EventStorage(start_iter=3) as storage:
+            writer = JSONWriter(path, window_size=1, start_iter=3)
+            storage.put_scalar("loss", 3.5)
+            writer.write()
+            writer.close()
+    finally:
+        logging.getLogger("flexcore").propagate = False
+    assert [json.loads(line)["iteration"] for line in open(path)] == [0, 1, 2, 3]
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert warnings == [f"{path}: dropped its last line, cut short by an interrupted write (20 characters: "
+                        "'{\"iteration\": 4, \"lo')"]
+
+
+def test_json_writer_from_scratch_replaces_an_abandoned_start(tmp_path, caplog):
+    path = str(tmp_path / "metrics.json")
+    _write_lines(path, [{"iteration": i} for i in range(3)] + ["not an object"], tail="{\"iteration\": 3")
+    try:
+        with _caught(caplog), EventStorage() as storage:
+            writer = JSONWriter(path, window_size=1)  # start_iter 0: no checkpoint to resume from
+            storage.put_scalar("loss", 9.0)
+            writer.write()
+            writer.close()
+    finally:
+        logging.getLogger("flexcore").propagate = False
+    assert [json.loads(line) for line in open(path)] == [{"iteration": 0, "loss": 9.0}]
+    messages = " ".join(r.getMessage() for r in caplog.records)
+    assert "dropped line 4, which is not a JSON object" in messages and "dropped its last line" in messages
+    assert "dropped the 3 lines of an earlier start that left no checkpoint" in messages
+
+
+def test_tensorboard_writer_from_scratch_removes_earlier_event_files(tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    for start, values in ((0, (5.0, 6.0)), (0, (1.0, 2.0, 3.0)), (2, (30.0,))):  # abandoned, restart, resume
+        with EventStorage(start_iter=start) as storage:
+            writer = TensorboardWriter(str(tmp_path), window_size=1, start_iter=start)
+            for it, value in enumerate(values, start):
+                storage.iter = it
+                storage.put_scalar("loss", value)
+                writer.write()
+            writer.close()
+        time.sleep(1.01)  # event files are ordered by the second they were made in
+    assert len(list(tmp_path.glob("events.out.tfevents.*"))) == 2  # the restart's and the resume's
+    acc = EventAccumulator(str(tmp_path))
+    acc.Reload()
+    assert [(e.step, e.value) for e in acc.Scalars("loss")] == [(0, 1.0), (1, 2.0), (2, 30.0)]
