@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Fit kernel nets to target functions, images or random kernels and report MSE / PSNR (reference §8).
+"""Fit kernel nets to target functions, images or random kernels and report MSE / PSNR.
 
   tools/fit_kernel.py                                            # kernel_fitting/gabor.gin
   tools/fit_kernel.py --config-file kernel_fitting/random.gin

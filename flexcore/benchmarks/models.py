@@ -33,7 +33,7 @@ from flexcore.layers.traversal import clear_kernel_caches, continuous_convs, ref
 
 __all__ = ["ORIGINAL_MS", "load_fixture_model", "ckcnn_from", "train_step_fn", "probe_fn", "MachineFactor"]
 
-# Issue 9's measurements of the original code (ms, medians, 2 CPU threads).
+# The original code's measured times (ms, medians, 2 CPU threads; docs/performance.md says how).
 ORIGINAL_MS = {
     "conv2d_5x5_train": 46.0,
     "flexnet7_init_train_b64": 1542.0,

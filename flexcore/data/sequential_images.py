@@ -60,7 +60,7 @@ class PMNIST(SMNIST):
 
     Args:
         permutation_seed: seed of the permutation (see :func:`permutation`). The original
-            re-drew the permutation for its final test (§7 quirk); here it never changes.
+            re-drew the permutation for its final test (a quirk of its `datasets/` code); here it never changes.
         (other arguments: see :class:`~flexcore.data.images.ImageClassificationDataset`)
     """
 
@@ -113,7 +113,7 @@ class NoisePaddedCIFAR10(CIFAR10):
 
     Step ``t < 32`` holds row ``t`` of the normalised image, channel-major (feature
     ``c * 32 + w``); steps 32..999 hold Gaussian noise drawn once from ``noise_seed`` and
-    shared by every sample and split (the original re-drew it for its final test, §7).
+    shared by every sample and split (the original re-drew it for its final test).
 
     Args:
         noise_seed: seed of the padding noise (see :func:`padding_noise`).

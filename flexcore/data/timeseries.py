@@ -3,7 +3,7 @@
 Irregular sampling drops ``int(L * drop_rate / 100)`` time steps per sample (all
 channels together); inputs are normalised with training-split statistics that ignore the
 dropped (and missing, NaN) values, those values become 0, and with ``drop_rate > 0`` an
-"exists" channel (1 = observed) is appended, as in the original (reference §7).
+"exists" channel (1 = observed) is appended, as in the original (its `datasets/` loaders).
 Everything per sample happens lazily in ``__getitem__``, so raw 16 kHz audio stays
 compact (int16, memory-mapped) in memory.
 """

@@ -1,4 +1,4 @@
-"""Cross-resolution experiments (reference §6.6): train at one resolution, test and fine-tune at another.
+"""Cross-resolution experiments (as the original's `run_crossres.py`): train at one resolution, test and fine-tune at another.
 
     include 'quick/digits_flexnet.gin'
     experiment.job = @CrossResolution

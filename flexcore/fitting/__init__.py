@@ -1,4 +1,4 @@
-"""Kernel fitting (reference §8): fit a kernel net alone to a target function, image or random kernel.
+"""Kernel fitting (as the original's `ckernel_fitting/`): fit a kernel net alone to a target function, image or random kernel.
 
     from flexcore.fitting import fit_kernel_net, make_target
     result = fit_kernel_net(KERNEL_NETS.build("MAGNet", 2, 1, input_scale=256.0), make_target("gabor", freq=16.0))

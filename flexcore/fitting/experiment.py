@@ -1,4 +1,4 @@
-"""Fit several kernel nets to several targets and report MSE/PSNR (reference §8); gin-configurable.
+"""Fit several kernel nets to several targets and report MSE/PSNR (as the original's `ckernel_fitting/`); gin-configurable.
 
     tools/fit_kernel.py --config-file kernel_fitting/gabor.gin
     tools/fit_kernel.py --kernel-nets MAGNet SIREN GaborNet --targets image --image cat.png

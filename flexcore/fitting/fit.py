@@ -1,4 +1,4 @@
-"""Fit one kernel net to one target (reference §8): MSE, Adam, cosine or plateau, best weights kept.
+"""Fit one kernel net to one target (as the original's `ckernel_fitting/`): MSE, Adam, cosine or plateau, best weights kept.
 
 The net alone is fitted, no convolution: it maps the relative-position grid ``(1, D, *grid)``
 (``linspace(-1, 1, n)`` per dim, as every continuous conv samples it) to ``(1, C, *grid)``.

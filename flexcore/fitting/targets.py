@@ -1,4 +1,4 @@
-"""Target functions a kernel net is fitted to (reference §8): analytic signals, random kernels, images.
+"""Target functions a kernel net is fitted to (those of the original's `ckernel_fitting/`): analytic signals, random kernels, images.
 
 Every target is sampled on ``size`` points per dim of ``linspace(lo, hi)`` (``extent``, by
 default the kernel grid's own ``[-1, 1]``) and returned as ``(channels, *grid)`` float32.

@@ -4,7 +4,7 @@ A Gabor filter ``exp(-½(γ(x−μ))²)·sin(Wx+b)`` holds frequencies up to abo
 ``|W|/2π + |γ|·s/2π`` cycles per unit of the ``[-1, 1]`` coordinate (``s`` =
 ``gauss_stddevs``: how many standard deviations of the Gaussian's spectrum count). A
 FlexConv's Gaussian mask adds ``max_d(1/|σ_d|)·s/2π``. A grid of ``k`` points spans two
-units, so its Nyquist frequency is ``(k − 1)/4`` (reference §4.2). The penalty pushes the
+units, so its Nyquist frequency is ``(k − 1)/4`` (as in the original's `antialiasing.py`). The penalty pushes the
 frequencies of every layer below it:
 
 - ``method='together'``: each filter ``l`` of a layer gets ``1/n_filters`` of the Nyquist
@@ -202,7 +202,7 @@ def _penalty(excess: torch.Tensor, penalty: str) -> torch.Tensor:
 
 @REGULARIZERS.register()
 class AntiAliasing:
-    """Penalty on kernel frequencies above the grid's Nyquist frequency (FlexConv paper, §4.2).
+    """Penalty on kernel frequencies above the grid's Nyquist frequency (FlexConv's anti-aliasing regularisation).
 
     ``AntiAliasing(**hp)(model)`` returns ``factor · Σ penalty(F − target)`` as a scalar tensor.
 

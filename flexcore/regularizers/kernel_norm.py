@@ -1,4 +1,4 @@
-"""The original's kernel-norm penalty (``LnLoss``, used there as "weight decay"; reference §4.1)."""
+"""The original's kernel-norm penalty (``LnLoss``, used there as "weight decay"; its `ckconv/nn/regularizers.py`)."""
 from __future__ import annotations
 
 import torch

@@ -1,4 +1,4 @@
-"""He et al.'s CIFAR ResNets (20, 32, 44, 56, 110, 1202) with option-A shortcuts (reference §5.3).
+"""He et al.'s CIFAR ResNets (20, 32, 44, 56, 110, 1202) with option-A shortcuts (a baseline of the FlexConv paper).
 
 With the default ``conv=None`` every 3x3 convolution is the original's bias-free
 ``nn.Conv{dim}d`` and the parameter counts are the paper's (ResNet-44: 658,586). Any conv

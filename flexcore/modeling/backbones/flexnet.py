@@ -1,4 +1,4 @@
-"""FlexNet / CKCNN: the original's residual network of continuous convolutions (reference §5.1).
+"""FlexNet / CKCNN: the original's residual network of continuous convolutions (its `models/ckresnet.py`).
 
 Module names and construction order follow the original (``cconv1``, ``norm1``,
 ``blocks.{i}.{cconv1,cconv2,norm1,norm2,shortcut.0}``, ``out_layer``), so a model seeded like

@@ -1,4 +1,4 @@
-"""FlexTCN / CKTCN: residual blocks of causal continuous convolutions for sequences (reference §5.2).
+"""FlexTCN / CKTCN: residual blocks of causal continuous convolutions for sequences (the original's `models/cktcn.py`).
 
 Names follow the original (``backbone.{i}.{cconv1,cconv2,norm1,norm2,shortcut.0}``,
 ``finallyr``) and so does the construction order (blocks in order, then the head).

@@ -1,4 +1,4 @@
-"""torchvision's ImageNet ResNets for small images (the original's ``OriginalResnet*``, §5.3).
+"""torchvision's ImageNet ResNets for small images (the original's ``OriginalResnet*`` baselines).
 
 Built from ``torchvision.models.resnet`` so weights and state-dict keys are torchvision's
 (a torchvision checkpoint loads as is). Options adapt it to small inputs and other channel
