@@ -83,7 +83,7 @@ def test_causal_layers_are_causal():
         y = layer(x)
         x2 = x.clone()
         x2[..., 20:] += 1.0
-        assert torch.allclose(layer(x2)[..., :20], y[..., :20], atol=1e-6)
+        assert torch.allclose(layer(x2)[..., :20], y[..., :20], atol=1e-5)  # FFT round-off: ~2e-6 of 7
         assert not torch.allclose(layer(x2)[..., 20:], y[..., 20:])
 
 
