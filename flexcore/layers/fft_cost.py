@@ -223,9 +223,16 @@ def conv_features(
 
 
 def _predict(shape: Shape, device_type: str, kernel_maps: Optional[int], training: bool) -> Tuple[float, float]:
+    from flexcore.layers.functional import needs_explicit_padding, overlapping_taps
+
     features = conv_features(*shape, kernel_maps=kernel_maps)
     if features is None:
         return math.inf, math.inf
+    batch, c_in, c_out, spatial, ksize, pads, groups = shape
+    if needs_explicit_padding(spatial, ksize, pads):  # the direct path convolves only the taps that meet the input
+        taps, pads = overlapping_taps(spatial, ksize, pads, (1,) * len(ksize))
+        ksize = tuple(t.stop - t.start for t in taps)
+        features = (conv_features(batch, c_in, c_out, spatial, ksize, pads, groups)[0], features[1])
     model = cost_model(device_type, len(shape[4]), training)
     return model.direct_seconds(features[0]), model.fft_seconds(features[1])
 
