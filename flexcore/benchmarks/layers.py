@@ -21,6 +21,7 @@ from flexcore.benchmarks.harness import Check, Report, Table, register_benchmark
 from flexcore.layers import FlexConv, GaussianMask
 from flexcore.layers import functional as FC
 from flexcore.layers.fft_cost import CostModel, conv_features, predict_seconds
+from flexcore.layers.fft_calibration import save_calibration
 from flexcore.registry import KERNEL_NETS
 
 ORIGINAL_MS = {"flexconv_5x5_train": 49.0, "conv2d_5x5_train": 46.0, "flexconv_33x33_train": 6221.0,
@@ -375,6 +376,9 @@ def fit_cost_models(records: Sequence[Dict], device_type: str = "cpu") -> Tuple[
 def _calibrate_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--from-json", default=None, help="refit from the measurements of an earlier fft-calibrate JSON")
     p.add_argument("--cap", type=float, default=2.5, help="skip direct convs predicted slower than this (seconds)")
+    p.add_argument("--save", default=None, action=argparse.BooleanOptionalAction,
+                   help="save the fit as this machine's, where 'auto' picks it up (default: when this run "
+                        "measured the full grid, i.e. without --quick or --from-json)")
 
 
 @register_benchmark("fft-calibrate", "measure spatial and FFT convolutions and fit the 'auto' cost model", _calibrate_arguments)
@@ -398,5 +402,8 @@ def bench_fft_calibrate(args) -> Report:
     fit_table = Table("Fit quality: predicted / measured time per path, and 'auto' (fitted) / faster path",
                       ["dims", "mode", "cases", "direct pred/meas", "fft pred/meas", "worst auto / best", "worst case"], quality)
     literal = "\n".join(f"    {key!r}: _model(\n        {m.direct!r},\n        {m.fft!r},\n    )," for key, m in models.items())
-    fit_table.note = "Paste into COST_MODELS in flexcore/layers/fft_cost.py to adopt them:\n" + literal
+    fit_table.note = "Paste into COST_MODELS in flexcore/layers/fft_cost.py to ship them:\n" + literal
+    if args.save if args.save is not None else not (args.quick or args.from_json):
+        path = save_calibration(models, dev.type)
+        fit_table.note = f"Saved for this machine to {path}; 'auto' uses it from now on. " + fit_table.note
     return Report(tables=[measured, fit_table], data={"records": records, "models": {str(k): dataclasses.asdict(m) for k, m in models.items()}})

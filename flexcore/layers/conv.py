@@ -461,7 +461,8 @@ class ContinuousConv(ConvBase):
         ksize = kernel.shape[2:]
         bias = None if self.bias is None else self.bias.detach().clone()
         fft = self.bake_fft(ksize, self.out_channels, self.groups)
-        return make_baked_conv(kernel, bias, self.stride, self.pads(ksize), self.groups, fft)
+        return make_baked_conv(kernel, bias, self.stride, self.pads(ksize), self.groups, fft,
+                               input_size=self.baked_input_size())
 
     def extra_repr(self) -> str:
         s = self._conv_repr() + f", horizon={self.horizon!r}"
@@ -568,7 +569,8 @@ class SeparableFlexConv(FlexConv):
             self.train(was_training)
         ksize = kernel.shape[2:]
         fft = self.bake_fft(ksize, self.in_channels, self.groups)
-        depthwise = make_baked_conv(kernel, None, self.stride, self.pads(ksize), self.groups, fft)
+        depthwise = make_baked_conv(kernel, None, self.stride, self.pads(ksize), self.groups, fft,
+                                    input_size=self.baked_input_size())
         pointwise = make_baked_conv(
             self.pointwise.weight.detach().clone(),
             None if self.bias is None else self.bias.detach().clone(),
@@ -639,7 +641,8 @@ class Conv(ConvBase):
         pads = self.pads(ksize)
         fft = self.bake_fft(ksize, self.out_channels, self.groups)
         bias = None if self.bias is None else self.bias.detach().clone()
-        return make_baked_conv(self.weight.detach().clone(), bias, self.stride, pads, self.groups, fft)
+        return make_baked_conv(self.weight.detach().clone(), bias, self.stride, pads, self.groups, fft,
+                               input_size=self.baked_input_size())
 
     def extra_repr(self) -> str:
         return self._conv_repr() + f", kernel_size={self.kernel_size()}"

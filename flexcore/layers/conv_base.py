@@ -100,6 +100,11 @@ class ConvBase(nn.Module):
         )
         return "auto" if faster else False
 
+    def baked_input_size(self) -> Optional[Tuple[int, ...]]:
+        """Spatial size of the last input (what a baked conv is sized for), None before any."""
+        shape = self._last_input_shape
+        return None if shape is None else tuple(shape[2:])
+
     def bake(self) -> nn.Module:  # pragma: no cover - every subclass overrides
         raise NotImplementedError
 
@@ -183,17 +188,23 @@ def make_baked_conv(
     pads: Sequence[Tuple[int, int]],
     groups: int = 1,
     fft: Union[bool, str] = False,
+    input_size: Optional[Sequence[int]] = None,
 ) -> nn.Module:
     """An ``nn.Conv*d`` holding copies of ``weight``/``bias``.
 
-    A genuinely plain ``nn.Conv*d`` when the padding is symmetric and the direct path is
-    wanted (``fft`` False); otherwise a ``BakedConv*d`` subclass that pads asymmetrically
-    (causal, even kernels) and may use the FFT path.
+    A genuinely plain ``nn.Conv*d`` when the padding is symmetric, the direct path is wanted
+    (``fft`` False) and the padding is none or safe to leave to ``nn.Conv*d`` at
+    ``input_size`` (the spatial size the layer last saw; see
+    :func:`flexcore.layers.functional.needs_explicit_padding`); otherwise a ``BakedConv*d``
+    subclass that pads asymmetrically (causal, even kernels), pads explicitly where implicit
+    padding is unsafe and may use the FFT path.
     """
     dims = weight.dim() - 2
     c_out, cin_g = weight.shape[:2]
     symmetric = all(a == b for a, b in pads)
-    cls = _PLAIN[dims] if symmetric and fft is False else _BAKED[dims]
+    safe = not any(max(p) for p in pads) or (
+        input_size is not None and not FC.needs_explicit_padding(input_size, weight.shape[2:], pads))
+    cls = _PLAIN[dims] if symmetric and fft is False and safe else _BAKED[dims]
     padding = tuple(a for a, _ in pads) if cls is _PLAIN[dims] else 0
     module = cls(
         cin_g * groups,

@@ -15,9 +15,10 @@ direct convolution costs 0.5-6x its forward on CPU, median 2.4x, most for large 
   fixed overhead.
 
 ``tools/benchmark.py fft-calibrate`` measures both paths on a grid of shapes and refits the
-constants (paste its output into ``COST_MODELS``); the data, the fit and the resulting
+constants; it saves them for this machine (CPU model + torch version), and 'auto' uses them
+from then on (:mod:`flexcore.layers.fft_calibration`). The data, the fit and the resulting
 'auto' quality are in docs/layers.md. ``'auto'`` picks the FFT path when its predicted time
-is lower.
+is lower; inference choices close to the crossover are timed once per shape.
 """
 from __future__ import annotations
 
@@ -30,6 +31,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
 
+from flexcore.layers.fft_calibration import machine_cost_models
 from flexcore.utils.timing import time_interleaved
 
 logger = logging.getLogger(__name__)
@@ -51,6 +53,7 @@ __all__ = [
     "fft_autotune_decisions",
     "clear_fft_autotune",
     "AUTOTUNE_BAND",
+    "INFERENCE_AUTOTUNE_BAND",
 ]
 
 # Upper bounds of the kernel-size bands (largest kernel side); a last band takes the rest.
@@ -105,9 +108,13 @@ COST_MODELS: Dict[Tuple[str, int, str], CostModel] = {
 
 
 def cost_model(device_type: str, dims: int, training: bool) -> CostModel:
-    """The constants for a device type (unknown types use CUDA's), dimensionality and mode."""
+    """The constants for a device type (unknown types use CUDA's), dimensionality and mode:
+    this machine's ``fft-calibrate`` result where one is saved (see
+    :mod:`flexcore.layers.fft_calibration`), else the shipped :data:`COST_MODELS`."""
     device = device_type if any(key[0] == device_type for key in COST_MODELS) else "cuda"
-    return COST_MODELS[(device, 1 if dims == 1 else 2, "train" if training else "eval")]
+    key = (device, 1 if dims == 1 else 2, "train" if training else "eval")
+    calibrated = machine_cost_models(device)
+    return calibrated.get(key) or COST_MODELS[key]
 
 
 @functools.lru_cache(maxsize=4096)
@@ -216,9 +223,16 @@ def conv_features(
 
 
 def _predict(shape: Shape, device_type: str, kernel_maps: Optional[int], training: bool) -> Tuple[float, float]:
+    from flexcore.layers.functional import needs_explicit_padding, overlapping_taps
+
     features = conv_features(*shape, kernel_maps=kernel_maps)
     if features is None:
         return math.inf, math.inf
+    batch, c_in, c_out, spatial, ksize, pads, groups = shape
+    if needs_explicit_padding(spatial, ksize, pads):  # the direct path convolves only the taps that meet the input
+        taps, pads = overlapping_taps(spatial, ksize, pads, (1,) * len(ksize))
+        ksize = tuple(t.stop - t.start for t in taps)
+        features = (conv_features(batch, c_in, c_out, spatial, ksize, pads, groups)[0], features[1])
     model = cost_model(device_type, len(shape[4]), training)
     return model.direct_seconds(features[0]), model.fft_seconds(features[1])
 
@@ -242,17 +256,48 @@ def predict_seconds(
 
 # -- measured choice near the crossover ------------------------------------------------
 AUTOTUNE_BAND = 2.0  # measure only when the predicted times are within this factor
-_autotune = {"enabled": os.environ.get("FLEXCORE_FFT_AUTOTUNE", "0") not in ("", "0")}
+# Inference choices are measured where predictions are within this factor: across CPUs the
+# predicted FFT/direct ratio moved by up to 3.3x (docs/layers.md), and an inference choice
+# is made once per shape (eval cache, baked conv), so timing it is a one-off.
+INFERENCE_AUTOTUNE_BAND = 4.0
+_autotune = {
+    "enabled": os.environ.get("FLEXCORE_FFT_AUTOTUNE", "0") not in ("", "0"),
+    "inference": os.environ.get("FLEXCORE_FFT_AUTOTUNE_INFERENCE", "1") not in ("", "0"),
+}
 _measured: Dict[Tuple, Tuple[bool, float, float]] = {}
 
 
-def set_fft_autotune(enabled: bool = True) -> None:
-    """Time both paths (once per shape) where the cost model cannot tell them apart."""
+def set_fft_autotune(enabled: bool = True, inference: Optional[bool] = None) -> None:
+    """Time both paths (once per shape) where the cost model cannot tell them apart.
+
+    ``enabled``: for every choice (training ones too). ``inference``: for inference choices
+    (forward only; default on, ``FLEXCORE_FFT_AUTOTUNE_INFERENCE=0`` turns it off, and it is
+    off in a multi-process group, where ranks must take the same path); None leaves that
+    setting as it is. Neither measures under ``torch.use_deterministic_algorithms(True)``
+    unless asked per call (``autotune=True``).
+    """
     _autotune["enabled"] = bool(enabled)
+    if inference is not None:
+        _autotune["inference"] = bool(inference)
 
 
-def fft_autotune_enabled() -> bool:
-    return _autotune["enabled"]
+def fft_autotune_enabled(training: bool = True) -> bool:
+    """Whether a choice in this mode is measured by default (near the crossover)."""
+    return _autotune_band(None, training) is not None
+
+
+def _autotune_band(autotune: Optional[bool], training: bool) -> Optional[float]:
+    """How close the predictions must be for a measured choice; None: do not measure."""
+    band = AUTOTUNE_BAND if training else INFERENCE_AUTOTUNE_BAND
+    if autotune is not None:
+        return band if autotune else None
+    if torch.are_deterministic_algorithms_enabled():  # a timing-dependent path is not reproducible
+        return None
+    if _distributed():  # ranks timing separately could take different paths and disagree
+        return None if not _autotune["enabled"] else band
+    if _autotune["enabled"] or (not training and _autotune["inference"]):
+        return band
+    return None
 
 
 def fft_autotune_decisions() -> Dict[Tuple, Tuple[bool, float, float]]:
@@ -262,6 +307,11 @@ def fft_autotune_decisions() -> Dict[Tuple, Tuple[bool, float, float]]:
 
 def clear_fft_autotune() -> None:
     _measured.clear()
+
+
+def _distributed() -> bool:
+    dist = torch.distributed
+    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
 
 
 def _can_measure(device_type: str) -> bool:
@@ -332,14 +382,15 @@ def fft_is_faster(
 
     ``kernel_maps``: see :func:`fft_features`; ``training``: forward + backward (True) or
     forward only (inference). ``autotune``: measure close calls (None: as
-    :func:`set_fft_autotune` says).
+    :func:`set_fft_autotune` says: by default inference choices within
+    :data:`INFERENCE_AUTOTUNE_BAND` are measured, training ones are not).
     """
     shape = _plain(batch, c_in, c_out, spatial, kernel_size, pads, groups)
     if math.prod(shape[4]) <= 1:
         return False
     direct, fft = _predict(shape, device_type, kernel_maps, training)
-    autotune = _autotune["enabled"] if autotune is None else autotune
-    if not (autotune and 1 / AUTOTUNE_BAND < fft / direct < AUTOTUNE_BAND and _can_measure(device_type)):
+    band = _autotune_band(autotune, training)
+    if band is None or not (fft < direct * band and direct < fft * band and _can_measure(device_type)):
         return fft < direct
     key = (device_type, *shape, kernel_maps, bool(training))
     if key not in _measured:

@@ -22,6 +22,8 @@ __all__ = [
     "crop_slices",
     "resolve_padding",
     "conv_spatial",
+    "needs_explicit_padding",
+    "overlapping_taps",
     "conv_fft",
     "kernel_spectrum",
     "fft_sizes",
@@ -145,6 +147,40 @@ def _out_len(n: int, k: int, pad: Tuple[int, int], stride: int) -> int:
 
 
 # -- spatial convolution -----------------------------------------------------------------
+def needs_explicit_padding(spatial: Sequence[int], kernel_size: Sequence[int], pads: Sequence[Tuple[int, int]]) -> bool:
+    """True where a direct convolution must not get its padding implicitly.
+
+    oneDNN's CPU weight-gradient kernel (torch 2.14, oneDNN 3.12) corrupts the heap when the
+    implicit padding along the first spatial dim reaches the input size minus one (e.g. a
+    33x7 kernel on 16x16, 24 channels); docs/layers.md has the measurements. This guard is
+    wider (any dim, any padding side at least half the input, or a kernel larger than the
+    input) and decided from shapes only, since the fault depends on the CPU.
+    """
+    return any(k > n or 2 * max(p) >= n for n, k, p in zip(spatial, kernel_size, pads))
+
+
+def overlapping_taps(
+    spatial: Sequence[int], kernel_size: Sequence[int], pads: Sequence[Tuple[int, int]], stride: Sequence[int]
+) -> Tuple[Tuple[slice, ...], List[Tuple[int, int]]]:
+    """Per-dim slice of kernel taps that meet the input at some output, and the padding
+    that yields the same outputs with the cropped kernel.
+
+    Tap ``i`` of output ``o`` reads input ``o * s + i - left``; taps outside
+    ``[left - (out-1) s, left + n)`` read only padding zeros, so dropping them changes
+    neither the output nor any gradient (theirs is zero either way).
+    """
+    slices, new_pads = [], []
+    for n, k, (left, right), s in zip(spatial, kernel_size, pads, stride):
+        out = _out_len(n, k, (left, right), s)
+        lo = min(max(0, left - (out - 1) * s), k - 1)
+        hi = max(min(k, left + n), lo + 1)  # one tap (reading zeros) where none meets the input
+        new_left = left - lo
+        new_right = max(0, (out - 1) * s + (hi - lo) - n - new_left)
+        slices.append(slice(lo, hi))
+        new_pads.append((new_left, new_right))
+    return tuple(slices), new_pads
+
+
 def conv_spatial(
     x: Tensor,
     weight: Tensor,
@@ -153,8 +189,21 @@ def conv_spatial(
     pads: Sequence[Tuple[int, int]] = ((0, 0),),
     groups: int = 1,
 ) -> Tensor:
-    """Direct (``F.conv*d``) cross-correlation with per-dim ``(left, right)`` zero padding."""
+    """Direct (``F.conv*d``) cross-correlation with per-dim ``(left, right)`` zero padding.
+
+    Shapes that :func:`needs_explicit_padding` flags run with the never-overlapping taps
+    cropped (:func:`overlapping_taps`) and the padding applied by ``F.pad``.
+    """
     dims = weight.dim() - 2
+    spatial, ksize = x.shape[2:], weight.shape[2:]
+    out = [_out_len(n, k, p, 1) for n, k, p in zip(spatial, ksize, pads)]
+    if min(out) < 1:
+        raise ValueError(f"kernel {tuple(ksize)} larger than padded input {tuple(spatial)} with padding {list(pads)}")
+    if needs_explicit_padding(spatial, ksize, pads):
+        # Crop taps that only ever meet padding (exact, and less work), then pad explicitly.
+        taps, pads = overlapping_taps(spatial, ksize, pads, stride)
+        weight = weight[(slice(None), slice(None), *taps)]
+        return _CONV_FNS[dims](F.pad(x, _flat_pad(pads)), weight, bias, stride=tuple(stride), groups=groups)
     if all(left == right for left, right in pads):
         padding = tuple(left for left, _ in pads)
     else:

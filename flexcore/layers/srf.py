@@ -145,7 +145,8 @@ class SRFConv(ConvBase):
         ksize = kernel.shape[2:]
         bias = None if self.bias is None else self.bias.detach().clone()
         fft = self.bake_fft(ksize, self.out_channels, self.groups)
-        return make_baked_conv(kernel, bias, self.stride, self.pads(ksize), self.groups, fft)
+        return make_baked_conv(kernel, bias, self.stride, self.pads(ksize), self.groups, fft,
+                               input_size=self.baked_input_size())
 
     def extra_repr(self) -> str:
         return self._conv_repr() + f", order={self.order}, init_k={self.init_k}, scale_factor={self.scale_factor}"
