@@ -54,8 +54,9 @@ def tensorboard_scalars(run_dir: str) -> Dict[str, List[Tuple[int, float]]]:
     return {tag: [(e.step, e.value) for e in acc.Scalars(tag)] for tag in acc.Tags()["scalars"]}
 
 
-def snapshot(run_dir: str, skip: Sequence[str] = ("log.txt",)) -> Dict[str, bytes]:
-    """Every file of the run dir (relative path -> bytes), except ``skip``."""
+def snapshot(run_dir: str, skip: Sequence[str] = ("log.txt", ".flexcore.lock")) -> Dict[str, bytes]:
+    """Every file of the run dir (relative path -> bytes), except ``skip`` (the log and the lock
+    file, which name each attempt and its holder: bookkeeping, not results)."""
     files = {}
     for folder, _, names in os.walk(run_dir):
         for name in names:
