@@ -31,7 +31,6 @@ OVERSIZED = {
 
 # `except ImportError` around flexcore imports
 IMPORT_ERROR_FALLBACKS = {
-    'flexcore/analysis/cli.py -> flexcore.checkpoint',  # line 151
     'flexcore/analysis/flops.py -> flexcore.layers',  # line 234
     'flexcore/analysis/profiler.py -> flexcore.layers',  # line 42
     'flexcore/analysis/training.py -> flexcore.engine.evaluation',  # line 24
