@@ -33,8 +33,6 @@ OVERSIZED = {
 IMPORT_ERROR_FALLBACKS = {
     'flexcore/analysis/flops.py -> flexcore.layers',  # line 234
     'flexcore/analysis/profiler.py -> flexcore.layers',  # line 42
-    'flexcore/analysis/training.py -> flexcore.engine.evaluation',  # line 24
-    'flexcore/analysis/training.py -> flexcore.solver',  # line 30
     'flexcore/config.py -> flexcore.projects',  # line 54
     'flexcore/engine/cross_resolution.py -> flexcore.layers',  # line 56
     'flexcore/engine/trainer.py -> flexcore.analysis',  # line 485
