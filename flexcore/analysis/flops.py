@@ -31,6 +31,8 @@ from fvcore.nn.jit_analysis import Statistics, _get_scoped_trace_graph, _named_m
 from torch.jit import TracerWarning
 from tabulate import tabulate
 
+from flexcore.layers import bake_model
+
 from .handles import CONVENTIONS, ZERO_COST_OPS, activation_handles, flop_handles
 
 __all__ = [
@@ -230,10 +232,6 @@ def copy_model(model: nn.Module) -> nn.Module:
 
 # ---------------------------------------------------------------- continuous convs
 def _bake(model: nn.Module) -> nn.Module:
-    try:
-        from flexcore.layers import bake_model
-    except ImportError:  # no layers package: nothing to bake
-        return model.eval()
     # Norms stay separate ops: FLOPs count the network as defined, not an export-time fusion.
     return bake_model(model, fold_norms=False, channels_last=False).eval()
 
