@@ -10,7 +10,6 @@ UPWARD_IMPORTS = {
     'flexcore/engine/bench_quick_start.py -> flexcore.analysis.benchmark',  # line 22
     'flexcore/engine/hooks.py -> flexcore.analysis',  # line 64 lazy
     'flexcore/engine/trainer.py -> flexcore.analysis',  # line 485 lazy
-    'flexcore/modeling/build.py -> flexcore.data.base',  # line 9
     'flexcore/utils/continuous.py -> flexcore.layers',  # line 13 lazy, line 29 lazy
 }
 
