@@ -30,7 +30,6 @@ OVERSIZED = {
 # `except ImportError` around flexcore imports
 IMPORT_ERROR_FALLBACKS = {
     'flexcore/config.py -> flexcore.projects',  # line 54
-    'flexcore/engine/cross_resolution.py -> flexcore.layers',  # line 56
     'flexcore/engine/trainer.py -> flexcore.analysis',  # line 485
     'flexcore/utils/continuous.py -> flexcore.layers',  # line 13, line 29
 }
