@@ -147,16 +147,9 @@ def load_weights(model: nn.Module, path: str) -> None:
     """Load a flexcore checkpoint's model weights (safe loading: tensors only)."""
     if not os.path.isfile(path):
         raise FileNotFoundError(f"--weights {path!r}: no such file.")
-    try:
-        from flexcore.checkpoint import Checkpointer  # the engine's safe loader, when present
-    except ImportError:
-        Checkpointer = None
-    if Checkpointer is not None:
-        Checkpointer(model).load(path, checkpointables=[])
-        return
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    state = state.get("model", state) if isinstance(state, dict) else state
-    model.load_state_dict(state)
+    from flexcore.checkpoint import Checkpointer
+
+    Checkpointer(model).load(path, checkpointables=[])
 
 
 # ---------------------------------------------------------------- tasks

@@ -25,6 +25,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from flexcore.layers import continuous_convs
+
 __all__ = [
     "put_kernel_scalars",
     "put_kernel_images",
@@ -40,8 +42,6 @@ _CROPPED_AWAY = (0.82, 0.82, 0.82)  # grey: grid positions outside the crop
 
 def _fixed_convs(model: nn.Module) -> List[Tuple[str, nn.Module]]:
     """Continuous convs whose grid is fixed (a forward ran)."""
-    from flexcore.layers import continuous_convs
-
     out = []
     for name, conv in continuous_convs(model):
         try:

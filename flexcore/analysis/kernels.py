@@ -22,6 +22,8 @@ import torch
 import torch.nn as nn
 from tabulate import tabulate
 
+from flexcore.layers import continuous_convs
+
 __all__ = [
     "kernel_stats",
     "kernel_size_table",
@@ -42,8 +44,6 @@ def _dim_names(dim: int) -> List[str]:
 
 
 def _continuous_convs(model: nn.Module):
-    from flexcore.layers import continuous_convs
-
     return list(continuous_convs(model))
 
 

@@ -28,6 +28,8 @@ import torch.nn as nn
 from tabulate import tabulate
 from torch.profiler import ProfilerActivity, profile, record_function, schedule
 
+from flexcore.layers import continuous_convs
+
 __all__ = ["TrainingProfiler", "ProfileResult", "label_modules", "profile_training", "REGION_PREFIX"]
 
 logger = logging.getLogger(__name__)
@@ -38,10 +40,6 @@ REGION_PREFIX = "flexcore/"
 
 def _labelled_modules(model: nn.Module) -> List[Tuple[str, nn.Module]]:
     """Continuous convs and their kernel nets and masks, as ``(label, module)``."""
-    try:
-        from flexcore.layers import continuous_convs
-    except ImportError:
-        return []
     found = []
     for name, conv in continuous_convs(model):
         found.append((name, conv))

@@ -21,6 +21,8 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from flexcore.registry import DATASETS
+
 __all__ = [
     "DatasetMetadata",
     "DatasetError",
@@ -258,8 +260,6 @@ def build_dataset(
     dataset options go to the dataset's own configurable (``CIFAR10.augment = 'resnet'``)
     or through ``options``.
     """
-    from flexcore.registry import DATASETS
-
     if split not in SPLITS:
         raise ValueError(f"Unknown split {split!r} for dataset {name!r}; use one of {SPLITS}.")
     if fake:
@@ -290,8 +290,6 @@ def describe_dataset(name: str, **options: Any) -> DatasetMetadata:
     Inside a gin scope (the trainer builds each split under ``train``/``val``/``test``)
     the scope's bindings count too, as they do when the dataset itself is built.
     """
-    from flexcore.registry import DATASETS
-
     raw = DATASETS.get_raw(name)
     scope = gin.current_scope_str()
     selector = f"datasets.{DATASETS._resolve(name)}"  # noqa: SLF001

@@ -34,6 +34,7 @@ from tabulate import tabulate
 from flexcore.engine.evaluation import evaluate
 from flexcore.engine.train_loop import unwrap_model
 from flexcore.engine.trainer import Trainer
+from flexcore.layers import SRFConv
 from flexcore.utils import comm
 from flexcore.layers.traversal import continuous_convs
 from flexcore.utils.file_io import atomic_open
@@ -52,18 +53,13 @@ def set_model_resolution(model: nn.Module, resolution: int, trained_resolution: 
     each tap weighs less); N-Jet layers scale their Gaussians by ``resolution /
     trained_resolution``. Returns how many layers were adapted.
     """
-    try:
-        from flexcore.layers import SRFConv
-    except ImportError:
-        SRFConv = None
-
     ratio = trained_resolution / resolution
     count = 0
     for _, conv in continuous_convs(model):
         conv.set_resolution(horizon=resolution + horizon_offset, sampling_rate_norm=ratio ** dim)
         count += 1
     for module in model.modules():
-        if SRFConv is not None and isinstance(module, SRFConv):
+        if isinstance(module, SRFConv):
             module.scale_factor = 1.0 / ratio
             count += 1
     return count

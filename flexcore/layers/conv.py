@@ -19,7 +19,7 @@ from torch import Tensor
 from flexcore.layers import functional as FC
 from flexcore.layers.conv_base import ConvBase, make_baked_conv
 from flexcore.layers.lowrank import hidden_width, low_rank_kernel_and_spectrum, supports_low_rank
-from flexcore.registry import CONVS, KERNEL_NETS, UnknownNameError
+from flexcore.registry import CONVS, KERNEL_NETS, MASKS, UnknownNameError
 from flexcore.registry.core import building_from_config
 
 __all__ = ["ContinuousConv", "CKConv", "FlexConv", "SeparableFlexConv", "Conv", "state_key"]
@@ -520,8 +520,6 @@ class FlexConv(ContinuousConv):
             in_channels, out_channels, dim, causal, kernel_net, horizon, bias, fft, stride, padding,
             sampling_rate_norm, groups,
         )
-        from flexcore.registry import MASKS
-
         name = type(self).__name__
         mask_factory = _resolve_factory(name, "mask", "GaussianMask" if mask is None else mask, MASKS)
         self.mask = mask_factory(dim, causal=causal)

@@ -19,12 +19,12 @@ import torch
 import torch.nn as nn
 from torch import Tensor
 
+from flexcore.layers.kernels.base import KernelNet, PointwiseLinear
+
 __all__ = ["supports_low_rank", "hidden_features", "hidden_width", "low_rank_kernel_and_spectrum"]
 
 
 def _builtin(net: nn.Module) -> bool:
-    from flexcore.layers.kernels.base import KernelNet, PointwiseLinear
-
     return (
         isinstance(net, KernelNet)
         and type(net).__module__.startswith("flexcore.layers.kernels")

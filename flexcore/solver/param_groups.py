@@ -23,6 +23,8 @@ from typing import Any, Dict, List, Tuple
 import gin
 import torch.nn as nn
 
+from flexcore.registry import MASKS
+
 __all__ = ["build_param_groups", "NORM_TYPES", "mask_types"]
 
 logger = logging.getLogger("flexcore")
@@ -38,8 +40,6 @@ NORM_TYPES: Tuple[type, ...] = (
 
 def mask_types() -> Tuple[type, ...]:
     """Classes registered in ``MASKS`` (plugins included once loaded)."""
-    from flexcore.registry import MASKS
-
     return tuple(obj for obj in MASKS.values() if inspect.isclass(obj))
 
 
