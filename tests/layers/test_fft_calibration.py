@@ -89,11 +89,14 @@ def _close_call(monkeypatch):
 def test_inference_choices_near_the_crossover_are_measured_once(cache, monkeypatch):
     _close_call(monkeypatch)
     shape = (2, 8, 8, (16, 16), (3, 3), [(1, 1), (1, 1)])
-    # a 3x3 kernel on 16x16: the direct conv is several times faster, whatever the model says
-    assert fft_cost.fft_is_faster(*shape, training=False) is False
+    # The answer is the measurement's, not the model's (which path wins is the machine's
+    # business: on a loaded 2-core VM either can), and it is measured once per shape.
+    choice = fft_cost.fft_is_faster(*shape, training=False)
     decisions = fft_cost.fft_autotune_decisions()
-    assert len(decisions) == 1 and next(iter(decisions.values()))[1] < next(iter(decisions.values()))[2]
-    assert fft_cost.fft_is_faster(*shape, training=False) is False and len(fft_cost.fft_autotune_decisions()) == 1
+    assert len(decisions) == 1
+    measured_fft, t_direct, t_fft = next(iter(decisions.values()))
+    assert choice is measured_fft and measured_fft == (t_fft < t_direct) and t_direct > 0 and t_fft > 0
+    assert fft_cost.fft_is_faster(*shape, training=False) is choice and len(fft_cost.fft_autotune_decisions()) == 1
     fft_cost.clear_fft_autotune()
     monkeypatch.setitem(fft_cost.COST_MODELS, ("cpu", 2, "train"), fft_cost.COST_MODELS[("cpu", 2, "eval")])
     assert fft_cost.fft_is_faster(*shape, training=True) is True  # training: the model, unmeasured
@@ -119,5 +122,10 @@ def test_eval_cache_and_baked_conv_take_the_measured_path(cache, monkeypatch):
         layer(x)
         conv(x)
     plans = layer._kernel_cache["plans"]
-    assert plans[x.shape][0] is None  # measured: direct, though the model said FFT
-    assert type(conv.bake()) is torch.nn.Conv2d  # bake's choice is measured too: a plain conv
+    # Both follow the measurement of this shape with a ready spectrum (kernel_maps 0), whichever
+    # path it found faster here.
+    ready = {key: value for key, value in fft_cost.fft_autotune_decisions().items() if key[-2] == 0}
+    assert len(ready) == 1
+    measured_fft = next(iter(ready.values()))[0]
+    assert (plans[x.shape][0] is not None) is measured_fft
+    assert (type(conv.bake()) is torch.nn.Conv2d) is (not measured_fft)  # a plain conv when direct
