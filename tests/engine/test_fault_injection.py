@@ -29,7 +29,8 @@ ITERATIONS, LOG_PERIOD, CHECKPOINT_PERIOD = 60, 5, 10
 WRITE_KINDS = ("metrics.json", "events.out.tfevents*", "model_0*.pth", "last_checkpoint", "model_best.pth",
                "model_final.pth", "summary.json")
 MIN_KILLS = 22
-TIMING = {"time", "data_time"}
+# wall-clock figures: measured, so they differ between any two runs
+TIMING = {"time", "data_time", "kernel_generation/ms", "kernel_generation/share"}
 SESSION = {"wall_time_s", "session_wall_time_s", "train_samples_per_s", "resumed_at_iteration"}
 
 
