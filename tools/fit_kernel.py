@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Fit kernel nets to target functions, images or random kernels and report MSE / PSNR (reference §8).
+"""Fit kernel nets to target functions, images or random kernels and report MSE / PSNR.
 
   tools/fit_kernel.py                                            # kernel_fitting/gabor.gin
   tools/fit_kernel.py --config-file kernel_fitting/random.gin
@@ -10,7 +10,7 @@ The logic lives in flexcore.fitting (also the `flexcore-fit-kernel` command).
 """
 import sys
 
-from flexcore.fitting import main
+from flexcore.fitting.experiment import main
 
 if __name__ == "__main__":
     sys.exit(main())

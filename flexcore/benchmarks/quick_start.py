@@ -40,7 +40,7 @@ def _children_cpu_s() -> float:
 @register_benchmark("quickstart", "python tools/train_net.py end to end: test accuracy, wall and CPU time", _arguments)
 def quick_start(args: argparse.Namespace) -> Report:
     output_dir = args.output_dir or os.path.join(tempfile.mkdtemp(prefix="flexcore_quickstart_"), "run")
-    command = [sys.executable, "-c", "import sys; from flexcore.engine.defaults import cli_entry; sys.exit(cli_entry())",
+    command = [sys.executable, "-c", "import sys; from flexcore.engine.cli import main; sys.exit(main())",
                "--output-dir", output_dir]
     for binding in args.gin:
         command += ["--gin", binding]
