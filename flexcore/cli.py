@@ -1,15 +1,6 @@
-"""Console scripts: each name maps to one module's ``main(argv) -> int`` (the ``tools/`` scripts
-call the same functions). Each import waits for its command, so one tool never loads another's
-dependencies.
-
-| console script                | tools/ script             | module                              |
-|-------------------------------|---------------------------|-------------------------------------|
-| flexcore-train                | train_net.py              | flexcore.engine.cli                 |
-| flexcore-analyze              | analyze_model.py          | flexcore.analysis.cli               |
-| flexcore-fit-kernel           | fit_kernel.py             | flexcore.fitting.experiment         |
-| flexcore-export               | export_model.py           | flexcore.export.cli                 |
-| flexcore-convert-checkpoint   | convert_checkpoint.py     | flexcore.compat.original.convert    |
-| flexcore-benchmark            | benchmark.py              | flexcore.benchmarks.harness         |
+"""Console scripts: each name maps to one module's ``main(argv) -> int``; the ``tools/`` scripts
+call the same functions (docs/cli.md). Each import waits for its command, so one tool never
+loads another's dependencies.
 """
 from typing import Optional, Sequence
 

@@ -300,7 +300,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         print(f"Plugin error: {exc}", file=sys.stderr)
         return 2
     except (ConfigError, DatasetError, FileNotFoundError, CheckpointError) as exc:
-        print(f"analyze_model: {exc}", file=sys.stderr)
+        print(f"Error: {exc}", file=sys.stderr)
         if isinstance(exc, DatasetError) and not args.fake_data:
             print("Add --fake-data to analyse the model without the dataset's files.", file=sys.stderr)
         return 2
