@@ -1,5 +1,6 @@
 """One command-line surface: every console script names itself in its usage line, spells and
 explains the shared config flags the same way, and puts its output where one rule says."""
+import argparse
 import os
 import re
 import shlex
@@ -11,6 +12,7 @@ import pytest
 
 import flexcore.cli as cli
 from flexcore.analysis.cli import build_parser as analyze_parser
+from flexcore.benchmarks.harness import build_parser as benchmark_parser
 from flexcore.compat.original.convert import build_parser as convert_parser
 from flexcore.engine.cli import build_parser as train_parser
 from flexcore.engine.defaults import TRAIN_EXAMPLES, prepare_run
@@ -83,6 +85,11 @@ def test_shared_flags_are_the_same_everywhere():
             assert len({a.help for a in actions.values()}) == 1, {n: a.help for n, a in actions.items()}
     config_helps = {_action(p, "--config-file").help.rsplit(". ", 1)[0] for n, p in parsers.items() if n in CONFIG_TOOLS}
     assert len(config_helps) == 1
+    benchmarks = next(a for a in benchmark_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    quick_start = benchmarks.choices["quickstart"]
+    assert _action(quick_start, "--gin").help == _action(parsers["flexcore-train"], "--gin").help
+    parsers["flexcore-benchmark quickstart"] = quick_start
+    parsers["flexcore-benchmark convergence"] = benchmarks.choices["convergence"]
     outputs = [_action(p, "--output-dir") for p in parsers.values()]
     assert {a.dest for a in outputs} == {"output_dir"} and {a.metavar for a in outputs} == {"DIR"}
     assert all(a.help.startswith("folder for the ") for a in outputs)

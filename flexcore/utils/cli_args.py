@@ -16,7 +16,7 @@ import argparse
 import os
 from typing import Optional, Sequence
 
-__all__ = ["add_config_arguments", "add_output_dir_argument", "config_run_name", "default_output_dir",
+__all__ = ["add_bindings_argument", "add_config_arguments", "add_output_dir_argument", "config_run_name", "default_output_dir",
            "resolve_output_dir"]
 
 
@@ -47,6 +47,12 @@ def resolve_output_dir(args: argparse.Namespace, tool: Optional[str] = None,
     return default_output_dir(files, tool=tool)
 
 
+def add_bindings_argument(parser: argparse.ArgumentParser) -> None:
+    """``--gin BINDING`` (repeatable, stored as ``bindings``)."""
+    parser.add_argument("--gin", dest="bindings", action="append", default=[], metavar="BINDING",
+                        help='gin binding applied after the files, e.g. "Trainer.max_iter = 100" (repeatable)')
+
+
 def add_output_dir_argument(parser: argparse.ArgumentParser, default_text: str, aliases: Sequence[str] = (),
                             what: str = "results") -> None:
     """``--output-dir DIR`` (stored as ``output_dir``); ``aliases`` keep a tool's older spellings."""
@@ -74,10 +80,7 @@ def add_config_arguments(parser: argparse.ArgumentParser, *, default_config: Opt
         help=f"gin file: a path, or a name under gin_configs/ (repeatable; later files override earlier "
         f"ones). {default}.",
     )
-    group.add_argument(
-        "--gin", dest="bindings", action="append", default=[], metavar="BINDING",
-        help='gin binding applied after the files, e.g. "Trainer.max_iter = 100" (repeatable)',
-    )
+    add_bindings_argument(group)
     group.add_argument(
         "--plugin", dest="plugins", action="append", default=[], metavar="MODULE",
         help="module or .py file registering extra components, loaded before the files (repeatable)",
