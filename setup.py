@@ -106,7 +106,7 @@ setup(
             "flexcore-train=flexcore.cli:train_main",
             "flexcore-analyze=flexcore.cli:analyze_main",
             "flexcore-fit-kernel=flexcore.cli:fit_kernel_main",
-            "flexcore-export=flexcore.export.cli:main",
+            "flexcore-export=flexcore.cli:export_main",
             "flexcore-benchmark=flexcore.cli:benchmark_main",
             "flexcore-convert-checkpoint=flexcore.cli:convert_checkpoint_main",
         ],

@@ -10,7 +10,7 @@ The logic lives in flexcore.fitting (also the `flexcore-fit-kernel` command).
 """
 import sys
 
-from flexcore.fitting import main
+from flexcore.fitting.experiment import main
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -7,11 +7,11 @@
   tools/train_net.py --config-file X.gin --print-config
   tools/train_net.py --config-file ... --launcher slurm --gpus-per-node 4
 
-The logic lives in flexcore.engine (``main``), so ``flexcore-train`` runs the same code.
+The logic lives in flexcore.engine.cli (``main``), so ``flexcore-train`` runs the same code.
 """
 import sys
 
-from flexcore.engine.defaults import cli_entry
+from flexcore.engine.cli import main
 
 if __name__ == "__main__":
-    sys.exit(cli_entry())
+    sys.exit(main())

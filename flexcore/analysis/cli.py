@@ -22,10 +22,12 @@ import torch
 import torch.nn as nn
 
 from flexcore.config import ConfigError, parse_config
+from flexcore.utils.cli_args import add_config_arguments, resolve_output_dir
 from flexcore.utils.logger import setup_logger
 
 __all__ = ["TASKS", "build_parser", "main", "load_analysis_setup", "AnalysisSetup"]
 
+OUTPUT_FOLDER = "analysis"  # reports go to output/analysis/<config name> by default
 TASKS = ("flops", "params", "activations", "profile", "kernels", "structure")
 
 logger = logging.getLogger("flexcore")
@@ -33,26 +35,18 @@ logger = logging.getLogger("flexcore")
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="analyze_model.py",
         description="Count FLOPs/parameters/activations, profile training steps and report learned "
         "kernels of a flexcore model composed from gin files.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog=__doc__.split("\n\n", 1)[1],
     )
-    parser.add_argument("--config-file", "--gin-file", dest="config_files", action="append", default=[],
-                        metavar="FILE", required=True, help="gin file (repeatable; path or name under gin_configs/)")
-    parser.add_argument("--gin", dest="bindings", action="append", default=[], metavar="BINDING",
-                        help='gin binding, e.g. "FlexConv.kernel_net = @SIREN" (repeatable)')
-    parser.add_argument("--plugin", dest="plugins", action="append", default=[], metavar="MODULE",
-                        help="module or .py file registering extra components (repeatable)")
+    add_config_arguments(parser, tool=OUTPUT_FOLDER, what="reports", output_aliases=("--output",))
     parser.add_argument("--weights", action="append", default=[], metavar="PATH",
                         help="checkpoint(s) to load; the first is analysed, all appear in the kernel-size plot")
     parser.add_argument("--fake-data", action="store_true",
                         help="use random samples of the dataset's shape (no dataset files needed)")
     parser.add_argument("--tasks", nargs="+", choices=TASKS, default=["flops", "params"],
                         help="what to compute (default: flops params)")
-    parser.add_argument("--output", "--output-dir", dest="output", default=None,
-                        help="folder for the reports (default: output/analysis/<config name>)")
     parser.add_argument("--batch-size", type=int, default=1, help="input batch for FLOP/activation counts (default 1)")
     parser.add_argument("--input-size", type=int, nargs="+", default=None, metavar="N",
                         help="analyse random inputs of this spatial size instead of the dataset's "
@@ -257,19 +251,13 @@ def _checkpoint_label(path: Optional[str], all_paths: Sequence[Optional[str]]) -
     return os.path.splitext(base)[0]
 
 
-def default_output(config_files: Sequence[str]) -> str:
-    name = os.path.splitext(os.path.basename(config_files[-1]))[0] if config_files else "model"
-    parent = os.path.basename(os.path.dirname(config_files[-1])) if config_files else ""
-    return os.path.join("output", "analysis", f"{parent}_{name}" if parent else name)
-
-
 def analyze(args: argparse.Namespace) -> Dict[str, Any]:
     """Run the requested tasks; returns their results by task name."""
     import flexcore.engine.trainer  # noqa: F401  (registers Trainer, which experiment configs bind)
 
     bindings = list(args.bindings)
     parse_config(args.config_files, bindings, plugins=args.plugins, finalize=False)
-    output = args.output or default_output(args.config_files)
+    output = resolve_output_dir(args, tool=OUTPUT_FOLDER)
     os.makedirs(output, exist_ok=True)
     setup_logger(output, name="flexcore")
     setup = load_analysis_setup(args.fake_data, args.device, input_size=args.input_size)
@@ -305,7 +293,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         print(f"Plugin error: {exc}", file=sys.stderr)
         return 2
     except (ConfigError, DatasetError, FileNotFoundError, CheckpointError) as exc:
-        print(f"analyze_model: {exc}", file=sys.stderr)
+        print(f"Error: {exc}", file=sys.stderr)
         if isinstance(exc, DatasetError) and not args.fake_data:
             print("Add --fake-data to analyse the model without the dataset's files.", file=sys.stderr)
         return 2

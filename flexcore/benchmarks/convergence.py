@@ -24,6 +24,7 @@ import gin
 import torch
 
 from flexcore.benchmarks.harness import Check, Report, Table, register_benchmark
+from flexcore.utils.cli_args import add_output_dir_argument
 
 # name -> (config, task metric, chance level, target on the test split, what the target means)
 RUNS = {
@@ -116,8 +117,9 @@ def recall_accuracy(model, loader, memory_size: int, device) -> float:
 
 def _convergence_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--runs", nargs="+", default=None, choices=sorted(RUNS), help="subset of the runs")
-    p.add_argument("--output-dir", default=os.path.join("output", "benchmark", "convergence"),
-                   help="where each run's checkpoints and metrics go (one folder per run)")
+    add_output_dir_argument(p, os.path.join("output", "benchmark", "convergence"),
+                            what="runs' checkpoints and metrics, one folder per run")
+    p.set_defaults(output_dir=os.path.join("output", "benchmark", "convergence"))
 
 
 @register_benchmark("convergence", "train the quick configs (digits, adding problem, copy memory) to convergence on CPU",

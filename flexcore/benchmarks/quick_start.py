@@ -20,6 +20,7 @@ import tempfile
 import time
 
 from flexcore.benchmarks.harness import Check, Report, Table, register_benchmark
+from flexcore.utils.cli_args import add_bindings_argument, add_output_dir_argument
 
 __all__ = ["quick_start", "documented_figures", "documented_figure_checks", "cpu_model_name"]
 
@@ -28,8 +29,8 @@ TARGET_SECONDS = 180.0
 
 
 def _arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--output-dir", default=None, help="the run's output dir (default: a fresh temporary one)")
-    parser.add_argument("--gin", action="append", default=[], help="extra binding for the run (repeatable)")
+    add_output_dir_argument(parser, "a fresh temporary folder", what="quick-start run")
+    add_bindings_argument(parser)
 
 
 def _children_cpu_s() -> float:
@@ -40,9 +41,9 @@ def _children_cpu_s() -> float:
 @register_benchmark("quickstart", "python tools/train_net.py end to end: test accuracy, wall and CPU time", _arguments)
 def quick_start(args: argparse.Namespace) -> Report:
     output_dir = args.output_dir or os.path.join(tempfile.mkdtemp(prefix="flexcore_quickstart_"), "run")
-    command = [sys.executable, "-c", "import sys; from flexcore.engine.defaults import cli_entry; sys.exit(cli_entry())",
+    command = [sys.executable, "-c", "import sys; from flexcore.engine.cli import main; sys.exit(main())",
                "--output-dir", output_dir]
-    for binding in args.gin:
+    for binding in args.bindings:
         command += ["--gin", binding]
     cpu_before = _children_cpu_s()
     start = time.perf_counter()

@@ -8,7 +8,6 @@ import argparse
 import contextlib
 import logging
 import os
-import sys
 from typing import Any, List, Optional, Sequence
 
 import gin
@@ -18,10 +17,15 @@ from flexcore.checkpoint import CheckpointError
 from flexcore.config import ConfigError, explain_build_error, list_config_files, parse_config, write_config_files
 from flexcore.data.base import DatasetError
 from flexcore.engine.cross_resolution import CrossResolution
+from flexcore.engine.launch import add_launch_arguments
+from flexcore.engine.output_dir import DEFAULT_CONFIG, OutputDirError, check_output_dir, run_output_dir
 from flexcore.engine.run_dir import (RunDirError, RunDirLock, RunDirLockedError, lock_holder, locked_message,
                                      system_error_message)
 from flexcore.engine.train_loop import NonFiniteLossError
 from flexcore.engine.trainer import Trainer, experiment
+from flexcore.registry import DATASETS, UnknownNameError
+from flexcore.utils import comm
+from flexcore.utils.cli_args import add_config_arguments
 from flexcore.utils.logger import setup_logger
 
 __all__ = [
@@ -35,58 +39,58 @@ __all__ = [
     "default_argument_parser",
     "default_setup",
     "main",
+    "run_output_dir",
     "open_run_files",
     "prepare_run",
     "print_config_list",
 ]
 
-# What `python tools/train_net.py` with no arguments runs: the quick start.
-DEFAULT_CONFIG = "quick/digits_flexnet.gin"
-
 logger = logging.getLogger("flexcore")
 
 
-def default_argument_parser(epilog: Optional[str] = None) -> argparse.ArgumentParser:
-    """The flags every flexcore entry script shares."""
+TRAIN_EXAMPLES = """\
+examples (each runs as written, from any folder):
+  %(prog)s                                             # quick start: FlexNet on the bundled digits
+  %(prog)s --list '*cifar*'                            # shipped configs matching a wildcard
+  %(prog)s --config-file cifar10/flexnet7.gin --print-config
+  %(prog)s --config-file quick/digits_flexnet.gin --gin "Trainer.max_iter = 50" --output-dir output/try
+  %(prog)s --config-file quick/digits_flexnet.gin --output-dir output/try --resume
+  %(prog)s --config-file quick/digits_flexnet.gin --output-dir output/try --eval-only
+  %(prog)s --config-file quick/digits_flexnet.gin --num-processes 2 --output-dir output/ddp
+  %(prog)s --config-file quick/digits_flexnet.gin --sweep "seed=0,1,2" --output-dir output/seeds
+
+Runs write to --output-dir (default output/<config name>); docs/training.md, docs/launching.md.
+"""
+
+
+def default_argument_parser(epilog: Optional[str] = TRAIN_EXAMPLES) -> argparse.ArgumentParser:
+    """The training command's flags: the shared config flags, the run's, then the launchers'."""
     parser = argparse.ArgumentParser(
         description="Train or evaluate one flexcore experiment composed from gin files.",
         epilog=epilog,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument(
-        "--config-file", "--gin-file", dest="config_files", action="append", default=[], metavar="FILE",
-        help=f"gin file (repeatable; path or name under gin_configs/). Default: {DEFAULT_CONFIG}",
-    )
-    parser.add_argument(
-        "--gin", dest="bindings", action="append", default=[], metavar="BINDING",
-        help="gin binding, e.g. \"Trainer.max_iter = 100\" (repeatable; applied after the files)",
-    )
-    parser.add_argument(
-        "--plugin", dest="plugins", action="append", default=[], metavar="MODULE",
-        help="module or .py file registering extra components (repeatable)",
-    )
-    parser.add_argument("--output-dir", default=None, help="run directory (default: output/<config name>)")
-    parser.add_argument(
+    add_config_arguments(parser, default_config=DEFAULT_CONFIG, what="run's checkpoints, metrics and logs")
+    run = parser.add_argument_group("run")
+    run.add_argument(
         "--list", nargs="?", const="*", default=None, metavar="PATTERN",
         help="list shipped gin configs (optionally matching a wildcard) and exit",
     )
-    parser.add_argument("--print-config", action="store_true", help="compose and print the config, then exit")
-    parser.add_argument("--resume", action="store_true", help="continue from the output dir's last checkpoint")
-    parser.add_argument("--eval-only", action="store_true", help="only evaluate (--weights or the last checkpoint)")
-    parser.add_argument("--weights", default=None, help="checkpoint to evaluate or to initialise from")
-    parser.add_argument(
+    run.add_argument("--print-config", action="store_true", help="compose and print the config, then exit")
+    run.add_argument("--resume", action="store_true", help="continue from the output dir's last checkpoint")
+    run.add_argument("--eval-only", action="store_true", help="only evaluate (--weights or the last checkpoint)")
+    run.add_argument("--weights", default=None, help="checkpoint to evaluate or to initialise from")
+    run.add_argument(
         "--unsafe-load", action="store_true",
         help="load checkpoints with full pickle (torch.load weights_only=False): only for files you trust",
     )
-    parser.add_argument("--fake-data", action="store_true", help="random data of the dataset's shape (no files)")
-    parser.add_argument(
+    run.add_argument("--fake-data", action="store_true", help="random data of the dataset's shape (no files)")
+    run.add_argument(
         "--profile", type=int, default=0, metavar="N",
         help="profile N training steps (after 2 warm-up steps) with torch.profiler, write "
         "<output>/profile/{trace.json,top_ops.txt} and stop",
     )
-    parser.add_argument("--seed", type=int, default=None, help="override the config's seed")
-    from flexcore.engine.launch import add_launch_arguments
-
+    run.add_argument("--seed", type=int, default=None, help="override the config's seed")
     add_launch_arguments(parser)
     return parser
 
@@ -96,48 +100,8 @@ def print_config_list(pattern: str = "*") -> None:
     print(tabulate(rows, headers=["gin config"], tablefmt="github") if rows else f"No gin config matches {pattern!r}.")
 
 
-def default_output_dir(config_files: List[str]) -> str:
-    name = os.path.splitext(config_files[-1])[0] if config_files else "experiment"
-    name = name.replace(os.sep, "_").lstrip("._") if not os.path.isabs(name) else os.path.basename(name)
-    return os.path.join("output", name)
-
-
-class OutputDirError(RuntimeError):
-    """The output dir already holds a run that this command would overwrite."""
-
-
-# Files that show a directory holds (part of) a training run's results.
-_RUN_MARKERS = ("last_checkpoint", "metrics.json", "model_final.pth", "summary.json")
-
-
-def check_output_dir(output_dir: str, resume: bool = False, eval_only: bool = False) -> None:
-    """Refuse a path that is a file, or a fresh run in a directory that holds another run's results.
-
-    Looks in the directory and its direct subfolders (the stages of a cross-resolution run).
-
-    Raises:
-        OutputDirError: naming what was found and the two ways out (``--resume``, a new dir).
-    """
-    if os.path.exists(output_dir) and not os.path.isdir(output_dir):
-        raise OutputDirError(f"--output-dir {output_dir} is an existing file, not a folder. Nothing was written; "
-                             "pass the path of a new folder (or of a run's folder, with --resume).")
-    if resume or eval_only or not os.path.isdir(output_dir):
-        return
-    folders = [""] + sorted(d for d in os.listdir(output_dir) if os.path.isdir(os.path.join(output_dir, d)))
-    found = [os.path.join(folder, name) for folder in folders for name in _RUN_MARKERS
-             if os.path.exists(os.path.join(output_dir, folder, name))]
-    if found:
-        raise OutputDirError(
-            f"Output dir {output_dir} already holds a run ({', '.join(found)}). To continue that run, add "
-            f"--resume; to start a new one, pass another --output-dir (or move the old one away). "
-            "Nothing was changed."
-        )
-
-
 def check_dataset_name() -> None:
     """Look up ``Trainer.dataset`` now, so a misspelt name fails before anything is written."""
-    from flexcore.registry import DATASETS, UnknownNameError
-
     try:
         name = gin.query_parameter("Trainer.dataset")
     except ValueError:
@@ -158,7 +122,7 @@ def prepare_run(args: argparse.Namespace, rank: int = 0) -> str:
         args.config_files = [DEFAULT_CONFIG]
     parse_config(args.config_files, _bindings(args), plugins=args.plugins, finalize=False)
     check_dataset_name()
-    output_dir = args.output_dir or default_output_dir(args.config_files)
+    output_dir = run_output_dir(args)
     holder = lock_holder(output_dir) if rank == 0 else None
     if holder:  # before the check below: "running now" says more than "holds a run"
         raise RunDirLockedError(locked_message(output_dir, holder))
@@ -244,8 +208,6 @@ def _locked(output_dir: str, args: argparse.Namespace):
     Under the lock the main process checks the dir again: a run that started or ended since
     :func:`prepare_run` is seen now (the other ranks must not look: rank 0 may be writing).
     """
-    from flexcore.utils import comm
-
     lock, failure = RunDirLock(output_dir), None
     if comm.is_main_process():
         try:
@@ -288,8 +250,6 @@ def main(args: argparse.Namespace):
     The experiment is built (every value checked) before anything is written, and the
     output dir is locked for the run's whole length.
     """
-    from flexcore.utils import comm
-
     if args.list is not None:
         print_config_list(args.list)
         return None
@@ -323,8 +283,6 @@ def main(args: argparse.Namespace):
 
 
 def _run(args: argparse.Namespace, trainer: Any, output_dir: str):
-    from flexcore.utils import comm
-
     if args.eval_only:
         return trainer.evaluate_only(args.weights)
     trainer.resume_or_load(resume=args.resume, weights=args.weights)  # a refused resume has written nothing
@@ -338,26 +296,3 @@ def _run(args: argparse.Namespace, trainer: Any, output_dir: str):
 
 # Errors whose message says all a user needs: printed without a traceback.
 USER_ERRORS = (CheckpointError, NonFiniteLossError, OutputDirError, DatasetError, RunDirError)
-
-
-def cli_entry(argv: Optional[List[str]] = None) -> int:
-    """``flexcore-train`` / ``tools/train_net.py``: parse flags and launch :func:`main`."""
-    from flexcore.engine.launch import LaunchError, launch
-    from flexcore.registry import PluginError
-
-    args = default_argument_parser().parse_args(argv)
-    try:
-        launch(main, args)
-    except ConfigError as exc:
-        print(f"Config error: {exc}", file=sys.stderr)
-        return 2
-    except PluginError as exc:  # the message already holds the plugin's own traceback
-        print(f"Plugin error: {exc}", file=sys.stderr)
-        return 2
-    except USER_ERRORS as exc:
-        print(f"Error: {exc}", file=sys.stderr)
-        return 1
-    except LaunchError as exc:
-        print(f"Launch error: {exc}", file=sys.stderr)
-        return 1
-    return 0

@@ -23,6 +23,8 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 from torch.multiprocessing.spawn import ProcessException
 
+from flexcore.engine.output_dir import run_output_dir
+from flexcore.engine.run_dir import RunDirLockedError, lock_holder, locked_message
 from flexcore.utils import comm
 
 __all__ = [
@@ -32,6 +34,7 @@ __all__ = [
     "resolve_backend",
     "torchrun_env",
     "launch_ddp",
+    "launch_local",
     "launch_torchrun",
     "run_in_process_group",
 ]
@@ -284,3 +287,27 @@ def launch_ddp(main: Callable[[argparse.Namespace], Any], args: argparse.Namespa
             return None
         with open(result_file, "rb") as f:
             return pickle.load(f)
+
+
+def launch_local(main: Callable[[argparse.Namespace], Any], args: argparse.Namespace) -> Any:
+    """Run on this machine: in-process, as DDP processes, or as one torchrun worker."""
+    env = torchrun_env()
+    if env is not None:
+        return launch_torchrun(main, args, env, backend=args.dist_backend)
+    config = DDPConfig.from_args(args)
+    if config.world_size == 1:
+        return main(args)
+    _refuse_busy_output_dir(args)
+    return launch_ddp(main, args, config)
+
+
+def _refuse_busy_output_dir(args: argparse.Namespace) -> None:
+    """Say here, before spawning processes, that another run holds the output dir (rank 0 would
+    refuse it anyway, with the message inside a child's traceback)."""
+    if (getattr(args, "machine_rank", 0) != 0 or getattr(args, "print_config", False)
+            or getattr(args, "list", None) is not None):
+        return
+    output_dir = run_output_dir(args)
+    holder = lock_holder(output_dir)
+    if holder:
+        raise RunDirLockedError(locked_message(output_dir, holder))

@@ -16,10 +16,12 @@ import logging
 import os
 from typing import Any, Callable
 
-from flexcore.engine.distributed import DDPConfig, LaunchError, launch_ddp, launch_torchrun, torchrun_env
+from flexcore.engine.distributed import LaunchError, launch_local
+from flexcore.engine.slurm import launch_slurm
+from flexcore.engine.sweep import launch_sweep
 from flexcore.utils.logger import setup_logger
 
-__all__ = ["LaunchError", "add_launch_arguments", "launch"]
+__all__ = ["LaunchError", "add_launch_arguments", "launch", "launch_local"]
 
 MainFn = Callable[[argparse.Namespace], Any]
 
@@ -103,38 +105,7 @@ def launch(main: MainFn, args: argparse.Namespace) -> Any:
     if not logging.getLogger("flexcore").handlers:  # launcher messages before default_setup runs
         setup_logger(rank=int(os.environ.get("RANK", 0)))
     if args.sweep:
-        from flexcore.engine.sweep import launch_sweep
-
         return launch_sweep(main, args)
     if args.launcher == "slurm":
-        from flexcore.engine.slurm import launch_slurm
-
         return launch_slurm(main, args)
     return launch_local(main, args)
-
-
-def launch_local(main: MainFn, args: argparse.Namespace) -> Any:
-    """Run on this machine: in-process, as DDP processes, or as one torchrun worker."""
-    env = torchrun_env()
-    if env is not None:
-        return launch_torchrun(main, args, env, backend=args.dist_backend)
-    config = DDPConfig.from_args(args)
-    if config.world_size == 1:
-        return main(args)
-    _refuse_busy_output_dir(args)
-    return launch_ddp(main, args, config)
-
-
-def _refuse_busy_output_dir(args: argparse.Namespace) -> None:
-    """Say here, before spawning processes, that another run holds the output dir (rank 0 would
-    refuse it anyway, with the message inside a child's traceback)."""
-    from flexcore.engine.defaults import DEFAULT_CONFIG, default_output_dir
-    from flexcore.engine.run_dir import RunDirLockedError, lock_holder, locked_message
-
-    if (getattr(args, "machine_rank", 0) != 0 or getattr(args, "print_config", False)
-            or getattr(args, "list", None) is not None):
-        return
-    output_dir = args.output_dir or default_output_dir(args.config_files or [DEFAULT_CONFIG])
-    holder = lock_holder(output_dir)
-    if holder:
-        raise RunDirLockedError(locked_message(output_dir, holder))

@@ -19,10 +19,13 @@ import sys
 import time
 from typing import Any, Callable, Dict, Optional, Sequence
 
+import gin
 import submitit
 import torch
 
+from flexcore.config import parse_config, resolve_config_file
 from flexcore.engine.distributed import LaunchError, resolve_backend, run_in_process_group
+from flexcore.engine.output_dir import DEFAULT_CONFIG, check_output_dir, run_output_dir
 
 __all__ = ["SlurmJob", "portable_args", "make_executor", "launch_slurm", "wait_for_jobs", "job_log_paths", "job_failure"]
 
@@ -89,15 +92,12 @@ def portable_args(args: argparse.Namespace, bindings: Sequence[str] = (), output
         bindings: extra gin bindings (a sweep point), applied after ``args.bindings``.
         output_dir: overrides ``args.output_dir`` (a sweep run's own folder).
     """
-    from flexcore.config import resolve_config_file
-    from flexcore.engine.defaults import DEFAULT_CONFIG, default_output_dir
-
     out = copy.copy(args)
     config_files = list(args.config_files) or [DEFAULT_CONFIG]
     out.config_files = [resolve_config_file(f) for f in config_files]
     out.bindings = list(args.bindings) + list(bindings)
     out.plugins = [_absolute_plugin(p) for p in args.plugins]
-    out.output_dir = os.path.abspath(output_dir or args.output_dir or default_output_dir(config_files))
+    out.output_dir = os.path.abspath(output_dir or run_output_dir(args))
     if args.weights and os.path.exists(args.weights):
         out.weights = os.path.abspath(args.weights)
     # Inside the job the launch is done: main() runs directly.
@@ -109,11 +109,6 @@ def portable_args(args: argparse.Namespace, bindings: Sequence[str] = (), output
 def check_config(args: argparse.Namespace) -> None:
     """Parse the job's config and check its output dir here first, so a typo or a dir that
     holds another run fails now rather than in the queue."""
-    import gin
-
-    from flexcore.config import parse_config
-    from flexcore.engine.defaults import check_output_dir
-
     check_output_dir(args.output_dir, resume=args.resume, eval_only=getattr(args, "eval_only", False))
 
     bindings = list(args.bindings) + ([f"seed = {args.seed}"] if args.seed is not None else [])

@@ -25,9 +25,16 @@ import sys
 import traceback
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
+import gin
+import submitit
 from tabulate import tabulate
 
-from flexcore.engine.distributed import LaunchError
+from flexcore.engine.distributed import LaunchError, launch_local
+from flexcore.engine.output_dir import run_output_dir
+from flexcore.engine.slurm import (SlurmJob, check_config, job_log_paths, make_executor, portable_args,
+                                   print_submission, require_slurm, sbatch_errors, wait_for_jobs)
+from flexcore.utils import comm
+from flexcore.utils.events import write_hparams
 
 __all__ = ["SweepRun", "parse_sweep", "sweep_runs", "launch_sweep", "summarize_sweep", "read_run_results",
            "write_run_hparams"]
@@ -210,8 +217,6 @@ def write_run_hparams(output_dir: str, values: Dict[str, str],
     The metrics are the numbers of the trainer's ``summary.json`` (else the best accuracy
     and loss in ``metrics.json``), as scalars ``hparams/<name>``. Returns them.
     """
-    from flexcore.utils.events import write_hparams
-
     results = read_run_results(output_dir)
     source = results["summary"] or results["best"]
     metrics = {f"hparams/{k}": float(v) for k, v in source.items()
@@ -232,8 +237,6 @@ def write_run_hparams(output_dir: str, values: Dict[str, str],
 def _run_and_write_hparams(main: Callable[[argparse.Namespace], Any], values: Dict[str, str],
                            domains: Dict[str, List[Any]], args: argparse.Namespace) -> Any:
     """A sweep task: the run, then (main process) its HParams record. Module-level: it is pickled."""
-    from flexcore.utils import comm
-
     result = main(args)
     if comm.is_main_process():
         try:
@@ -327,10 +330,6 @@ def _run_args(args: argparse.Namespace, run: SweepRun) -> argparse.Namespace:
 
 
 def _launch_local_runs(main, args, axes, runs, sweep_dir) -> List[Dict[str, Any]]:
-    import gin
-
-    from flexcore.engine.launch import launch_local
-
     for i, run in enumerate(runs):
         print(f"Sweep run {i + 1}/{len(runs)}: {run.name} ({', '.join(run.bindings)})", flush=True)
         gin.clear_config()  # each run parses its own config, as it would in its own process
@@ -346,11 +345,6 @@ def _launch_local_runs(main, args, axes, runs, sweep_dir) -> List[Dict[str, Any]
 
 
 def _launch_slurm_array(main, args, axes, runs, sweep_dir):
-    import submitit
-
-    from flexcore.engine.slurm import (SlurmJob, job_log_paths, make_executor, portable_args, print_submission,
-                                       require_slurm, sbatch_errors, wait_for_jobs)
-
     require_slurm()
     folder = os.path.join(sweep_dir, "slurm")
     name = os.path.basename(sweep_dir)
@@ -397,11 +391,8 @@ def launch_sweep(main: Callable[[argparse.Namespace], Any], args: argparse.Names
         LaunchError: a malformed ``--sweep``, or runs that failed (after the summary).
         ConfigError: a binding gin rejects, before any run starts.
     """
-    from flexcore.engine.defaults import DEFAULT_CONFIG, default_output_dir
-    from flexcore.engine.slurm import check_config, portable_args
-
     axes = parse_sweep(args.sweep)
-    sweep_dir = os.path.abspath(args.output_dir or default_output_dir(args.config_files or [DEFAULT_CONFIG]))
+    sweep_dir = os.path.abspath(run_output_dir(args))
     runs = sweep_runs(axes, sweep_dir)
     for run in runs:  # a typo fails before any run starts
         check_config(portable_args(args, run.bindings, run.output_dir))

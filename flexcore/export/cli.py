@@ -26,33 +26,27 @@ import torch.nn as nn
 from flexcore.config import ConfigError, parse_config
 from flexcore.export.formats import FORMATS, INSTALL_HINT, missing_requirements, output_path
 from flexcore.export.prepare import prepare_for_export
+from flexcore.utils.cli_args import add_config_arguments, resolve_output_dir
 from flexcore.utils.logger import setup_logger
 
 __all__ = ["build_parser", "export", "main", "max_errors"]
 
 logger = logging.getLogger("flexcore")
+OUTPUT_FOLDER = "export"  # files go to output/export/<config name> by default
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="export_model.py",
         description="Bake a trained flexcore model and write it as torch.export (.pt2), TorchScript (.ts) "
         "and ONNX (.onnx) files that load without flexcore; each file is checked against the model.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog=__doc__.split("\n\n", 1)[1],
     )
-    parser.add_argument("--config-file", "--gin-file", dest="config_files", action="append", default=[],
-                        metavar="FILE", required=True, help="gin file (repeatable; path or name under gin_configs/)")
-    parser.add_argument("--gin", dest="bindings", action="append", default=[], metavar="BINDING",
-                        help='gin binding, e.g. "FlexNet.hidden_channels = 32" (repeatable)')
-    parser.add_argument("--plugin", dest="plugins", action="append", default=[], metavar="MODULE",
-                        help="module or .py file registering extra components (repeatable)")
+    add_config_arguments(parser, tool=OUTPUT_FOLDER, what="exported files", output_aliases=("--output",))
     parser.add_argument("--weights", required=True, metavar="PATH",
                         help="flexcore checkpoint to export (e.g. <run>/model_final.pth)")
     parser.add_argument("--unsafe-load", action="store_true",
                         help="load the checkpoint with full pickle (torch.load weights_only=False): only for files you trust")
-    parser.add_argument("--output-dir", "--output", dest="output_dir", default=None,
-                        help="folder for the exported files (default: output/export/<config name>)")
     parser.add_argument("--formats", nargs="+", choices=sorted(FORMATS), default=None,
                         help="formats to write (default: every one whose packages are installed)")
     parser.add_argument("--split", default="test", help="dataset split the check samples come from (default test)")
@@ -81,12 +75,6 @@ def _check(run, inputs: torch.Tensor, reference: torch.Tensor) -> Dict[str, floa
     return {key: max(whole[key], single[key]) for key in whole}
 
 
-def default_output_dir(config_files: Sequence[str]) -> str:
-    name = os.path.splitext(os.path.basename(config_files[-1]))[0]
-    parent = os.path.basename(os.path.dirname(config_files[-1]))
-    return os.path.join("output", "export", f"{parent}_{name}" if parent else name)
-
-
 def _formats_to_write(requested: Optional[List[str]]) -> List[str]:
     """The requested formats (all by default); a format requested by name whose packages are
     missing is a :class:`ConfigError`, a default one is skipped with the install line."""
@@ -105,8 +93,6 @@ def _load_model_and_samples(args: argparse.Namespace):
     from flexcore.analysis.cli import load_analysis_setup
     from flexcore.checkpoint import Checkpointer
 
-    if not os.path.isfile(args.weights):
-        raise FileNotFoundError(f"--weights {args.weights!r}: no such file.")
     setup = load_analysis_setup(args.fake_data, "cpu", split=args.split)
     model = setup.build_model()
     Checkpointer(model, weights_only=not args.unsafe_load).load(args.weights, checkpointables=[])
@@ -118,8 +104,10 @@ def export(args: argparse.Namespace) -> Dict[str, Any]:
     """Write and check the formats; returns the report that ``export.json`` holds."""
     import flexcore.engine.trainer  # noqa: F401  (registers Trainer, which experiment configs bind)
 
+    if not os.path.isfile(args.weights):  # before any folder is made
+        raise FileNotFoundError(f"--weights {args.weights!r}: no such file.")
     parse_config(args.config_files, list(args.bindings), plugins=args.plugins, finalize=False)
-    output_dir = args.output_dir or default_output_dir(args.config_files)
+    output_dir = resolve_output_dir(args, tool=OUTPUT_FOLDER)
     os.makedirs(output_dir, exist_ok=True)
     setup_logger(output_dir, name="flexcore")
     formats = _formats_to_write(args.formats)

@@ -23,11 +23,13 @@ import torch
 from flexcore.fitting.fit import SCHEDULES, fit_kernel_net
 from flexcore.fitting.report import format_table, save_comparison, save_image, write_table
 from flexcore.fitting.targets import FREQUENCY_TARGETS, TARGETS, make_target, target_label
+from flexcore.utils.cli_args import add_config_arguments, resolve_output_dir
 
 __all__ = ["fit_kernels", "build_parser", "main"]
 
 logger = logging.getLogger("flexcore")
 DEFAULT_CONFIG = "kernel_fitting/gabor.gin"
+OUTPUT_FOLDER = "fit_kernel"  # results go to output/fit_kernel/<config name> by default
 
 
 @gin.configurable(module="fitting")
@@ -113,17 +115,11 @@ def fit_kernels(
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="tools/fit_kernel.py",
         description="Fit kernel nets to target functions, images or random kernels; report MSE and PSNR.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog=f"Targets: {', '.join(sorted(TARGETS))} (frequency sweeps: {', '.join(FREQUENCY_TARGETS)}).",
     )
-    parser.add_argument("--config-file", "--gin-file", dest="config_files", action="append", default=[],
-                        metavar="FILE", help=f"gin file (repeatable). Default: {DEFAULT_CONFIG}")
-    parser.add_argument("--gin", dest="bindings", action="append", default=[], metavar="BINDING",
-                        help='gin binding, e.g. "MAGNet.hidden_channels = 64" (repeatable)')
-    parser.add_argument("--plugin", dest="plugins", action="append", default=[], metavar="MODULE",
-                        help="module or .py file registering extra kernel nets (repeatable)")
+    add_config_arguments(parser, default_config=DEFAULT_CONFIG, tool=OUTPUT_FOLDER, what="results and images")
     parser.add_argument("--kernel-nets", nargs="+", metavar="NAME", help="registered kernel nets to fit")
     parser.add_argument("--targets", nargs="+", metavar="NAME", help="targets to fit")
     parser.add_argument("--image", metavar="PATH", help="image file for the 'image' target (adds it if not given)")
@@ -131,7 +127,6 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--size", type=int, help="samples per dim")
     parser.add_argument("--iterations", type=int, help="optimisation steps per fit")
     parser.add_argument("--lr", type=float, help="learning rate")
-    parser.add_argument("--output-dir", default=None, help="default: output/fit_kernel/<config name>")
     return parser
 
 
@@ -162,8 +157,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
     args = build_parser().parse_args(argv)
     files = args.config_files or [DEFAULT_CONFIG]
-    output_dir = args.output_dir or os.path.join(
-        "output", "fit_kernel", os.path.splitext(os.path.basename(files[-1]))[0])
+    output_dir = resolve_output_dir(args, tool=OUTPUT_FOLDER, default_config=DEFAULT_CONFIG)
     try:
         parse_config(files, list(args.bindings) + _cli_bindings(args), plugins=args.plugins, finalize=False)
         setup_logger(output_dir)

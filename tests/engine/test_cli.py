@@ -44,24 +44,24 @@ def test_print_config_composes_without_building(tmp_path):
 
 
 def test_misspelt_configurable_exits_with_hint(tmp_path, capsys, monkeypatch):
-    from flexcore.engine.defaults import cli_entry
+    from flexcore.engine.cli import main as cli_main
 
-    # In this process: the script is a thin wrapper of cli_entry (the tests above run it for real).
+    # In this process: the script is a thin wrapper of flexcore.engine.cli.main (the tests above run it for real).
     (tmp_path / "misspelt_cli_plugin.py").write_text(PLUGIN.replace("cli_model", "cli_model_misspelt"))
     (tmp_path / "exp.gin").write_text("cli_modle_misspelt.width = 12\n")
     monkeypatch.chdir(tmp_path)
-    assert cli_entry(["--plugin", "misspelt_cli_plugin.py", "--config-file", "exp.gin", "--print-config"]) == 2
+    assert cli_main(["--plugin", "misspelt_cli_plugin.py", "--config-file", "exp.gin", "--print-config"]) == 2
     err = capsys.readouterr().err
     assert "Did you mean 'cli_model_misspelt'" in err
     assert "exp.gin" in err and "line 1" in err
 
 
 def test_broken_plugin_names_itself_with_its_traceback(tmp_path, capsys, monkeypatch):
-    from flexcore.engine.defaults import cli_entry
+    from flexcore.engine.cli import main as cli_main
 
     (tmp_path / "broken_cli_plugin.py").write_text("import math\nraise RuntimeError('plugin boom')\n")
     monkeypatch.chdir(tmp_path)
-    assert cli_entry(["--plugin", "broken_cli_plugin.py", "--print-config"]) == 2
+    assert cli_main(["--plugin", "broken_cli_plugin.py", "--print-config"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("Plugin error: Failed to load flexcore plugin 'broken_cli_plugin.py'")
     assert 'broken_cli_plugin.py", line 2' in err and "plugin boom" in err  # the plugin's own frame

@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from flexcore.engine.defaults import cli_entry
+from flexcore.engine.cli import main as cli_main
 from flexcore.engine.run_dir import LOCK_FILE, RunDirLock, lock_holder
 from launch_fixtures import PLUGINS, TRAIN_NET, read_metrics, write_config
 
@@ -71,7 +71,7 @@ def test_bad_value_names_its_binding_and_writes_nothing(tmp_path, capsys, monkey
     monkeypatch.chdir(tmp_path)
     out = tmp_path / "out"
     argv = ["--config-file", "quick/digits_flexnet.gin", "--output-dir", str(out), "--gin", binding]
-    assert cli_entry(argv) == 2
+    assert cli_main(argv) == 2
     err = capsys.readouterr().err
     assert err.startswith("Config error: ") and says in err and origin in err, err
     if "%HORIZON" in origin:  # the macro's own binding too
@@ -98,7 +98,7 @@ def test_bad_value_met_while_a_job_runs_is_a_config_error_too(tmp_path, capsys, 
         "Trainer.batch_size = -64\nexperiment.job = @CrossResolution\nCrossResolution.source_resolution = 8\n"
         "CrossResolution.target_resolution = 16\nCrossResolution.finetune_epochs = 1\n")
     argv = ["--config-file", "cross.gin", "--output-dir", "out", "--plugin", PLUGINS[0]]
-    assert cli_entry(argv) == 2
+    assert cli_main(argv) == 2
     err = capsys.readouterr().err
     assert "Trainer.batch_size must be an integer >= 1" in err
     assert "Trainer.batch_size = -64  (cross.gin, line 4)" in err

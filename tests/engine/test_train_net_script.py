@@ -5,7 +5,7 @@ import sys
 
 import pytest
 
-from flexcore.engine.defaults import cli_entry
+from flexcore.engine.cli import main as cli_main
 
 from conftest import TINY_PLUGIN
 
@@ -37,8 +37,8 @@ def test_train_then_refuse_to_overwrite(tmp_path, capsys, monkeypatch):
     assert first.returncode == 0, first.stderr
     assert "Summary of output/tiny" in first.stdout and "test_accuracy_final_model" in first.stdout
     assert (tmp_path / "output" / "tiny" / "model_final.pth").is_file()
-    # The same command again (in this process: the script is a thin wrapper of cli_entry).
+    # The same command again (in this process: the script is a thin wrapper of flexcore.engine.cli.main).
     monkeypatch.chdir(tmp_path)
-    assert cli_entry(["--plugin", TINY_PLUGIN, "--config-file", "tiny.gin"]) == 1
+    assert cli_main(["--plugin", TINY_PLUGIN, "--config-file", "tiny.gin"]) == 1
     err = capsys.readouterr().err
     assert "already holds a run" in err and "--resume" in err and "Traceback" not in err

@@ -1,7 +1,7 @@
 """Real ``train_net`` processes for fault tests, without paying the import cost per process.
 
 A server process (this file run as a script) imports flexcore once; for each command it
-forks a child that runs what ``tools/train_net.py`` runs (``cli_entry(argv)``) in its own
+forks a child that runs what ``tools/train_net.py`` runs (``cli_main(argv)``) in its own
 working directory and environment, with stdout and stderr in a file. The server can kill
 the child with SIGKILL once its output shows a given line a given number of times, after a
 delay: a real ``kill -9`` at a chosen point of a real training process. The parent never
@@ -130,9 +130,9 @@ def _child(request: Dict) -> None:
         os.dup2(fd, 2)
         null = os.open(os.devnull, os.O_RDONLY)
         os.dup2(null, 0)
-        from flexcore.engine.defaults import cli_entry
+        from flexcore.engine.cli import main as cli_main
 
-        code = cli_entry(request["argv"])
+        code = cli_main(request["argv"])
     except SystemExit as exc:
         code = exc.code if isinstance(exc.code, int) else 1
     except BaseException:  # noqa: BLE001 - as an uncaught exception in train_net.py: traceback, status 1

@@ -23,6 +23,7 @@ from flexcore.compat.original.weights import (
     OriginalCheckpointError, convert_original_model, load_converted_strict, strip_module_prefix,
 )
 from flexcore.compat.original.spec import OriginalModelSpec, spec_from_config, spec_from_state_dict
+from flexcore.utils.cli_args import add_output_dir_argument
 from flexcore.utils.parameters import count_parameters
 
 __all__ = ["load_original_checkpoint", "read_original_config", "convert_original_checkpoint", "main"]
@@ -197,7 +198,8 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="Weights do not store some settings; the flags below give them (defaults: the paper's).",
     )
     parser.add_argument("checkpoint", help="file saved by the original code (dict with 'model', or a state dict)")
-    parser.add_argument("--output-dir", default=None, help="default: <checkpoint name>_flexcore next to it")
+    add_output_dir_argument(parser, "<checkpoint name>_flexcore next to the checkpoint",
+                            what="flexcore checkpoint and gin config")
     parser.add_argument("--dataset", default=None, help="registered dataset the model was trained on (checked)")
     parser.add_argument("--original-config", default=None,
                         help="the original run's config.yaml/.json (Hydra or W&B): exact architecture")
