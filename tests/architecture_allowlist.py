@@ -13,7 +13,6 @@ UPWARD_IMPORTS = {
 
 # import cycles (strongly connected module groups)
 IMPORT_CYCLES = {
-    'flexcore.engine.defaults <-> flexcore.engine.launch <-> flexcore.engine.slurm <-> flexcore.engine.sweep',  # engine.defaults -> engine.launch -> engine.defaults
     'flexcore.layers.fft_calibration <-> flexcore.layers.fft_cost <-> flexcore.layers.functional',  # layers.fft_calibration -> layers.fft_cost -> layers.fft_calibration
 }
 
