@@ -180,7 +180,7 @@ class CrossResolution:
             ootb = {}
             for split, dataset in (("val", trainer.val_set), ("test", trainer.test_set)):
                 if dataset is not None:
-                    ootb[split] = evaluate(trainer.model, trainer._eval_loader(dataset), trainer.task)  # noqa: SLF001
+                    ootb[split] = evaluate(trainer.model, trainer.eval_loader(dataset), trainer.task)
             if comm.is_main_process():
                 with atomic_open(ootb_file, "w") as f:
                     json.dump(ootb, f, indent=2)

@@ -6,12 +6,14 @@
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
 import time
 import warnings
-from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Union
+from types import SimpleNamespace
+from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple, Union
 
 import gin
 import torch
@@ -26,12 +28,12 @@ from flexcore.engine.accelerate import amp_dtype, compile_model, to_channels_las
 from flexcore.engine.evaluation import build_task, evaluate
 from flexcore.engine.run_dir import check_resume, finished_summary, raise_recorded_errors, remove_stale_temp_files
 from flexcore.engine.train_loop import HookBase, NonFiniteLossError, SimpleTrainer, TrainerBase, unwrap_model
-from flexcore.layers.fft_cost import set_fft_autotune
-from flexcore.modeling.build import build_model
+from flexcore.layers.fft_cost import fft_autotune_scope
+from flexcore.modeling.build import build_model as build_network
 from flexcore.registry import LR_SCHEDULES, OPTIMIZERS
 from flexcore.solver import build_param_groups
 from flexcore.utils import comm
-from flexcore.utils.env import seed_all_rng, set_deterministic
+from flexcore.utils.env import seed_all_rng, torch_settings
 from flexcore.utils.events import CommonMetricPrinter, JSONWriter, TensorboardWriter
 from flexcore.utils.faults import cut_write
 from flexcore.utils.file_io import atomic_open, path_manager
@@ -48,6 +50,31 @@ def _check_counts(minimum: int = 1, **values: Any) -> None:
         if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
             raise ValueError(f"Trainer.{name} must be an integer >= {minimum}, got {value!r} "
                              f"(e.g. --gin 'Trainer.{name} = {max(minimum, 1)}').")
+
+
+def _check_options(o: Mapping[str, Any]) -> None:
+    """ValueError naming the ``Trainer`` binding and a fix for the first invalid option."""
+    if o["period_unit"] not in ("epoch", "iter"):
+        raise ValueError(f"Trainer.period_unit must be 'epoch' or 'iter', got {o['period_unit']!r}")
+    _check_counts(batch_size=o["batch_size"], eval_batch_size=o["eval_batch_size"] or o["batch_size"],
+                  log_period=o["log_period"])
+    _check_counts(minimum=0, **{k: o[k] for k in ("num_workers", "epochs", "max_iter", "eval_period",
+                                                  "checkpoint_period", "profile_steps")})
+    lr = o["lr"]
+    if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not lr >= 0:
+        raise ValueError(f"Trainer.lr must be a number >= 0, got {lr!r} (e.g. --gin 'Trainer.lr = 1e-3').")
+    if not o["grad_clip"] >= 0:
+        raise ValueError(f"Trainer.grad_clip must be >= 0 (0: no clipping), got {o['grad_clip']!r}")
+    if bool(o["epochs"]) == bool(o["max_iter"]):
+        raise ValueError(
+            f"Give exactly one of Trainer.epochs ({o['epochs']}) or Trainer.max_iter ({o['max_iter']}) "
+            "(e.g. --gin 'Trainer.epochs = 10')."
+        )
+    if o["fft_autotune"] and o["deterministic"]:
+        raise ValueError(
+            "Trainer.fft_autotune = True times both convolution paths and may pick either, which "
+            "deterministic = True rules out; turn one of them off"
+        )
 
 
 def _resolve_device(device: str) -> torch.device:
@@ -114,7 +141,7 @@ class Trainer(TrainerBase):
             to bfloat16) or ``"fp16"`` (float16 with a gradient scaler). FFT convolutions
             run in float32 whatever the input; evaluation runs in float32.
         fft_autotune: time the spatial and FFT paths once per convolution shape where the
-            'auto' cost model cannot tell them apart, and keep the faster (process-wide, like
+            'auto' cost model cannot tell them apart, and keep the faster (during the run, like
             ``cudnn.benchmark``; see ``flexcore.layers.fft_cost``). Not with ``deterministic``.
     """
 
@@ -164,121 +191,126 @@ class Trainer(TrainerBase):
         fft_autotune: bool = False,
     ):
         super().__init__()
-        if period_unit not in ("epoch", "iter"):
-            raise ValueError(f"Trainer.period_unit must be 'epoch' or 'iter', got {period_unit!r}")
-        _check_counts(batch_size=batch_size, eval_batch_size=eval_batch_size or batch_size, log_period=log_period)
-        _check_counts(minimum=0, num_workers=num_workers, epochs=epochs, max_iter=max_iter, eval_period=eval_period,
-                      checkpoint_period=checkpoint_period, profile_steps=profile_steps)
-        if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not lr >= 0:
-            raise ValueError(f"Trainer.lr must be a number >= 0, got {lr!r} (e.g. --gin 'Trainer.lr = 1e-3').")
-        if not grad_clip >= 0:
-            raise ValueError(f"Trainer.grad_clip must be >= 0 (0: no clipping), got {grad_clip!r}")
-        if bool(epochs) == bool(max_iter):
-            raise ValueError(
-                f"Give exactly one of Trainer.epochs ({epochs}) or Trainer.max_iter ({max_iter}) "
-                "(e.g. --gin 'Trainer.epochs = 10')."
-            )
+        options = {k: v for k, v in locals().items() if k not in ("self", "output_dir", "__class__")}
+        _check_options(options)
+        self.options = SimpleNamespace(**options)
+        self._set_legacy_attributes(self.options)
         self.output_dir = output_dir
         if comm.is_main_process():
             path_manager.mkdirs(output_dir)
-        self.dataset_name = dataset
-        self.dataset_options = dict(dataset_options or {})
-        self.batch_size = batch_size
-        self.eval_batch_size = eval_batch_size or batch_size
-        self.num_workers = num_workers
-        self.drop_last = drop_last
-        self.fake_data = fake_data
-        self.init_weights = init_weights
-        self.init_strict = init_strict
         self.start_iter = 0
         self._earlier_wall_s = 0.0  # training time of earlier sessions of this run (from the checkpoint)
         self._saved_max_iter: Optional[int] = None  # the run length a resumed checkpoint was saved with
         self._session_start: Optional[float] = None
         self.validation_result: Optional[Dict[str, Any]] = None
         self.results: Dict[str, Any] = {}
-
-        if num_threads:
-            torch.set_num_threads(num_threads)
-        if fft_autotune and deterministic:
-            raise ValueError(
-                "Trainer.fft_autotune = True times both convolution paths and may pick either, which "
-                "deterministic = True rules out; turn one of them off"
+        with self.process_settings():
+            self.seed = seed_all_rng(seed)
+            self.train_set, self.val_set, self.test_set = self.build_datasets()
+            self.metadata = self.train_set.metadata
+            self.task = build_task(self.metadata)
+            self.model = self.build_model()  # every rank builds the same model (DDP also broadcasts rank 0's)
+            self._plan_iterations()
+            self.optimizer, self.scheduler, self.regularizers = self.build_solver(unwrap_model(self.model))
+            self._trainer = self._build_step()
+            self.checkpointer = Checkpointer(
+                unwrap_model(self.model), output_dir, weights_only=weights_only,
+                optimizer=self.optimizer, scheduler=self.scheduler, trainer=self,
             )
-        set_deterministic(deterministic)
-        if fft_autotune:
-            set_fft_autotune(True)
-        self.seed = seed_all_rng(seed)
+            self.register_hooks(self.build_hooks())
 
-        # Data (per-split gin scopes), then the model from the training split's metadata.
-        self.train_set = self._build_split("train")
-        self.val_set = self._build_split(val_split) if val_split else None
-        self.test_set = self._build_split(test_split) if test_split else None
-        self.metadata = self.train_set.metadata
-        self.task = build_task(self.metadata)
-        # Every rank builds the same initial model (DDP also broadcasts rank 0's).
-        model = build_model(self.metadata)
-        self.device = _resolve_device(device)
-        model.to(self.device)
-        amp_dtype(amp, self.device)  # a bad value fails here, before any data is touched
-        if channels_last:
-            to_channels_last(model)
-        self.num_parameters = count_parameters(model)
-        logger.info("Model: %s with %s trainable parameters", type(model).__name__, f"{self.num_parameters:,}")
-        # Different dropout/augmentation streams per rank from here on.
-        seed_all_rng(self.seed + comm.get_rank())
-        if compile:  # before DDP wraps it, so that DDP's hooks see the compiled module
-            compile_model(model, mode=compile_mode, backend=compile_backend)
-        if comm.get_world_size() > 1:
-            ids = [self.device.index] if self.device.type == "cuda" else None
-            model = nn.parallel.DistributedDataParallel(model, device_ids=ids)
-        self.model = model
+    def _set_legacy_attributes(self, o: SimpleNamespace) -> None:
+        """The options under the attribute names the trainer always had (read by subclasses and jobs)."""
+        self.dataset_name, self.dataset_options = o.dataset, dict(o.dataset_options or {})
+        self.batch_size, self.eval_batch_size = o.batch_size, o.eval_batch_size or o.batch_size
+        self.num_workers, self.drop_last, self.fake_data = o.num_workers, o.drop_last, o.fake_data
+        self.init_weights, self.init_strict = o.init_weights, o.init_strict
+        self.profile_steps, self.log_period, self.tensorboard = o.profile_steps, o.log_period, o.tensorboard
+        self.max_to_keep, self.kernel_report = o.max_to_keep, o.kernel_report
 
-        # Schedule length.
-        sampler = TrainingBatchSampler(len(self.train_set), per_rank_batch_size(batch_size), drop_last=drop_last)
-        self.iters_per_epoch = sampler.iters_per_epoch
-        self.max_iter = max_iter or epochs * self.iters_per_epoch
-        self.profile_steps = profile_steps
-        unit = self.iters_per_epoch if period_unit == "epoch" else 1
-        self.eval_period = eval_period * unit
-        self.checkpoint_period = checkpoint_period * unit
-        logger.info(
-            "Data: %s (%d train / %s val / %s test samples); global batch %d = %d per process x %d; "
-            "%d iterations per epoch, %d iterations (%.4g epochs)",
-            dataset, len(self.train_set), len(self.val_set) if self.val_set is not None else "no",
-            len(self.test_set) if self.test_set is not None else "no", batch_size,
-            per_rank_batch_size(batch_size), comm.get_world_size(), self.iters_per_epoch, self.max_iter,
-            self.max_iter / self.iters_per_epoch,
-        )
+    # -- run-scoped process state -----------------------------------------------------------
+    @contextlib.contextmanager
+    def process_settings(self) -> Iterator[None]:
+        """torch threads, deterministic kernels and FFT autotune as configured, restored on exit.
 
-        # Solver. Defaults are looked up by name so their gin bindings (Adam.betas = ...) apply.
-        optimizer = optimizer or OPTIMIZERS.get("Adam")
-        schedule = schedule or LR_SCHEDULES.get("Constant")
-        self.optimizer = optimizer(param_groups(unwrap_model(model)), lr=lr)
-        self.scheduler = schedule(self.optimizer, max_iter=self.max_iter, iters_per_epoch=self.iters_per_epoch)
-        self.regularizers = self._build_regularizers(regularizers)
+        Construction, :meth:`train` and evaluation run inside it, so a process that builds
+        two trainers (a sweep, ``CrossResolution``, a test) gets each run's own settings
+        and its defaults back afterwards.
+        """
+        o = self.options
+        with torch_settings(num_threads=o.num_threads, deterministic=o.deterministic), fft_autotune_scope(o.fft_autotune):
+            yield
 
-        self._trainer = SimpleTrainer(
-            model, None, self.optimizer, self.task.loss, self.regularizers, grad_clip=grad_clip,
-            grad_clip_type=grad_clip_type, device=self.device, batch_metrics=self.task.train_batch_metrics,
-            amp=amp, channels_last=channels_last, compile_fallback=compile_fallback,
-        )
-        self.checkpointer = Checkpointer(
-            unwrap_model(model), output_dir, weights_only=weights_only,
-            optimizer=self.optimizer, scheduler=self.scheduler, trainer=self,
-        )
-        self.log_period = log_period
-        self.tensorboard = tensorboard
-        self.max_to_keep = max_to_keep
-        self.kernel_report = kernel_report
-        self.register_hooks(self.build_hooks(extra_hooks))
+    # -- construction: override one of these in a subclass ------------------------------------
+    def build_datasets(self) -> Tuple[Any, Optional[Any], Optional[Any]]:
+        """``(train, val, test)`` datasets (val/test None when their split is off); gin scope per split."""
+        o = self.options
+        return (self._build_split("train"), self._build_split(o.val_split) if o.val_split else None,
+                self._build_split(o.test_split) if o.test_split else None)
 
-    # -- construction -------------------------------------------------------------------
     def _build_split(self, split: str):
         with gin.config_scope(split):
             dataset = build_dataset(name=self.dataset_name, split=split, fake=self.fake_data, **self.dataset_options)
         if not hasattr(dataset, "metadata"):
             raise TypeError(f"Dataset {self.dataset_name!r} ({split}) has no .metadata; see docs/contracts.md")
         return dataset
+
+    def build_model(self) -> nn.Module:
+        """The network for ``self.metadata`` on ``self.device``: compiled and DDP-wrapped as configured."""
+        o = self.options
+        model = build_network(self.metadata)
+        self.device = _resolve_device(o.device)
+        model.to(self.device)
+        amp_dtype(o.amp, self.device)  # a bad value fails here, before any data is touched
+        if o.channels_last:
+            to_channels_last(model)
+        self.num_parameters = count_parameters(model)
+        logger.info("Model: %s with %s trainable parameters", type(model).__name__, f"{self.num_parameters:,}")
+        # Different dropout/augmentation streams per rank from here on.
+        seed_all_rng(self.seed + comm.get_rank())
+        if o.compile:  # before DDP wraps it, so that DDP's hooks see the compiled module
+            compile_model(model, mode=o.compile_mode, backend=o.compile_backend)
+        if comm.get_world_size() > 1:
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            model = nn.parallel.DistributedDataParallel(model, device_ids=ids)
+        return model
+
+    def _plan_iterations(self) -> None:
+        """Run length and periods in iterations, from the training set's size."""
+        o = self.options
+        sampler = TrainingBatchSampler(len(self.train_set), per_rank_batch_size(o.batch_size), drop_last=o.drop_last)
+        self.iters_per_epoch = sampler.iters_per_epoch
+        self.max_iter = o.max_iter or o.epochs * self.iters_per_epoch
+        unit = self.iters_per_epoch if o.period_unit == "epoch" else 1
+        self.eval_period = o.eval_period * unit
+        self.checkpoint_period = o.checkpoint_period * unit
+        logger.info(
+            "Data: %s (%d train / %s val / %s test samples); global batch %d = %d per process x %d; "
+            "%d iterations per epoch, %d iterations (%.4g epochs)",
+            o.dataset, len(self.train_set), len(self.val_set) if self.val_set is not None else "no",
+            len(self.test_set) if self.test_set is not None else "no", o.batch_size,
+            per_rank_batch_size(o.batch_size), comm.get_world_size(), self.iters_per_epoch, self.max_iter,
+            self.max_iter / self.iters_per_epoch,
+        )
+
+    def build_solver(self, model: nn.Module) -> Tuple[torch.optim.Optimizer, Any, Dict[str, Callable]]:
+        """``(optimizer, lr schedule, regularizers)`` for the (unwrapped) ``model``.
+
+        Defaults are looked up by name so that their gin bindings (``Adam.betas = ...``) apply.
+        """
+        o = self.options
+        optimizer = (o.optimizer or OPTIMIZERS.get("Adam"))(o.param_groups(model), lr=o.lr)
+        schedule = (o.schedule or LR_SCHEDULES.get("Constant"))(
+            optimizer, max_iter=self.max_iter, iters_per_epoch=self.iters_per_epoch)
+        return optimizer, schedule, self._build_regularizers(o.regularizers)
+
+    def _build_step(self) -> SimpleTrainer:
+        o = self.options
+        return SimpleTrainer(
+            self.model, None, self.optimizer, self.task.loss, self.regularizers, grad_clip=o.grad_clip,
+            grad_clip_type=o.grad_clip_type, device=self.device, batch_metrics=self.task.train_batch_metrics,
+            amp=o.amp, channels_last=o.channels_last, compile_fallback=o.compile_fallback,
+        )
 
     @staticmethod
     def _build_regularizers(regularizers) -> Dict[str, Callable[[nn.Module], torch.Tensor]]:
@@ -292,10 +324,11 @@ class Trainer(TrainerBase):
             built[name] = factory()
         return built
 
-    def _eval_loader(self, dataset):
+    def eval_loader(self, dataset):
+        """A loader over ``dataset`` for evaluation (the eval batch, no shuffling); None for None."""
         return None if dataset is None else build_test_loader(dataset, self.eval_batch_size, self.num_workers)
 
-    def build_hooks(self, extra_hooks: Sequence[Callable[[], HookBase]] = ()) -> List[Optional[HookBase]]:
+    def build_hooks(self) -> List[Optional[HookBase]]:
         """The default hooks in their documented order (see :mod:`flexcore.engine.hooks`).
 
         A profiling run (``profile_steps``) keeps only the timer, the profiler and the
@@ -311,7 +344,7 @@ class Trainer(TrainerBase):
             return hooks
         if self.val_set is not None or self.test_set is not None:
             self.eval_hook = H.EvalHook(
-                self.eval_period, self.task, self._eval_loader(self.val_set), self._eval_loader(self.test_set),
+                self.eval_period, self.task, self.eval_loader(self.val_set), self.eval_loader(self.test_set),
                 checkpointer=self.checkpointer, iters_per_epoch=self.iters_per_epoch,
             )
             hooks.append(self.eval_hook)
@@ -319,7 +352,7 @@ class Trainer(TrainerBase):
             H.LRScheduler(self.optimizer, self.scheduler),
             H.HOOKS.get("KernelSizeLogger")(period=self.log_period),  # gin-bound: KernelSizeLogger.images = False
         ]
-        hooks += [factory() for factory in extra_hooks]
+        hooks += [factory() for factory in self.options.extra_hooks]
         if main:
             # Writers are attached in train(): they need the start iteration (resume).
             hooks.append(H.PeriodicWriter([], period=self.log_period, checkpoint_period=self.checkpoint_period))
@@ -402,8 +435,13 @@ class Trainer(TrainerBase):
         """Train from ``start_iter`` to ``max_iter``; returns the results (also in ``summary.json``).
 
         Raises ``ResultsIncompleteError`` after saving the final model and the summary if a
-        result could not be produced (the summary's ``errors`` say which).
+        result could not be produced (the summary's ``errors`` say which). Runs inside
+        :meth:`process_settings`.
         """
+        with self.process_settings():
+            return self._train()
+
+    def _train(self) -> Dict[str, Any]:
         if comm.is_main_process() and not self.profile_steps:
             remove_stale_temp_files(self.output_dir)
         finished = None if self.profile_steps or self.start_iter < self.max_iter else finished_summary(self.output_dir)
@@ -513,17 +551,19 @@ class Trainer(TrainerBase):
                 f"--eval-only needs weights: pass --weights PATH, or point --output-dir at a run with a checkpoint "
                 f"({self.output_dir} has no last_checkpoint)."
             )
-        self.checkpointer.load(path, checkpointables=[])
-        if after_load is not None:
-            after_load(self)
-        return self.evaluate_loaded(path)
+        with self.process_settings():
+            self.checkpointer.load(path, checkpointables=[])
+            if after_load is not None:
+                after_load(self)
+            return self.evaluate_loaded(path)
 
     def evaluate_loaded(self, label: str = "the current model") -> Dict[str, Dict[str, float]]:
         """Evaluate the model as it is on the val and test splits; log a table, write ``eval_results.json``."""
         results = {}
-        for split, dataset in (("val", self.val_set), ("test", self.test_set)):
-            if dataset is not None:
-                results[split] = evaluate(self.model, self._eval_loader(dataset), self.task)
+        with self.process_settings():
+            for split, dataset in (("val", self.val_set), ("test", self.test_set)):
+                if dataset is not None:
+                    results[split] = evaluate(self.model, self.eval_loader(dataset), self.task)
         rows = [(split, *(f"{r.get(k, float('nan')):.4f}" for k in ("accuracy", "top5", "loss")), int(r["samples"]))
                 for split, r in results.items()]
         logger.info("Evaluation of %s:\n%s", label,

@@ -21,12 +21,13 @@ is lower.
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import logging
 import math
 import os
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 
 import torch
 
@@ -50,6 +51,7 @@ __all__ = [
     "fft_autotune_enabled",
     "fft_autotune_decisions",
     "clear_fft_autotune",
+    "fft_autotune_scope",
     "AUTOTUNE_BAND",
 ]
 
@@ -262,6 +264,18 @@ def fft_autotune_decisions() -> Dict[Tuple, Tuple[bool, float, float]]:
 
 def clear_fft_autotune() -> None:
     _measured.clear()
+
+
+@contextlib.contextmanager
+def fft_autotune_scope(enabled: bool) -> Iterator[None]:
+    """Autotune on inside the block when ``enabled`` (else left as it is); the previous switch after."""
+    before = _autotune["enabled"]
+    if enabled:
+        _autotune["enabled"] = True
+    try:
+        yield
+    finally:
+        _autotune["enabled"] = before
 
 
 def _can_measure(device_type: str) -> bool:
