@@ -1,4 +1,4 @@
-"""Cross-resolution experiments (reference §6.6): train at one resolution, test and fine-tune at another.
+"""Cross-resolution experiments: train at one resolution, test and fine-tune at another.
 
     include 'quick/digits_flexnet.gin'
     experiment.job = @CrossResolution
@@ -34,8 +34,8 @@ from tabulate import tabulate
 from flexcore.engine.evaluation import evaluate
 from flexcore.engine.train_loop import unwrap_model
 from flexcore.engine.trainer import Trainer
+from flexcore.layers import continuous_convs, set_scale_factor
 from flexcore.utils import comm
-from flexcore.layers.traversal import continuous_convs
 from flexcore.utils.file_io import atomic_open
 
 __all__ = ["CrossResolution", "set_model_resolution"]
@@ -52,20 +52,12 @@ def set_model_resolution(model: nn.Module, resolution: int, trained_resolution: 
     each tap weighs less); N-Jet layers scale their Gaussians by ``resolution /
     trained_resolution``. Returns how many layers were adapted.
     """
-    try:
-        from flexcore.layers import SRFConv
-    except ImportError:
-        SRFConv = None
-
     ratio = trained_resolution / resolution
     count = 0
     for _, conv in continuous_convs(model):
         conv.set_resolution(horizon=resolution + horizon_offset, sampling_rate_norm=ratio ** dim)
         count += 1
-    for module in model.modules():
-        if SRFConv is not None and isinstance(module, SRFConv):
-            module.scale_factor = 1.0 / ratio
-            count += 1
+    count += set_scale_factor(model, 1.0 / ratio)
     return count
 
 

@@ -11,7 +11,6 @@ import json
 import logging
 import os
 import time
-import warnings
 from types import SimpleNamespace
 from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple, Union
 
@@ -27,10 +26,11 @@ from flexcore.engine import hooks as H
 from flexcore.engine.accelerate import amp_dtype, compile_model, to_channels_last
 from flexcore.engine.evaluation import build_task, evaluate
 from flexcore.engine.run_dir import check_resume, finished_summary, raise_recorded_errors, remove_stale_temp_files
+from flexcore.engine.trainer_options import build_regularizers, check_options, resolve_device
 from flexcore.engine.train_loop import HookBase, NonFiniteLossError, SimpleTrainer, TrainerBase, unwrap_model
 from flexcore.layers.fft_cost import fft_autotune_scope
 from flexcore.modeling.build import build_model as build_network
-from flexcore.registry import LR_SCHEDULES, OPTIMIZERS
+from flexcore.registry import HOOKS, LR_SCHEDULES, OPTIMIZERS
 from flexcore.solver import build_param_groups
 from flexcore.utils import comm
 from flexcore.utils.env import seed_all_rng, torch_settings
@@ -42,45 +42,6 @@ from flexcore.utils.parameters import count_parameters
 __all__ = ["Trainer", "count_parameters", "experiment"]
 
 logger = logging.getLogger("flexcore")
-
-
-def _check_counts(minimum: int = 1, **values: Any) -> None:
-    """ValueError naming the ``Trainer`` argument unless each value is an integer >= ``minimum``."""
-    for name, value in values.items():
-        if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-            raise ValueError(f"Trainer.{name} must be an integer >= {minimum}, got {value!r} "
-                             f"(e.g. --gin 'Trainer.{name} = {max(minimum, 1)}').")
-
-
-def _check_options(o: Mapping[str, Any]) -> None:
-    """ValueError naming the ``Trainer`` binding and a fix for the first invalid option."""
-    if o["period_unit"] not in ("epoch", "iter"):
-        raise ValueError(f"Trainer.period_unit must be 'epoch' or 'iter', got {o['period_unit']!r}")
-    _check_counts(batch_size=o["batch_size"], eval_batch_size=o["eval_batch_size"] or o["batch_size"],
-                  log_period=o["log_period"])
-    _check_counts(minimum=0, **{k: o[k] for k in ("num_workers", "epochs", "max_iter", "eval_period",
-                                                  "checkpoint_period", "profile_steps")})
-    lr = o["lr"]
-    if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not lr >= 0:
-        raise ValueError(f"Trainer.lr must be a number >= 0, got {lr!r} (e.g. --gin 'Trainer.lr = 1e-3').")
-    if not o["grad_clip"] >= 0:
-        raise ValueError(f"Trainer.grad_clip must be >= 0 (0: no clipping), got {o['grad_clip']!r}")
-    if bool(o["epochs"]) == bool(o["max_iter"]):
-        raise ValueError(
-            f"Give exactly one of Trainer.epochs ({o['epochs']}) or Trainer.max_iter ({o['max_iter']}) "
-            "(e.g. --gin 'Trainer.epochs = 10')."
-        )
-    if o["fft_autotune"] and o["deterministic"]:
-        raise ValueError(
-            "Trainer.fft_autotune = True times both convolution paths and may pick either, which "
-            "deterministic = True rules out; turn one of them off"
-        )
-
-
-def _resolve_device(device: str) -> torch.device:
-    if device == "auto":
-        return torch.device(f"cuda:{comm.get_local_rank()}") if torch.cuda.is_available() else torch.device("cpu")
-    return torch.device(device)
 
 
 @gin.configurable(module="engine")
@@ -102,8 +63,7 @@ class Trainer(TrainerBase):
         optimizer: ``OPTIMIZERS`` factory ``(param_groups, lr) -> Optimizer`` (default ``@Adam``).
         schedule: ``LR_SCHEDULES`` factory ``(optimizer, max_iter, iters_per_epoch)``
             (default ``@Constant``; e.g. ``@Cosine``).
-        param_groups: ``(model) -> groups`` (``build_param_groups``: mask/omega_0 lr factors,
-            weight-decay rules).
+        param_groups: ``(model) -> groups`` (``build_param_groups``: lr factors, weight-decay rules).
         regularizers: name -> ``REGULARIZERS`` factory (or a list of factories), each
             ``() -> callable(model) -> scalar`` added to the loss and logged as ``reg/<name>``.
         grad_clip, grad_clip_type: gradient clipping (0: off; ``"norm"`` or ``"value"``).
@@ -113,36 +73,35 @@ class Trainer(TrainerBase):
         log_period: iterations between metric lines (console, metrics.json, TensorBoard).
         max_to_keep: periodic checkpoints kept (None: all).
         seed: seeds model init, data order and augmentation (-1: draw one).
-        deterministic: deterministic kernels (see :func:`flexcore.utils.env.set_deterministic`).
-        val_split: split for model selection (None: select on ``test_split``, as the
-            original's image experiments did).
+        deterministic: deterministic kernels (:func:`flexcore.utils.env.set_deterministic`; not
+            with ``fft_autotune``).
+        val_split: split for model selection (None: on ``test_split``, as the original's image runs).
         test_split: split for the final test (None: no test).
         fake_data: random data of the dataset's shape (``--fake-data``).
         drop_last: drop each epoch's last incomplete training batch.
         device: ``"auto"`` (this rank's GPU, else CPU), ``"cpu"``, ``"cuda:0"``, ...
         init_weights: checkpoint to initialise the model from (``--weights``).
-        init_strict: a key/shape mismatch with ``init_weights`` is an error (False: load
-            what fits and log the rest).
+        init_strict: a key/shape mismatch with ``init_weights`` is an error (False: load what fits).
         weights_only: safe checkpoint loading (``--unsafe-load`` turns it off).
         extra_hooks: ``HOOKS`` factories ``() -> HookBase`` run after the built-in ones.
         tensorboard: write TensorBoard event files.
-        num_threads: CPU threads for torch's ops in this process (None: torch's default, one
-            per core). Small models gain nothing from more, and on a machine shared with
-            other jobs extra threads slow every step down badly.
+        num_threads: torch's CPU threads during the run (None: torch's default, one per core);
+            small models gain nothing from more, and on a shared machine they slow every step.
         profile_steps: profile this many steps with ``TorchProfiler`` (``--profile N``).
         compile: ``torch.compile`` the model (compiled on the first step; a failure there
             is logged and training continues eagerly unless ``compile_fallback`` is False).
-        compile_mode: torch.compile mode (None, ``"reduce-overhead"``, ``"max-autotune"``).
-        compile_backend: torch.compile backend (``"inductor"``; ``"aot_eager"`` to debug).
-        compile_fallback: train eagerly if compiling fails (False: stop with the error).
+        compile_mode, compile_backend: torch.compile's (None, ``"reduce-overhead"``, ...; ``"inductor"``,
+            ``"aot_eager"`` to debug). compile_fallback: train eagerly if compiling fails (False: raise).
         channels_last: channels-last memory for the model and 4-D inputs (2-D image models).
         kernel_report: write the kernel report (sizes, plots) at the end of training.
-        amp: mixed precision for the training forward: None (float32), ``"bf16"`` (autocast
-            to bfloat16) or ``"fp16"`` (float16 with a gradient scaler). FFT convolutions
-            run in float32 whatever the input; evaluation runs in float32.
-        fft_autotune: time the spatial and FFT paths once per convolution shape where the
-            'auto' cost model cannot tell them apart, and keep the faster (during the run, like
-            ``cudnn.benchmark``; see ``flexcore.layers.fft_cost``). Not with ``deterministic``.
+        amp: mixed precision of the training forward: None (float32), ``"bf16"`` or ``"fp16"`` (with
+            a gradient scaler). FFT convolutions and evaluation run in float32 whatever the input.
+        fft_autotune: during the run, time the spatial and FFT paths once per shape where the 'auto'
+            cost model cannot tell them apart; keep the faster (``flexcore.layers.fft_cost``).
+
+    Construction only assembles: a subclass overrides :meth:`build_datasets`,
+    :meth:`build_model`, :meth:`build_solver` or :meth:`build_hooks` (docs/training.md).
+    Threads, determinism and FFT autotune hold only within :meth:`process_settings`.
     """
 
     def __init__(
@@ -192,7 +151,7 @@ class Trainer(TrainerBase):
     ):
         super().__init__()
         options = {k: v for k, v in locals().items() if k not in ("self", "output_dir", "__class__")}
-        _check_options(options)
+        check_options(options)
         self.options = SimpleNamespace(**options)
         self._set_legacy_attributes(self.options)
         self.output_dir = output_dir
@@ -204,6 +163,7 @@ class Trainer(TrainerBase):
         self._session_start: Optional[float] = None
         self.validation_result: Optional[Dict[str, Any]] = None
         self.results: Dict[str, Any] = {}
+        self.summary_extras: Dict[str, Any] = {}  # hooks add entries to summary.json here
         with self.process_settings():
             self.seed = seed_all_rng(seed)
             self.train_set, self.val_set, self.test_set = self.build_datasets()
@@ -228,17 +188,15 @@ class Trainer(TrainerBase):
         self.profile_steps, self.log_period, self.tensorboard = o.profile_steps, o.log_period, o.tensorboard
         self.max_to_keep, self.kernel_report = o.max_to_keep, o.kernel_report
 
-    # -- run-scoped process state -----------------------------------------------------------
     @contextlib.contextmanager
     def process_settings(self) -> Iterator[None]:
         """torch threads, deterministic kernels and FFT autotune as configured, restored on exit.
 
-        Construction, :meth:`train` and evaluation run inside it, so a process that builds
-        two trainers (a sweep, ``CrossResolution``, a test) gets each run's own settings
-        and its defaults back afterwards.
+        Construction, :meth:`train` and evaluation run inside it: a process that builds several
+        trainers (a sweep, ``CrossResolution``, tests) gives each its settings, then its own back.
         """
         o = self.options
-        with torch_settings(num_threads=o.num_threads, deterministic=o.deterministic), fft_autotune_scope(o.fft_autotune):
+        with torch_settings(o.num_threads, o.deterministic), fft_autotune_scope(o.fft_autotune):
             yield
 
     # -- construction: override one of these in a subclass ------------------------------------
@@ -259,7 +217,7 @@ class Trainer(TrainerBase):
         """The network for ``self.metadata`` on ``self.device``: compiled and DDP-wrapped as configured."""
         o = self.options
         model = build_network(self.metadata)
-        self.device = _resolve_device(o.device)
+        self.device = resolve_device(o.device)
         model.to(self.device)
         amp_dtype(o.amp, self.device)  # a bad value fails here, before any data is touched
         if o.channels_last:
@@ -302,7 +260,7 @@ class Trainer(TrainerBase):
         optimizer = (o.optimizer or OPTIMIZERS.get("Adam"))(o.param_groups(model), lr=o.lr)
         schedule = (o.schedule or LR_SCHEDULES.get("Constant"))(
             optimizer, max_iter=self.max_iter, iters_per_epoch=self.iters_per_epoch)
-        return optimizer, schedule, self._build_regularizers(o.regularizers)
+        return optimizer, schedule, build_regularizers(o.regularizers)
 
     def _build_step(self) -> SimpleTrainer:
         o = self.options
@@ -312,53 +270,41 @@ class Trainer(TrainerBase):
             amp=o.amp, channels_last=o.channels_last, compile_fallback=o.compile_fallback,
         )
 
-    @staticmethod
-    def _build_regularizers(regularizers) -> Dict[str, Callable[[nn.Module], torch.Tensor]]:
-        items = regularizers.items() if isinstance(regularizers, Mapping) else [
-            (getattr(factory, "__name__", type(factory).__name__), factory) for factory in regularizers
-        ]
-        built = {}
-        for name, factory in items:
-            if name in built:
-                raise ValueError(f"Two regularizers are named {name!r}; give them names: Trainer.regularizers = {{...}}")
-            built[name] = factory()
-        return built
-
     def eval_loader(self, dataset):
-        """A loader over ``dataset`` for evaluation (the eval batch, no shuffling); None for None."""
+        """A loader over ``dataset`` for evaluation (the eval batch, in order); None for None."""
         return None if dataset is None else build_test_loader(dataset, self.eval_batch_size, self.num_workers)
 
     def build_hooks(self) -> List[Optional[HookBase]]:
         """The default hooks in their documented order (see :mod:`flexcore.engine.hooks`).
 
-        A profiling run (``profile_steps``) keeps only the timer, the profiler and the
-        schedule: it writes no checkpoints or metrics, so its output dir stays reusable.
+        Hooks that need the layers' or analysis' knowledge are looked up in ``HOOKS`` by
+        name (their gin bindings apply, e.g. ``KernelSizeLogger.images = False``). A
+        profiling run (``profile_steps``) keeps only the timer, the crop refresh, the
+        profiler and the schedule: it writes no checkpoints or metrics, so its output dir
+        stays reusable.
         """
-        main = comm.is_main_process()
-        hooks: List[Optional[HookBase]] = [H.IterationTimer()]
+        hooks: List[Optional[HookBase]] = [H.IterationTimer(), HOOKS.get("RefreshCrops")()]
         self.eval_hook = None
         if self.profile_steps:
-            hooks.append(H.TorchProfiler(os.path.join(self.output_dir, "profile"), warmup_steps=2,
-                                         num_steps=self.profile_steps))
-            hooks.append(H.LRScheduler(self.optimizer, self.scheduler))
-            return hooks
+            hooks.append(HOOKS.get("TorchProfiler")(os.path.join(self.output_dir, "profile"), warmup_steps=2,
+                                                    num_steps=self.profile_steps))
+            return hooks + [H.LRScheduler(self.optimizer, self.scheduler)]
         if self.val_set is not None or self.test_set is not None:
             self.eval_hook = H.EvalHook(
                 self.eval_period, self.task, self.eval_loader(self.val_set), self.eval_loader(self.test_set),
                 checkpointer=self.checkpointer, iters_per_epoch=self.iters_per_epoch,
             )
             hooks.append(self.eval_hook)
-        hooks += [
-            H.LRScheduler(self.optimizer, self.scheduler),
-            H.HOOKS.get("KernelSizeLogger")(period=self.log_period),  # gin-bound: KernelSizeLogger.images = False
-        ]
+        hooks += [H.LRScheduler(self.optimizer, self.scheduler), HOOKS.get("KernelSizeLogger")(period=self.log_period)]
         hooks += [factory() for factory in self.options.extra_hooks]
+        main = comm.is_main_process()
         if main:
             # Writers are attached in train(): they need the start iteration (resume).
             hooks.append(H.PeriodicWriter([], period=self.log_period, checkpoint_period=self.checkpoint_period))
             hooks.append(H.Progress())
             if self.kernel_report:
-                hooks.append(H.KernelReport())
+                hooks.append(HOOKS.get("KernelReport")())
+            hooks.append(HOOKS.get("FlopSummary")())
         # Last: a checkpoint is never ahead of metrics.json (a run killed between the two
         # would resume past a step whose metrics line was never written).
         hooks.append(H.PeriodicCheckpointer(self.checkpointer, self.checkpoint_period, max_to_keep=self.max_to_keep))
@@ -472,7 +418,7 @@ class Trainer(TrainerBase):
             ) from None
         wall = time.perf_counter() - start
         if self.profile_steps:
-            return {"profile": next(h for h in self._hooks if isinstance(h, H.TorchProfiler)).table}
+            return {"profile": next(h for h in self._hooks if isinstance(h, HOOKS.get_raw("TorchProfiler"))).table}
         self.results = self._summarize(wall)
         raise_recorded_errors(self.output_dir, self.results)
         return self.results
@@ -493,23 +439,9 @@ class Trainer(TrainerBase):
         if self.start_iter:
             results["resumed_at_iteration"] = self.start_iter
             results["session_wall_time_s"] = round(wall_time, 2)
-        flops = self._flops() if comm.is_main_process() else None
-        if flops is not None:
-            results["flops_per_sample"] = flops
+        results.update(self.summary_extras)  # what hooks measured (FlopSummary: flops_per_sample)
         if self.eval_hook is not None:
-            ev = self.eval_hook
-            metric = self.task.metric
-            if ev.best:
-                results[f"best_{ev.split}_{metric}"] = ev.best[metric]
-                results["best_iteration"] = ev.best["iteration"]
-                results["best_epoch"] = ev.best["epoch"]
-            for key, label in (("test_best", "test_{}_best_model"), ("test", "test_{}_final_model")):
-                if ev.results.get(key) and metric in ev.results[key]:
-                    results[label.format(metric)] = ev.results[key][metric]
-                    if "top5" in ev.results[key]:
-                        results[label.format("top5")] = ev.results[key]["top5"]
-            if ev.errors:
-                results["errors"] = list(ev.errors)
+            results.update(self.eval_hook.summary())
         rows = [(k, f"{v:,}" if isinstance(v, int) else f"{v:.4g}" if isinstance(v, float) else v) for k, v in results.items()]
         table = tabulate(rows, headers=["", "value"], tablefmt="github", disable_numparse=True, colalign=("left", "right"))
         logger.info("Summary of %s:\n%s", self.output_dir, table)
@@ -518,23 +450,6 @@ class Trainer(TrainerBase):
             with atomic_open(path, "w") as f:
                 json.dump(results, cut_write(path, f), indent=2)
         return results
-
-    def _flops(self) -> Optional[int]:
-        """Inference FLOPs (fvcore's convention: a multiply-add counts 1) of one sample, if countable."""
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message=".*torch.jit.script.*")  # fvcore.nn's import, torch 2.14
-            try:
-                from flexcore.analysis import count_flops
-            except ImportError:
-                return None
-        sample = self.train_set[0][0].unsqueeze(0).to(self.device)
-        try:
-            with warnings.catch_warnings():
-                warnings.filterwarnings("ignore", message=".*torch.jit.script.*")
-                return int(count_flops(unwrap_model(self.model), sample))
-        except Exception as exc:  # noqa: BLE001 - a missing count must not fail a finished run
-            logger.warning("FLOPs not counted (%s: %s); the summary leaves them out.", type(exc).__name__, exc)
-            return None
 
     def evaluate_only(self, weights: Optional[str] = None,
                       after_load: Optional[Callable[["Trainer"], None]] = None) -> Dict[str, Dict[str, float]]:

@@ -233,12 +233,14 @@ def test_trainer_step_syncs_twice_whatever_the_depth(tmp_path):
         _loader(trainer)
         _steps(trainer, 1)  # fixes the grids
         with EventStorage() as storage:
-            trainer._trainer.storage = storage
+            trainer.storage = trainer._trainer.storage = storage
             with count_host_reads(trainer.model) as reads:
-                trainer._trainer.run_step()
+                trainer.before_step()  # the hooks' part of the step: RefreshCrops
+                trainer.run_step()
         counts[blocks] = reads.count
-        # crops (all layers at once) + the logged scalars (loss, accuracy, NaN check)
+        # crops (all layers at once, RefreshCrops) + the logged scalars (loss, accuracy, NaN check)
         assert reads.count == 2, reads.report()
+        assert reads.reads[0][1].split(":")[0].endswith("traversal.py"), reads.report()
         # The kernel-size logger reads all crops at once too, and the next step then reads none.
         size_logger = next(h for h in trainer.hooks if type(h).__name__ == "KernelSizeLogger")
         with count_host_reads(trainer.model) as reads:
