@@ -170,9 +170,10 @@ class CrossResolution:
             trainer.checkpointer.load(source, checkpointables=[])
             self._adapt(trainer, self.target_resolution)
             ootb = {}
-            for split, dataset in (("val", trainer.val_set), ("test", trainer.test_set)):
-                if dataset is not None:
-                    ootb[split] = evaluate(trainer.model, trainer.eval_loader(dataset), trainer.task)
+            with trainer.process_settings():  # the run's threads and FFT autotune, as its training gets
+                for split, dataset in (("val", trainer.val_set), ("test", trainer.test_set)):
+                    if dataset is not None:
+                        ootb[split] = evaluate(trainer.model, trainer.eval_loader(dataset), trainer.task)
             if comm.is_main_process():
                 with atomic_open(ootb_file, "w") as f:
                     json.dump(ootb, f, indent=2)
