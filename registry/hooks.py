@@ -3,6 +3,7 @@ from .core import Registry
 
 HOOKS = Registry(
     "hooks",
-    contract="factory(**hp) -> flexcore.engine.HookBase",
-    builtins=["flexcore.engine.hooks"],
+    contract="factory(**hp) -> flexcore.utils.hooks.HookBase",
+    # each package defines the hooks for what it knows; the engine looks them up by name
+    builtins=["flexcore.engine.hooks", "flexcore.layers.hooks", "flexcore.analysis.hooks"],
 )

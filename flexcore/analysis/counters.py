@@ -15,9 +15,12 @@ from typing import Dict, List, Tuple, Union
 import numpy as np
 import torch
 import torch.nn as nn
-from fvcore.nn import ActivationCountAnalysis, FlopCountAnalysis
-from fvcore.nn.jit_analysis import Statistics, _get_scoped_trace_graph, _named_modules_with_dup
 from torch.jit import TracerWarning
+
+with warnings.catch_warnings():  # fvcore.nn uses torch.jit.script, deprecated in torch 2.14: not the user's concern
+    warnings.filterwarnings("ignore", message=".*torch.jit.script.*")
+    from fvcore.nn import ActivationCountAnalysis, FlopCountAnalysis
+    from fvcore.nn.jit_analysis import Statistics, _get_scoped_trace_graph, _named_modules_with_dup
 
 from .handles import ZERO_COST_OPS, activation_handles, flop_handles
 

@@ -16,13 +16,17 @@ from __future__ import annotations
 import copy
 import functools
 import logging
+import warnings
 from collections import Counter
 from typing import Any, Dict, List, Tuple
 
 import torch
 import torch.nn as nn
-from fvcore.nn import ActivationCountAnalysis, FlopCountAnalysis, parameter_count
 from tabulate import tabulate
+
+with warnings.catch_warnings():  # fvcore.nn uses torch.jit.script, deprecated in torch 2.14: not the user's concern
+    warnings.filterwarnings("ignore", message=".*torch.jit.script.*")
+    from fvcore.nn import ActivationCountAnalysis, FlopCountAnalysis, parameter_count
 
 from flexcore.layers import bake_model
 

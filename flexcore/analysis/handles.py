@@ -17,11 +17,15 @@ from __future__ import annotations
 
 import math
 import string
+import warnings
 from collections import Counter
 from typing import Any, Dict, List, Optional, Sequence
 
 import numpy as np
-from fvcore.nn.jit_handles import Handle, batchnorm_flop_jit, get_shape, norm_flop_counter
+
+with warnings.catch_warnings():  # fvcore.nn uses torch.jit.script, deprecated in torch 2.14: not the user's concern
+    warnings.filterwarnings("ignore", message=".*torch.jit.script.*")
+    from fvcore.nn.jit_handles import Handle, batchnorm_flop_jit, get_shape, norm_flop_counter
 
 __all__ = [
     "CONVENTIONS",

@@ -91,7 +91,7 @@ def train_config(config: str, output_dir: str, bindings: List[str]) -> Dict[str,
                    final_train_loss=_final_train_loss(output_dir))
     memory = trainer.metadata.extras.get("memory_size") if trainer.metadata.name == "CopyMemory" else None
     if memory and trainer.test_set is not None:
-        results["test_recall_accuracy"] = recall_accuracy(trainer.model, trainer._eval_loader(trainer.test_set),
+        results["test_recall_accuracy"] = recall_accuracy(trainer.model, trainer.eval_loader(trainer.test_set),
                                                           memory, trainer.device)
     gin.clear_config()
     return results

@@ -34,9 +34,8 @@ from tabulate import tabulate
 from flexcore.engine.evaluation import evaluate
 from flexcore.engine.train_loop import unwrap_model
 from flexcore.engine.trainer import Trainer
-from flexcore.layers import SRFConv
+from flexcore.layers import continuous_convs, set_scale_factor
 from flexcore.utils import comm
-from flexcore.layers.traversal import continuous_convs
 from flexcore.utils.file_io import atomic_open
 
 __all__ = ["CrossResolution", "set_model_resolution"]
@@ -58,10 +57,7 @@ def set_model_resolution(model: nn.Module, resolution: int, trained_resolution: 
     for _, conv in continuous_convs(model):
         conv.set_resolution(horizon=resolution + horizon_offset, sampling_rate_norm=ratio ** dim)
         count += 1
-    for module in model.modules():
-        if isinstance(module, SRFConv):
-            module.scale_factor = 1.0 / ratio
-            count += 1
+    count += set_scale_factor(model, 1.0 / ratio)
     return count
 
 
@@ -174,9 +170,10 @@ class CrossResolution:
             trainer.checkpointer.load(source, checkpointables=[])
             self._adapt(trainer, self.target_resolution)
             ootb = {}
-            for split, dataset in (("val", trainer.val_set), ("test", trainer.test_set)):
-                if dataset is not None:
-                    ootb[split] = evaluate(trainer.model, trainer._eval_loader(dataset), trainer.task)  # noqa: SLF001
+            with trainer.process_settings():  # the run's threads and FFT autotune, as its training gets
+                for split, dataset in (("val", trainer.val_set), ("test", trainer.test_set)):
+                    if dataset is not None:
+                        ootb[split] = evaluate(trainer.model, trainer.eval_loader(dataset), trainer.task)
             if comm.is_main_process():
                 with atomic_open(ootb_file, "w") as f:
                     json.dump(ootb, f, indent=2)

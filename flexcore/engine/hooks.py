@@ -1,21 +1,25 @@
 """Hooks registered in ``HOOKS``: everything around the training step.
 
 The trainer (:class:`flexcore.engine.Trainer`) registers them in this order, which
-matters because each phase runs the hooks in sequence:
+matters because each phase runs the hooks in sequence. Hooks that need a lower
+package's knowledge are defined there and looked up in ``HOOKS`` by name (marked
+with their module); this module holds the generic ones.
 
 1. ``IterationTimer``      times each step (first, so it brackets the others' ``before_step``)
-2. ``TorchProfiler``       only with ``--profile N``: traces N steps
-3. ``EvalHook``            validation every ``eval_period``; best checkpoint; final test
-4. ``LRScheduler``         logs the rate used by this step, then steps the schedule
+2. ``RefreshCrops``        (layers) every FlexConv's crop from one device read, before the step
+3. ``TorchProfiler``       (analysis) only with ``--profile N``: traces N steps
+4. ``EvalHook``            validation every ``eval_period``; best checkpoint; final test
+5. ``LRScheduler``         logs the rate used by this step, then steps the schedule
                            (after evaluation, so ``Plateau`` sees this evaluation)
-5. ``KernelSizeLogger``    each continuous conv's current (cropped) kernel size, mask
-                           parameters and more; kernel and mask images after each validation
-6. user hooks              ``Trainer.extra_hooks``
-7. ``PeriodicWriter``      metrics.json, TensorBoard, console line (main process); also at
+6. ``KernelSizeLogger``    (analysis) each continuous conv's current (cropped) kernel size,
+                           mask parameters and more; kernel and mask images after each validation
+7. user hooks              ``Trainer.extra_hooks``
+8. ``PeriodicWriter``      metrics.json, TensorBoard, console line (main process); also at
                            every checkpoint iteration
-8. ``Progress``            a tqdm bar when stdout is a terminal (main process)
-9. ``KernelReport``        kernel sizes, masks and kernels as tables and PNGs at the end (main)
-10. ``PeriodicCheckpointer`` last: after every state change, so a checkpoint holds this
+9. ``Progress``            a tqdm bar when stdout is a terminal (main process)
+10. ``KernelReport``       (analysis) kernel sizes, masks and kernels as tables and PNGs at the end (main)
+11. ``FlopSummary``        (analysis) inference FLOPs per sample for the run's summary (main)
+12. ``PeriodicCheckpointer`` last: after every state change, so a checkpoint holds this
                            step's schedule and best metric, and after this step's metrics
                            are on disk, so a run killed at any moment resumes with a
                            metrics.json that misses nothing; ``model_final`` at the end
@@ -23,48 +27,34 @@ matters because each phase runs the hooks in sequence:
 from __future__ import annotations
 
 import copy
-import importlib
 import logging
 import os
 import sys
 import time
-import warnings
 from typing import Any, Dict, Iterable, List, Optional, Sequence
 
 import torch
-from tabulate import tabulate
 
 from flexcore.checkpoint import CheckpointError
 from flexcore.engine.evaluation import Task, evaluate
 from flexcore.engine.train_loop import HookBase, unwrap_model
-from flexcore.layers.traversal import continuous_convs, refresh_crops
 from flexcore.registry import HOOKS
-from flexcore.utils import comm
 from flexcore.utils.events import EventWriter, peak_gpu_memory_mib
 
 __all__ = [
+    "is_due",
     "IterationTimer",
     "LRScheduler",
     "PeriodicCheckpointer",
     "EvalHook",
     "PeriodicWriter",
     "Progress",
-    "KernelSizeLogger",
-    "TorchProfiler",
-    "KernelReport",
 ]
 
 logger = logging.getLogger("flexcore")
 
 
-def _analysis(module: str) -> Any:
-    """Import ``flexcore.analysis.<module>`` lazily, without fvcore.nn's torch.jit FutureWarning in the run's log."""
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=".*torch.jit.script.*", category=FutureWarning)
-        return importlib.import_module(f"flexcore.analysis.{module}")
-
-
-def _due(iteration: int, period: int, max_iter: int) -> bool:
+def is_due(iteration: int, period: int, max_iter: int) -> bool:
     """Whether a periodic action runs after ``iteration``: every ``period`` steps and after the last."""
     last = iteration + 1 == max_iter
     return last or (period > 0 and (iteration + 1) % period == 0)
@@ -264,7 +254,7 @@ class EvalHook(HookBase):
                 self.checkpointer.save("model_best", tag_last=False, include_checkpointables=False, best=dict(self.best))
 
     def after_step(self) -> None:
-        if _due(self.trainer.iter, self.period, self.trainer.max_iter):
+        if is_due(self.trainer.iter, self.period, self.trainer.max_iter):
             self._validate()
 
     def _test(self, prefix: str, model: torch.nn.Module) -> Dict[str, float]:
@@ -323,6 +313,22 @@ class EvalHook(HookBase):
             if best_model is not None:
                 self._test("test_best", best_model)
 
+    def summary(self) -> Dict[str, Any]:
+        """The run summary's evaluation entries: best selection metric and when, tests, errors."""
+        metric, out = self.task.metric, {}
+        if self.best:
+            out.update({f"best_{self.split}_{metric}": self.best[metric], "best_iteration": self.best["iteration"],
+                        "best_epoch": self.best["epoch"]})
+        for key, label in (("test_best", "test_{}_best_model"), ("test", "test_{}_final_model")):
+            result = self.results.get(key)
+            if result and metric in result:
+                out[label.format(metric)] = result[metric]
+                if "top5" in result:
+                    out[label.format("top5")] = result["top5"]
+        if self.errors:
+            out["errors"] = list(self.errors)
+        return out
+
     def state_dict(self) -> Dict[str, Any]:
         return {"best": dict(self.best)}
 
@@ -351,7 +357,7 @@ class PeriodicWriter(HookBase):
     def after_step(self) -> None:
         it = self.trainer.iter
         at_checkpoint = self.checkpoint_period > 0 and (it + 1) % self.checkpoint_period == 0
-        if at_checkpoint or _due(it, self.period, self.trainer.max_iter):
+        if at_checkpoint or is_due(it, self.period, self.trainer.max_iter):
             memory = peak_gpu_memory_mib()
             if memory is not None:
                 self.trainer.storage.put_scalar("peak_memory_mib", memory, smoothing_hint=False)
@@ -407,204 +413,3 @@ class Progress(HookBase):
         if self._redirect is not None:
             self._redirect.__exit__(None, None, None)
             self._redirect = None
-
-
-@HOOKS.register()
-class KernelSizeLogger(HookBase):
-    """Puts each continuous conv's current (cropped) kernel size: ``kernel_size/<layer>[/<dim>]``.
-
-    Logs a table of the sizes at the start and the end of training, and keeps each layer's
-    size history (the iterations where it changed; checkpointed) for the kernel report.
-    On the main process it also reports the kernels' dynamics
-    (:mod:`flexcore.analysis.kernel_dynamics`): every ``period`` the masks' mean and width
-    per dim, the energy outside each crop, the FFT/direct path counts and the kernel
-    generation's time and share of a step; after the first step, each validation and the
-    last step, kernel and mask images and histograms (when a writer keeps images:
-    TensorBoard). Nothing runs per step.
-
-    Args:
-        period: iterations between measurements.
-        dynamics: report the kernel dynamics (False: kernel sizes only).
-        images: draw the images and histograms (with ``dynamics``).
-        num_pairs: ``(out, in)`` kernel slices per layer in each image.
-    """
-
-    def __init__(self, period: int = 20, dynamics: bool = True, images: bool = True, num_pairs: int = 4):
-        self.period = int(period)
-        self.dynamics = bool(dynamics)
-        self.images = bool(images)
-        self.num_pairs = int(num_pairs)
-        # layer -> [[iteration, *size], ...]: the first size and every change, for kernel_sizes.png
-        self.history: Dict[str, List[List[int]]] = {}
-
-    def _sizes(self) -> List[tuple]:
-        rows = []
-        model = unwrap_model(self.trainer.model)
-        refresh_crops(model)  # every crop from one device read (the next step then reads none)
-        for name, conv in continuous_convs(model):
-            try:
-                size = conv.kernel_size()
-            except RuntimeError:  # horizon 'same'/'full': the first forward fixes the grid
-                continue
-            rows.append((name, tuple(int(s) for s in size) if isinstance(size, (tuple, list)) else (int(size),)))
-        return rows
-
-    def _record(self, rows: Sequence[tuple], iteration: int) -> None:
-        for name, size in rows:
-            points = self.history.setdefault(name, [])
-            if not points or points[-1][1:] != list(size):
-                points.append([iteration, *size])
-
-    def _put(self) -> None:
-        storage = self.trainer.storage
-        rows = self._sizes()
-        self._record(rows, self.trainer.iter)
-        for name, size in rows:
-            if len(size) == 1:
-                storage.put_scalar(f"kernel_size/{name}", size[0], smoothing_hint=False)
-            else:
-                for d, s in enumerate(size):
-                    storage.put_scalar(f"kernel_size/{name}/{d}", s, smoothing_hint=False)
-
-    def _log_table(self, when: str) -> None:
-        rows = self._sizes()
-        if rows:
-            table = tabulate([(n, "x".join(map(str, s))) for n, s in rows], headers=["continuous conv", "kernel size"],
-                             tablefmt="github")
-            logger.info("Kernel sizes %s:\n%s", when, table)
-
-    def _validated_now(self) -> bool:
-        result = getattr(self.trainer, "validation_result", None)
-        return bool(result) and result.get("iteration") == self.trainer.iter
-
-    def _images_kept(self) -> bool:
-        """Whether a writer persists images (TensorBoard); drawing them is wasted otherwise."""
-        return any(getattr(writer, "writes_images", False) for hook in self.trainer.hooks
-                   if isinstance(hook, PeriodicWriter) for writer in hook.writers)
-
-    def _put_dynamics(self, scalars: bool) -> None:
-        dynamics = _analysis("kernel_dynamics")
-        model = unwrap_model(self.trainer.model)
-        it = self.trainer.iter
-        if scalars:
-            dynamics.put_kernel_scalars(model, self.trainer.storage)
-        moment = it == 0 or it + 1 == self.trainer.max_iter or self._validated_now()
-        if self.images and moment and self._images_kept():
-            dynamics.put_kernel_images(model, self.trainer.storage, num_pairs=self.num_pairs)
-
-    def before_train(self) -> None:
-        self._log_table("at the start")
-
-    def after_step(self) -> None:
-        due = _due(self.trainer.iter, self.period, self.trainer.max_iter)
-        if due:
-            self._put()
-        elif self.trainer.iter == self.trainer.start_iter:  # the size the first step left
-            self._record(self._sizes(), self.trainer.iter)
-        if self.dynamics and comm.is_main_process():
-            try:
-                self._put_dynamics(scalars=due)
-            except Exception:  # noqa: BLE001 - a diagnostic must not stop training
-                logger.exception("Reporting the kernel dynamics at iteration %d failed; turning it off",
-                                 self.trainer.iter)
-                self.dynamics = False
-
-    def after_train(self) -> None:
-        if self.trainer.completed:
-            self._log_table("at the end")
-
-    def state_dict(self) -> Dict[str, Any]:
-        return {"history": self.history} if self.history else {}
-
-    def load_state_dict(self, state: Dict[str, Any]) -> None:
-        self.history = {name: [list(p) for p in points] for name, points in state.get("history", {}).items()}
-
-
-@HOOKS.register()
-class TorchProfiler(HookBase):
-    """Profiles ``num_steps`` steps with ``torch.profiler`` (``flexcore.analysis.profiler``).
-
-    Outputs in ``output_dir`` (main process): ``trace.json`` (chrome://tracing, Perfetto),
-    ``top_ops.txt`` (ops by self time per step, also logged) and ``regions.txt`` (time per
-    labelled region: each continuous conv, its kernel net and mask).
-
-    Args:
-        output_dir: folder for the outputs.
-        warmup_steps: steps after the run's start run under the profiler but not recorded.
-        num_steps: profiled steps.
-        top: rows of the table.
-    """
-
-    def __init__(self, output_dir: str, warmup_steps: int = 2, num_steps: int = 5, top: int = 25):
-        self.output_dir = output_dir
-        self.warmup_steps = int(warmup_steps)
-        self.num_steps = int(num_steps)
-        self.top = int(top)
-        self._profiler = None
-        self.table = ""
-
-    def before_train(self) -> None:
-        if not comm.is_main_process():
-            return
-        self._profiler = _analysis("profiler").TrainingProfiler(
-            self.output_dir, steps=self.num_steps, warmup=self.warmup_steps,
-            model=unwrap_model(self.trainer.model), row_limit=self.top,
-        ).start()
-
-    def after_step(self) -> None:
-        if self._profiler is not None and not self._profiler.done:
-            self._profiler.step()
-            if self._profiler.done:
-                self._finish()
-
-    def after_train(self) -> None:
-        if self._profiler is not None and not self._profiler.done:
-            self._profiler.stop()
-            self._finish()
-
-    def _finish(self) -> None:
-        result = self._profiler.result
-        if result is None:
-            return
-        self.table = result.top_ops_table(self.top)
-        logger.info("Profile of %d steps (top %d ops by self time):\n%s\nRegions:\n%s", result.steps, self.top,
-                    self.table, result.regions_table())
-        logger.info("Profiler trace: %s", os.path.join(self.output_dir, "trace.json"))
-
-
-@HOOKS.register()
-class KernelReport(HookBase):
-    """At the end of training, write the kernel report (``flexcore.analysis.write_kernel_report``).
-
-    ``<output_dir>/kernels/``: kernel sizes and mask extents per continuous conv (table and
-    JSON at the first step and at the end), the sizes over training as curves (from
-    ``KernelSizeLogger``'s history), kernel and mask images. Models without continuous
-    convs get only the (empty) table.
-
-    Args:
-        output_dir: the run's output dir (default: the trainer's).
-        num_slices: ``(out, in)`` slices per layer in ``kernels.png``.
-    """
-
-    def __init__(self, output_dir: Optional[str] = None, num_slices: int = 4):
-        self.output_dir = output_dir
-        self.num_slices = num_slices
-        self._start: Dict[str, Any] = {}
-
-    def after_step(self) -> None:
-        if not self._start and comm.is_main_process():  # the first step fixed every grid: sizes at the start
-            self._start = {f"iter {self.trainer.iter + 1}": _analysis("kernels").kernel_stats(unwrap_model(self.trainer.model))}
-
-    def after_train(self) -> None:
-        if not comm.is_main_process() or not self._start:
-            return
-        write_kernel_report = _analysis("kernels").write_kernel_report
-        output_dir = self.output_dir or self.trainer.output_dir
-        sizes = next((h for h in self.trainer.hooks if isinstance(h, KernelSizeLogger)), None)
-        try:  # `iter` counts the iterations done once training ended (max_iter when completed)
-            write_kernel_report(unwrap_model(self.trainer.model), output_dir, label=f"iter {self.trainer.iter}",
-                                num_slices=self.num_slices, extra_stats=self._start,
-                                size_history=sizes.history if sizes is not None else None,
-                                last_iteration=self.trainer.iter - 1)
-        except Exception:  # noqa: BLE001 - a report must not hide the training outcome
-            logger.exception("Writing the kernel report to %s failed", output_dir)

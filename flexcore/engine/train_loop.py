@@ -4,7 +4,8 @@ Shape of detectron2's loop. ``TrainerBase.train`` calls, in order,
 ``before_train``, then per iteration ``before_step``, ``run_step`` (which calls
 ``after_backward``), ``after_step``, and finally ``after_train`` (also after an error).
 Each hook's methods run in registration order; :mod:`flexcore.engine.hooks` documents
-the default order.
+the default order. ``HookBase`` itself lives in :mod:`flexcore.utils.hooks` so that
+lower packages (layers, analysis) define hooks without importing the engine.
 """
 from __future__ import annotations
 
@@ -18,9 +19,9 @@ import torch
 import torch.nn as nn
 
 from flexcore.engine.accelerate import amp_dtype, autocast, disable_compile, is_compile_error
-from flexcore.layers.traversal import refresh_crops
 from flexcore.utils import comm
 from flexcore.utils.events import EventStorage, get_event_storage
+from flexcore.utils.hooks import HookBase, unwrap_model
 
 __all__ = ["HookBase", "TrainerBase", "SimpleTrainer", "NonFiniteLossError", "unwrap_model"]
 
@@ -44,43 +45,6 @@ class NonFiniteLossError(FloatingPointError):
             or f"Loss is not finite at iteration {iteration} ({terms}); training stopped before "
             "applying that update."
         )
-
-
-def unwrap_model(model: nn.Module) -> nn.Module:
-    """The module inside a DistributedDataParallel / DataParallel wrapper (or the model)."""
-    return model.module if isinstance(model, (nn.parallel.DistributedDataParallel, nn.DataParallel)) else model
-
-
-class HookBase:
-    """A training-loop hook: override the phases you need.
-
-    ``self.trainer`` is set (as a weak proxy) when the hook is registered. Hooks that
-    must survive a resume return their state from :meth:`state_dict`; it is saved in
-    every checkpoint under the hook's class name.
-    """
-
-    trainer: "TrainerBase" = None  # type: ignore[assignment]
-
-    def before_train(self) -> None:
-        pass
-
-    def after_train(self) -> None:
-        pass
-
-    def before_step(self) -> None:
-        pass
-
-    def after_backward(self) -> None:
-        pass
-
-    def after_step(self) -> None:
-        pass
-
-    def state_dict(self) -> Dict[str, Any]:
-        return {}
-
-    def load_state_dict(self, state: Dict[str, Any]) -> None:
-        pass
 
 
 class TrainerBase:
@@ -213,10 +177,11 @@ class SimpleTrainer(TrainerBase):
         compile_fallback: the model was ``torch.compile``-d; if compiling fails in the first
             step, log why and train eagerly (False: raise).
 
-    Host-device synchronisation: a step reads device values back twice, whatever the
-    depth: once before the forward for every FlexConv's crop (``refresh_crops``) and once
-    for all logged scalars (loss terms, metrics; the NaN check), plus the gradient norm
-    when clipping by norm.
+    Host-device synchronisation: the step reads device values back once, for all logged
+    scalars (loss terms, metrics; the NaN check), plus the gradient norm when clipping by
+    norm. Layer-specific preparation runs in hooks: the ``RefreshCrops`` hook
+    (:mod:`flexcore.layers.hooks`) computes every FlexConv's crop with one more read
+    before the step.
     """
 
     def __init__(
@@ -274,9 +239,6 @@ class SimpleTrainer(TrainerBase):
         targets = targets.to(self.device, non_blocking=True)
         if self.channels_last and inputs.dim() == 4:
             inputs = inputs.contiguous(memory_format=torch.channels_last)
-        bare = unwrap_model(self.model)
-        # Every FlexConv's crop from one device-to-host copy (not one per layer).
-        refresh_crops(bare)
 
         if self._compile_pending:
             outputs, losses, total, values = self._first_compiled_step(inputs, targets)

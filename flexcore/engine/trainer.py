@@ -6,12 +6,13 @@
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
 import time
-import warnings
-from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Union
+from types import SimpleNamespace
+from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple, Union
 
 import gin
 import torch
@@ -25,13 +26,14 @@ from flexcore.engine import hooks as H
 from flexcore.engine.accelerate import amp_dtype, compile_model, to_channels_last
 from flexcore.engine.evaluation import build_task, evaluate
 from flexcore.engine.run_dir import check_resume, finished_summary, raise_recorded_errors, remove_stale_temp_files
+from flexcore.engine.trainer_options import build_regularizers, check_options, resolve_device
 from flexcore.engine.train_loop import HookBase, NonFiniteLossError, SimpleTrainer, TrainerBase, unwrap_model
-from flexcore.layers.fft_cost import set_fft_autotune
-from flexcore.modeling.build import build_model
-from flexcore.registry import LR_SCHEDULES, OPTIMIZERS
+from flexcore.layers.fft_cost import fft_autotune_scope
+from flexcore.modeling.build import build_model as build_network
+from flexcore.registry import HOOKS, LR_SCHEDULES, OPTIMIZERS
 from flexcore.solver import build_param_groups
 from flexcore.utils import comm
-from flexcore.utils.env import seed_all_rng, set_deterministic
+from flexcore.utils.env import seed_all_rng, torch_settings
 from flexcore.utils.events import CommonMetricPrinter, JSONWriter, TensorboardWriter
 from flexcore.utils.faults import cut_write
 from flexcore.utils.file_io import atomic_open, path_manager
@@ -40,20 +42,6 @@ from flexcore.utils.parameters import count_parameters
 __all__ = ["Trainer", "count_parameters", "experiment"]
 
 logger = logging.getLogger("flexcore")
-
-
-def _check_counts(minimum: int = 1, **values: Any) -> None:
-    """ValueError naming the ``Trainer`` argument unless each value is an integer >= ``minimum``."""
-    for name, value in values.items():
-        if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-            raise ValueError(f"Trainer.{name} must be an integer >= {minimum}, got {value!r} "
-                             f"(e.g. --gin 'Trainer.{name} = {max(minimum, 1)}').")
-
-
-def _resolve_device(device: str) -> torch.device:
-    if device == "auto":
-        return torch.device(f"cuda:{comm.get_local_rank()}") if torch.cuda.is_available() else torch.device("cpu")
-    return torch.device(device)
 
 
 @gin.configurable(module="engine")
@@ -75,8 +63,7 @@ class Trainer(TrainerBase):
         optimizer: ``OPTIMIZERS`` factory ``(param_groups, lr) -> Optimizer`` (default ``@Adam``).
         schedule: ``LR_SCHEDULES`` factory ``(optimizer, max_iter, iters_per_epoch)``
             (default ``@Constant``; e.g. ``@Cosine``).
-        param_groups: ``(model) -> groups`` (``build_param_groups``: mask/omega_0 lr factors,
-            weight-decay rules).
+        param_groups: ``(model) -> groups`` (``build_param_groups``: lr factors, weight-decay rules).
         regularizers: name -> ``REGULARIZERS`` factory (or a list of factories), each
             ``() -> callable(model) -> scalar`` added to the loss and logged as ``reg/<name>``.
         grad_clip, grad_clip_type: gradient clipping (0: off; ``"norm"`` or ``"value"``).
@@ -86,36 +73,35 @@ class Trainer(TrainerBase):
         log_period: iterations between metric lines (console, metrics.json, TensorBoard).
         max_to_keep: periodic checkpoints kept (None: all).
         seed: seeds model init, data order and augmentation (-1: draw one).
-        deterministic: deterministic kernels (see :func:`flexcore.utils.env.set_deterministic`).
-        val_split: split for model selection (None: select on ``test_split``, as the
-            original's image experiments did).
+        deterministic: deterministic kernels (:func:`flexcore.utils.env.set_deterministic`; not
+            with ``fft_autotune``).
+        val_split: split for model selection (None: on ``test_split``, as the original's image runs).
         test_split: split for the final test (None: no test).
         fake_data: random data of the dataset's shape (``--fake-data``).
         drop_last: drop each epoch's last incomplete training batch.
         device: ``"auto"`` (this rank's GPU, else CPU), ``"cpu"``, ``"cuda:0"``, ...
         init_weights: checkpoint to initialise the model from (``--weights``).
-        init_strict: a key/shape mismatch with ``init_weights`` is an error (False: load
-            what fits and log the rest).
+        init_strict: a key/shape mismatch with ``init_weights`` is an error (False: load what fits).
         weights_only: safe checkpoint loading (``--unsafe-load`` turns it off).
         extra_hooks: ``HOOKS`` factories ``() -> HookBase`` run after the built-in ones.
         tensorboard: write TensorBoard event files.
-        num_threads: CPU threads for torch's ops in this process (None: torch's default, one
-            per core). Small models gain nothing from more, and on a machine shared with
-            other jobs extra threads slow every step down badly.
+        num_threads: torch's CPU threads during the run (None: torch's default, one per core);
+            small models gain nothing from more, and on a shared machine they slow every step.
         profile_steps: profile this many steps with ``TorchProfiler`` (``--profile N``).
         compile: ``torch.compile`` the model (compiled on the first step; a failure there
             is logged and training continues eagerly unless ``compile_fallback`` is False).
-        compile_mode: torch.compile mode (None, ``"reduce-overhead"``, ``"max-autotune"``).
-        compile_backend: torch.compile backend (``"inductor"``; ``"aot_eager"`` to debug).
-        compile_fallback: train eagerly if compiling fails (False: stop with the error).
+        compile_mode, compile_backend: torch.compile's (None, ``"reduce-overhead"``, ...; ``"inductor"``,
+            ``"aot_eager"`` to debug). compile_fallback: train eagerly if compiling fails (False: raise).
         channels_last: channels-last memory for the model and 4-D inputs (2-D image models).
         kernel_report: write the kernel report (sizes, plots) at the end of training.
-        amp: mixed precision for the training forward: None (float32), ``"bf16"`` (autocast
-            to bfloat16) or ``"fp16"`` (float16 with a gradient scaler). FFT convolutions
-            run in float32 whatever the input; evaluation runs in float32.
-        fft_autotune: time the spatial and FFT paths once per convolution shape where the
-            'auto' cost model cannot tell them apart, and keep the faster (process-wide, like
-            ``cudnn.benchmark``; see ``flexcore.layers.fft_cost``). Not with ``deterministic``.
+        amp: mixed precision of the training forward: None (float32), ``"bf16"`` or ``"fp16"`` (with
+            a gradient scaler). FFT convolutions and evaluation run in float32 whatever the input.
+        fft_autotune: during the run, time the spatial and FFT paths once per shape where the 'auto'
+            cost model cannot tell them apart; keep the faster (``flexcore.layers.fft_cost``).
+
+    Construction only assembles: a subclass overrides :meth:`build_datasets`,
+    :meth:`build_model`, :meth:`build_solver` or :meth:`build_hooks` (docs/training.md).
+    Threads, determinism and FFT autotune hold only within :meth:`process_settings`.
     """
 
     def __init__(
@@ -164,115 +150,62 @@ class Trainer(TrainerBase):
         fft_autotune: bool = False,
     ):
         super().__init__()
-        if period_unit not in ("epoch", "iter"):
-            raise ValueError(f"Trainer.period_unit must be 'epoch' or 'iter', got {period_unit!r}")
-        _check_counts(batch_size=batch_size, eval_batch_size=eval_batch_size or batch_size, log_period=log_period)
-        _check_counts(minimum=0, num_workers=num_workers, epochs=epochs, max_iter=max_iter, eval_period=eval_period,
-                      checkpoint_period=checkpoint_period, profile_steps=profile_steps)
-        if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not lr >= 0:
-            raise ValueError(f"Trainer.lr must be a number >= 0, got {lr!r} (e.g. --gin 'Trainer.lr = 1e-3').")
-        if not grad_clip >= 0:
-            raise ValueError(f"Trainer.grad_clip must be >= 0 (0: no clipping), got {grad_clip!r}")
-        if bool(epochs) == bool(max_iter):
-            raise ValueError(
-                f"Give exactly one of Trainer.epochs ({epochs}) or Trainer.max_iter ({max_iter}) "
-                "(e.g. --gin 'Trainer.epochs = 10')."
-            )
+        options = {k: v for k, v in locals().items() if k not in ("self", "output_dir", "__class__")}
+        check_options(options)
+        self.options = SimpleNamespace(**options)
+        self._set_legacy_attributes(self.options)
         self.output_dir = output_dir
         if comm.is_main_process():
             path_manager.mkdirs(output_dir)
-        self.dataset_name = dataset
-        self.dataset_options = dict(dataset_options or {})
-        self.batch_size = batch_size
-        self.eval_batch_size = eval_batch_size or batch_size
-        self.num_workers = num_workers
-        self.drop_last = drop_last
-        self.fake_data = fake_data
-        self.init_weights = init_weights
-        self.init_strict = init_strict
         self.start_iter = 0
         self._earlier_wall_s = 0.0  # training time of earlier sessions of this run (from the checkpoint)
         self._saved_max_iter: Optional[int] = None  # the run length a resumed checkpoint was saved with
         self._session_start: Optional[float] = None
         self.validation_result: Optional[Dict[str, Any]] = None
         self.results: Dict[str, Any] = {}
-
-        if num_threads:
-            torch.set_num_threads(num_threads)
-        if fft_autotune and deterministic:
-            raise ValueError(
-                "Trainer.fft_autotune = True times both convolution paths and may pick either, which "
-                "deterministic = True rules out; turn one of them off"
+        self.summary_extras: Dict[str, Any] = {}  # hooks add entries to summary.json here
+        with self.process_settings():
+            self.seed = seed_all_rng(seed)
+            self.train_set, self.val_set, self.test_set = self.build_datasets()
+            self.metadata = self.train_set.metadata
+            self.task = build_task(self.metadata)
+            self.model = self.build_model()  # every rank builds the same model (DDP also broadcasts rank 0's)
+            self._plan_iterations()
+            self.optimizer, self.scheduler, self.regularizers = self.build_solver(unwrap_model(self.model))
+            self._trainer = self._build_step()
+            self.checkpointer = Checkpointer(
+                unwrap_model(self.model), output_dir, weights_only=weights_only,
+                optimizer=self.optimizer, scheduler=self.scheduler, trainer=self,
             )
-        set_deterministic(deterministic)
-        if fft_autotune:
-            set_fft_autotune(True)
-        self.seed = seed_all_rng(seed)
+            self.register_hooks(self.build_hooks())
 
-        # Data (per-split gin scopes), then the model from the training split's metadata.
-        self.train_set = self._build_split("train")
-        self.val_set = self._build_split(val_split) if val_split else None
-        self.test_set = self._build_split(test_split) if test_split else None
-        self.metadata = self.train_set.metadata
-        self.task = build_task(self.metadata)
-        # Every rank builds the same initial model (DDP also broadcasts rank 0's).
-        model = build_model(self.metadata)
-        self.device = _resolve_device(device)
-        model.to(self.device)
-        amp_dtype(amp, self.device)  # a bad value fails here, before any data is touched
-        if channels_last:
-            to_channels_last(model)
-        self.num_parameters = count_parameters(model)
-        logger.info("Model: %s with %s trainable parameters", type(model).__name__, f"{self.num_parameters:,}")
-        # Different dropout/augmentation streams per rank from here on.
-        seed_all_rng(self.seed + comm.get_rank())
-        if compile:  # before DDP wraps it, so that DDP's hooks see the compiled module
-            compile_model(model, mode=compile_mode, backend=compile_backend)
-        if comm.get_world_size() > 1:
-            ids = [self.device.index] if self.device.type == "cuda" else None
-            model = nn.parallel.DistributedDataParallel(model, device_ids=ids)
-        self.model = model
+    def _set_legacy_attributes(self, o: SimpleNamespace) -> None:
+        """The options under the attribute names the trainer always had (read by subclasses and jobs)."""
+        self.dataset_name, self.dataset_options = o.dataset, dict(o.dataset_options or {})
+        self.batch_size, self.eval_batch_size = o.batch_size, o.eval_batch_size or o.batch_size
+        self.num_workers, self.drop_last, self.fake_data = o.num_workers, o.drop_last, o.fake_data
+        self.init_weights, self.init_strict = o.init_weights, o.init_strict
+        self.profile_steps, self.log_period, self.tensorboard = o.profile_steps, o.log_period, o.tensorboard
+        self.max_to_keep, self.kernel_report = o.max_to_keep, o.kernel_report
 
-        # Schedule length.
-        sampler = TrainingBatchSampler(len(self.train_set), per_rank_batch_size(batch_size), drop_last=drop_last)
-        self.iters_per_epoch = sampler.iters_per_epoch
-        self.max_iter = max_iter or epochs * self.iters_per_epoch
-        self.profile_steps = profile_steps
-        unit = self.iters_per_epoch if period_unit == "epoch" else 1
-        self.eval_period = eval_period * unit
-        self.checkpoint_period = checkpoint_period * unit
-        logger.info(
-            "Data: %s (%d train / %s val / %s test samples); global batch %d = %d per process x %d; "
-            "%d iterations per epoch, %d iterations (%.4g epochs)",
-            dataset, len(self.train_set), len(self.val_set) if self.val_set is not None else "no",
-            len(self.test_set) if self.test_set is not None else "no", batch_size,
-            per_rank_batch_size(batch_size), comm.get_world_size(), self.iters_per_epoch, self.max_iter,
-            self.max_iter / self.iters_per_epoch,
-        )
+    @contextlib.contextmanager
+    def process_settings(self) -> Iterator[None]:
+        """torch threads, deterministic kernels and FFT autotune as configured, restored on exit.
 
-        # Solver. Defaults are looked up by name so their gin bindings (Adam.betas = ...) apply.
-        optimizer = optimizer or OPTIMIZERS.get("Adam")
-        schedule = schedule or LR_SCHEDULES.get("Constant")
-        self.optimizer = optimizer(param_groups(unwrap_model(model)), lr=lr)
-        self.scheduler = schedule(self.optimizer, max_iter=self.max_iter, iters_per_epoch=self.iters_per_epoch)
-        self.regularizers = self._build_regularizers(regularizers)
+        Construction, :meth:`train` and evaluation run inside it: a process that builds several
+        trainers (a sweep, ``CrossResolution``, tests) gives each its settings, then its own back.
+        """
+        o = self.options
+        with torch_settings(o.num_threads, o.deterministic), fft_autotune_scope(o.fft_autotune):
+            yield
 
-        self._trainer = SimpleTrainer(
-            model, None, self.optimizer, self.task.loss, self.regularizers, grad_clip=grad_clip,
-            grad_clip_type=grad_clip_type, device=self.device, batch_metrics=self.task.train_batch_metrics,
-            amp=amp, channels_last=channels_last, compile_fallback=compile_fallback,
-        )
-        self.checkpointer = Checkpointer(
-            unwrap_model(model), output_dir, weights_only=weights_only,
-            optimizer=self.optimizer, scheduler=self.scheduler, trainer=self,
-        )
-        self.log_period = log_period
-        self.tensorboard = tensorboard
-        self.max_to_keep = max_to_keep
-        self.kernel_report = kernel_report
-        self.register_hooks(self.build_hooks(extra_hooks))
+    # -- construction: override one of these in a subclass ------------------------------------
+    def build_datasets(self) -> Tuple[Any, Optional[Any], Optional[Any]]:
+        """``(train, val, test)`` datasets (val/test None when their split is off); gin scope per split."""
+        o = self.options
+        return (self._build_split("train"), self._build_split(o.val_split) if o.val_split else None,
+                self._build_split(o.test_split) if o.test_split else None)
 
-    # -- construction -------------------------------------------------------------------
     def _build_split(self, split: str):
         with gin.config_scope(split):
             dataset = build_dataset(name=self.dataset_name, split=split, fake=self.fake_data, **self.dataset_options)
@@ -280,52 +213,98 @@ class Trainer(TrainerBase):
             raise TypeError(f"Dataset {self.dataset_name!r} ({split}) has no .metadata; see docs/contracts.md")
         return dataset
 
-    @staticmethod
-    def _build_regularizers(regularizers) -> Dict[str, Callable[[nn.Module], torch.Tensor]]:
-        items = regularizers.items() if isinstance(regularizers, Mapping) else [
-            (getattr(factory, "__name__", type(factory).__name__), factory) for factory in regularizers
-        ]
-        built = {}
-        for name, factory in items:
-            if name in built:
-                raise ValueError(f"Two regularizers are named {name!r}; give them names: Trainer.regularizers = {{...}}")
-            built[name] = factory()
-        return built
+    def build_model(self) -> nn.Module:
+        """The network for ``self.metadata`` on ``self.device``: compiled and DDP-wrapped as configured."""
+        o = self.options
+        model = build_network(self.metadata)
+        self.device = resolve_device(o.device)
+        model.to(self.device)
+        amp_dtype(o.amp, self.device)  # a bad value fails here, before any data is touched
+        if o.channels_last:
+            to_channels_last(model)
+        self.num_parameters = count_parameters(model)
+        logger.info("Model: %s with %s trainable parameters", type(model).__name__, f"{self.num_parameters:,}")
+        # Different dropout/augmentation streams per rank from here on.
+        seed_all_rng(self.seed + comm.get_rank())
+        if o.compile:  # before DDP wraps it, so that DDP's hooks see the compiled module
+            compile_model(model, mode=o.compile_mode, backend=o.compile_backend)
+        if comm.get_world_size() > 1:
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            model = nn.parallel.DistributedDataParallel(model, device_ids=ids)
+        return model
 
-    def _eval_loader(self, dataset):
+    def _plan_iterations(self) -> None:
+        """Run length and periods in iterations, from the training set's size."""
+        o = self.options
+        sampler = TrainingBatchSampler(len(self.train_set), per_rank_batch_size(o.batch_size), drop_last=o.drop_last)
+        self.iters_per_epoch = sampler.iters_per_epoch
+        self.max_iter = o.max_iter or o.epochs * self.iters_per_epoch
+        unit = self.iters_per_epoch if o.period_unit == "epoch" else 1
+        self.eval_period = o.eval_period * unit
+        self.checkpoint_period = o.checkpoint_period * unit
+        logger.info(
+            "Data: %s (%d train / %s val / %s test samples); global batch %d = %d per process x %d; "
+            "%d iterations per epoch, %d iterations (%.4g epochs)",
+            o.dataset, len(self.train_set), len(self.val_set) if self.val_set is not None else "no",
+            len(self.test_set) if self.test_set is not None else "no", o.batch_size,
+            per_rank_batch_size(o.batch_size), comm.get_world_size(), self.iters_per_epoch, self.max_iter,
+            self.max_iter / self.iters_per_epoch,
+        )
+
+    def build_solver(self, model: nn.Module) -> Tuple[torch.optim.Optimizer, Any, Dict[str, Callable]]:
+        """``(optimizer, lr schedule, regularizers)`` for the (unwrapped) ``model``.
+
+        Defaults are looked up by name so that their gin bindings (``Adam.betas = ...``) apply.
+        """
+        o = self.options
+        optimizer = (o.optimizer or OPTIMIZERS.get("Adam"))(o.param_groups(model), lr=o.lr)
+        schedule = (o.schedule or LR_SCHEDULES.get("Constant"))(
+            optimizer, max_iter=self.max_iter, iters_per_epoch=self.iters_per_epoch)
+        return optimizer, schedule, build_regularizers(o.regularizers)
+
+    def _build_step(self) -> SimpleTrainer:
+        o = self.options
+        return SimpleTrainer(
+            self.model, None, self.optimizer, self.task.loss, self.regularizers, grad_clip=o.grad_clip,
+            grad_clip_type=o.grad_clip_type, device=self.device, batch_metrics=self.task.train_batch_metrics,
+            amp=o.amp, channels_last=o.channels_last, compile_fallback=o.compile_fallback,
+        )
+
+    def eval_loader(self, dataset):
+        """A loader over ``dataset`` for evaluation (the eval batch, in order); None for None."""
         return None if dataset is None else build_test_loader(dataset, self.eval_batch_size, self.num_workers)
 
-    def build_hooks(self, extra_hooks: Sequence[Callable[[], HookBase]] = ()) -> List[Optional[HookBase]]:
+    def build_hooks(self) -> List[Optional[HookBase]]:
         """The default hooks in their documented order (see :mod:`flexcore.engine.hooks`).
 
-        A profiling run (``profile_steps``) keeps only the timer, the profiler and the
-        schedule: it writes no checkpoints or metrics, so its output dir stays reusable.
+        Hooks that need the layers' or analysis' knowledge are looked up in ``HOOKS`` by
+        name (their gin bindings apply, e.g. ``KernelSizeLogger.images = False``). A
+        profiling run (``profile_steps``) keeps only the timer, the crop refresh, the
+        profiler and the schedule: it writes no checkpoints or metrics, so its output dir
+        stays reusable.
         """
-        main = comm.is_main_process()
-        hooks: List[Optional[HookBase]] = [H.IterationTimer()]
+        hooks: List[Optional[HookBase]] = [H.IterationTimer(), HOOKS.get("RefreshCrops")()]
         self.eval_hook = None
         if self.profile_steps:
-            hooks.append(H.TorchProfiler(os.path.join(self.output_dir, "profile"), warmup_steps=2,
-                                         num_steps=self.profile_steps))
-            hooks.append(H.LRScheduler(self.optimizer, self.scheduler))
-            return hooks
+            hooks.append(HOOKS.get("TorchProfiler")(os.path.join(self.output_dir, "profile"), warmup_steps=2,
+                                                    num_steps=self.profile_steps))
+            return hooks + [H.LRScheduler(self.optimizer, self.scheduler)]
         if self.val_set is not None or self.test_set is not None:
             self.eval_hook = H.EvalHook(
-                self.eval_period, self.task, self._eval_loader(self.val_set), self._eval_loader(self.test_set),
+                self.eval_period, self.task, self.eval_loader(self.val_set), self.eval_loader(self.test_set),
                 checkpointer=self.checkpointer, iters_per_epoch=self.iters_per_epoch,
             )
             hooks.append(self.eval_hook)
-        hooks += [
-            H.LRScheduler(self.optimizer, self.scheduler),
-            H.HOOKS.get("KernelSizeLogger")(period=self.log_period),  # gin-bound: KernelSizeLogger.images = False
-        ]
-        hooks += [factory() for factory in extra_hooks]
+        hooks += [H.LRScheduler(self.optimizer, self.scheduler), HOOKS.get("KernelSizeLogger")(period=self.log_period)]
+        hooks += [factory() for factory in self.options.extra_hooks]
+        main = comm.is_main_process()
         if main:
             # Writers are attached in train(): they need the start iteration (resume).
             hooks.append(H.PeriodicWriter([], period=self.log_period, checkpoint_period=self.checkpoint_period))
             hooks.append(H.Progress())
             if self.kernel_report:
-                hooks.append(H.KernelReport())
+                hooks.append(HOOKS.get("KernelReport")())
+            hooks.append(HOOKS.get("FlopSummary")())
         # Last: a checkpoint is never ahead of metrics.json (a run killed between the two
         # would resume past a step whose metrics line was never written).
         hooks.append(H.PeriodicCheckpointer(self.checkpointer, self.checkpoint_period, max_to_keep=self.max_to_keep))
@@ -402,8 +381,13 @@ class Trainer(TrainerBase):
         """Train from ``start_iter`` to ``max_iter``; returns the results (also in ``summary.json``).
 
         Raises ``ResultsIncompleteError`` after saving the final model and the summary if a
-        result could not be produced (the summary's ``errors`` say which).
+        result could not be produced (the summary's ``errors`` say which). Runs inside
+        :meth:`process_settings`.
         """
+        with self.process_settings():
+            return self._train()
+
+    def _train(self) -> Dict[str, Any]:
         if comm.is_main_process() and not self.profile_steps:
             remove_stale_temp_files(self.output_dir)
         finished = None if self.profile_steps or self.start_iter < self.max_iter else finished_summary(self.output_dir)
@@ -434,7 +418,7 @@ class Trainer(TrainerBase):
             ) from None
         wall = time.perf_counter() - start
         if self.profile_steps:
-            return {"profile": next(h for h in self._hooks if isinstance(h, H.TorchProfiler)).table}
+            return {"profile": next(h for h in self._hooks if isinstance(h, HOOKS.get_raw("TorchProfiler"))).table}
         self.results = self._summarize(wall)
         raise_recorded_errors(self.output_dir, self.results)
         return self.results
@@ -455,23 +439,9 @@ class Trainer(TrainerBase):
         if self.start_iter:
             results["resumed_at_iteration"] = self.start_iter
             results["session_wall_time_s"] = round(wall_time, 2)
-        flops = self._flops() if comm.is_main_process() else None
-        if flops is not None:
-            results["flops_per_sample"] = flops
+        results.update(self.summary_extras)  # what hooks measured (FlopSummary: flops_per_sample)
         if self.eval_hook is not None:
-            ev = self.eval_hook
-            metric = self.task.metric
-            if ev.best:
-                results[f"best_{ev.split}_{metric}"] = ev.best[metric]
-                results["best_iteration"] = ev.best["iteration"]
-                results["best_epoch"] = ev.best["epoch"]
-            for key, label in (("test_best", "test_{}_best_model"), ("test", "test_{}_final_model")):
-                if ev.results.get(key) and metric in ev.results[key]:
-                    results[label.format(metric)] = ev.results[key][metric]
-                    if "top5" in ev.results[key]:
-                        results[label.format("top5")] = ev.results[key]["top5"]
-            if ev.errors:
-                results["errors"] = list(ev.errors)
+            results.update(self.eval_hook.summary())
         rows = [(k, f"{v:,}" if isinstance(v, int) else f"{v:.4g}" if isinstance(v, float) else v) for k, v in results.items()]
         table = tabulate(rows, headers=["", "value"], tablefmt="github", disable_numparse=True, colalign=("left", "right"))
         logger.info("Summary of %s:\n%s", self.output_dir, table)
@@ -480,23 +450,6 @@ class Trainer(TrainerBase):
             with atomic_open(path, "w") as f:
                 json.dump(results, cut_write(path, f), indent=2)
         return results
-
-    def _flops(self) -> Optional[int]:
-        """Inference FLOPs (fvcore's convention: a multiply-add counts 1) of one sample, if countable."""
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message=".*torch.jit.script.*")  # fvcore.nn's import, torch 2.14
-            try:
-                from flexcore.analysis import count_flops
-            except ImportError:
-                return None
-        sample = self.train_set[0][0].unsqueeze(0).to(self.device)
-        try:
-            with warnings.catch_warnings():
-                warnings.filterwarnings("ignore", message=".*torch.jit.script.*")
-                return int(count_flops(unwrap_model(self.model), sample))
-        except Exception as exc:  # noqa: BLE001 - a missing count must not fail a finished run
-            logger.warning("FLOPs not counted (%s: %s); the summary leaves them out.", type(exc).__name__, exc)
-            return None
 
     def evaluate_only(self, weights: Optional[str] = None,
                       after_load: Optional[Callable[["Trainer"], None]] = None) -> Dict[str, Dict[str, float]]:
@@ -513,17 +466,19 @@ class Trainer(TrainerBase):
                 f"--eval-only needs weights: pass --weights PATH, or point --output-dir at a run with a checkpoint "
                 f"({self.output_dir} has no last_checkpoint)."
             )
-        self.checkpointer.load(path, checkpointables=[])
-        if after_load is not None:
-            after_load(self)
-        return self.evaluate_loaded(path)
+        with self.process_settings():
+            self.checkpointer.load(path, checkpointables=[])
+            if after_load is not None:
+                after_load(self)
+            return self.evaluate_loaded(path)
 
     def evaluate_loaded(self, label: str = "the current model") -> Dict[str, Dict[str, float]]:
         """Evaluate the model as it is on the val and test splits; log a table, write ``eval_results.json``."""
         results = {}
-        for split, dataset in (("val", self.val_set), ("test", self.test_set)):
-            if dataset is not None:
-                results[split] = evaluate(self.model, self._eval_loader(dataset), self.task)
+        with self.process_settings():
+            for split, dataset in (("val", self.val_set), ("test", self.test_set)):
+                if dataset is not None:
+                    results[split] = evaluate(self.model, self.eval_loader(dataset), self.task)
         rows = [(split, *(f"{r.get(k, float('nan')):.4f}" for k in ("accuracy", "top5", "loss")), int(r["samples"]))
                 for split, r in results.items()]
         logger.info("Evaluation of %s:\n%s", label,

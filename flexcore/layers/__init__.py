@@ -10,7 +10,7 @@ from flexcore.layers.traversal import clear_kernel_caches, continuous_convs, ref
 from flexcore.layers.conv import CKConv, ContinuousConv, Conv, FlexConv, SeparableFlexConv
 from flexcore.layers.conv_base import BakedConv1d, BakedConv2d, BakedConv3d, ConvBase
 from flexcore.layers.masks import GaussianMask, HannMask, Mask, NoMask, SigmoidMask
-from flexcore.layers.srf import SRFConv
+from flexcore.layers.srf import SRFConv, set_scale_factor
 
 __all__ = [
     "functional",
@@ -33,4 +33,5 @@ __all__ = [
     "continuous_convs",
     "clear_kernel_caches",
     "refresh_crops",
+    "set_scale_factor",
 ]

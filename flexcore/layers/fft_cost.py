@@ -22,12 +22,13 @@ is lower; inference choices close to the crossover are timed once per shape.
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import logging
 import math
 import os
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 
 import torch
 
@@ -52,6 +53,7 @@ __all__ = [
     "fft_autotune_enabled",
     "fft_autotune_decisions",
     "clear_fft_autotune",
+    "fft_autotune_scope",
     "AUTOTUNE_BAND",
     "INFERENCE_AUTOTUNE_BAND",
 ]
@@ -312,6 +314,18 @@ def clear_fft_autotune() -> None:
 def _distributed() -> bool:
     dist = torch.distributed
     return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+
+
+@contextlib.contextmanager
+def fft_autotune_scope(enabled: bool) -> Iterator[None]:
+    """Autotune on inside the block when ``enabled`` (else left as it is); the previous switch after."""
+    before = _autotune["enabled"]
+    if enabled:
+        _autotune["enabled"] = True
+    try:
+        yield
+    finally:
+        _autotune["enabled"] = before
 
 
 def _can_measure(device_type: str) -> bool:

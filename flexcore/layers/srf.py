@@ -26,7 +26,7 @@ from torch import Tensor
 from flexcore.layers.conv_base import ConvBase, make_baked_conv
 from flexcore.registry import CONVS
 
-__all__ = ["SRFConv", "gaussian_derivatives", "basis_orders"]
+__all__ = ["SRFConv", "gaussian_derivatives", "basis_orders", "set_scale_factor"]
 
 _HERMITE = {
     0: lambda u: torch.ones_like(u),
@@ -150,3 +150,14 @@ class SRFConv(ConvBase):
 
     def extra_repr(self) -> str:
         return self._conv_repr() + f", order={self.order}, init_k={self.init_k}, scale_factor={self.scale_factor}"
+
+
+def set_scale_factor(model: nn.Module, scale_factor: float) -> int:
+    """Set every SRFConv's ``scale_factor`` in ``model`` (e.g. ``target/source`` resolution
+    to test at another resolution); returns how many layers were changed."""
+    if not scale_factor > 0:
+        raise ValueError(f"set_scale_factor: scale_factor must be > 0, got {scale_factor}")
+    layers = [m for m in model.modules() if isinstance(m, SRFConv)]
+    for layer in layers:
+        layer.scale_factor = float(scale_factor)
+    return len(layers)

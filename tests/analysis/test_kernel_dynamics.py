@@ -11,7 +11,8 @@ import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from flexcore.analysis.kernel_dynamics import kernel_image, mask_image, put_kernel_scalars
-from flexcore.engine.hooks import KernelSizeLogger, PeriodicWriter
+from flexcore.analysis.hooks import KernelSizeLogger
+from flexcore.engine.hooks import PeriodicWriter
 from flexcore.engine.train_loop import TrainerBase
 from flexcore.layers import FlexConv, GaussianMask, HannMask, NoMask, SigmoidMask, continuous_convs, refresh_crops
 from flexcore.modeling.backbones import FlexNet

@@ -95,14 +95,40 @@ def test_fp16_gradient_scale_survives_a_checkpoint(tmp_path):
     assert fresh._trainer.grad_scaler.get_scale() == 1024.0
 
 
-def test_fft_autotune_is_a_trainer_option_and_excludes_deterministic(tmp_path):
+def test_process_settings_hold_during_the_run_and_are_restored_after(tmp_path):
+    """Threads, FFT autotune and cuDNN switches are the run's while it trains, the caller's after."""
+    from flexcore.engine.train_loop import HookBase
     from flexcore.layers import fft_cost
 
-    try:
-        _trainer(tmp_path, ["Trainer.fft_autotune = True"])
-        assert fft_cost.fft_autotune_enabled()
-    finally:
-        fft_cost.set_fft_autotune(False)
+    seen = {}
+
+    class Record(HookBase):
+        def after_step(self):
+            seen.update(threads=torch.get_num_threads(), autotune=fft_cost.fft_autotune_enabled(),
+                        benchmark=torch.backends.cudnn.benchmark)
+
+    threads, benchmark = torch.get_num_threads(), torch.backends.cudnn.benchmark
+    autotune = fft_cost.fft_autotune_enabled()
+    run_threads = 1 if threads > 1 else 2
+    trainer = _trainer(tmp_path, ["Trainer.fft_autotune = True", f"Trainer.num_threads = {run_threads}"],
+                       extra_hooks=[Record])
+    assert (torch.get_num_threads(), fft_cost.fft_autotune_enabled()) == (threads, autotune)
+    trainer.train()
+    assert seen == {"threads": run_threads, "autotune": True, "benchmark": True}
+    assert torch.get_num_threads() == threads
+    assert fft_cost.fft_autotune_enabled() == autotune
+    assert torch.backends.cudnn.benchmark == benchmark
+    assert not torch.are_deterministic_algorithms_enabled()
+    trainer.evaluate_loaded()
+    assert torch.get_num_threads() == threads and fft_cost.fft_autotune_enabled() == autotune
+
+
+def test_deterministic_run_is_restored_after_and_excludes_fft_autotune(tmp_path):
+    from flexcore.layers import fft_cost
+
+    trainer = _trainer(tmp_path, ["Trainer.deterministic = True"])
+    trainer.train()
+    assert not torch.are_deterministic_algorithms_enabled()
     with pytest.raises(ValueError, match="fft_autotune = True .* deterministic = True"):
         _trainer(tmp_path / "det", ["Trainer.fft_autotune = True", "Trainer.deterministic = True"])
     assert not fft_cost.fft_autotune_enabled()
@@ -207,12 +233,14 @@ def test_trainer_step_syncs_twice_whatever_the_depth(tmp_path):
         _loader(trainer)
         _steps(trainer, 1)  # fixes the grids
         with EventStorage() as storage:
-            trainer._trainer.storage = storage
+            trainer.storage = trainer._trainer.storage = storage
             with count_host_reads(trainer.model) as reads:
-                trainer._trainer.run_step()
+                trainer.before_step()  # the hooks' part of the step: RefreshCrops
+                trainer.run_step()
         counts[blocks] = reads.count
-        # crops (all layers at once) + the logged scalars (loss, accuracy, NaN check)
+        # crops (all layers at once, RefreshCrops) + the logged scalars (loss, accuracy, NaN check)
         assert reads.count == 2, reads.report()
+        assert reads.reads[0][1].split(":")[0].endswith("traversal.py"), reads.report()
         # The kernel-size logger reads all crops at once too, and the next step then reads none.
         size_logger = next(h for h in trainer.hooks if type(h).__name__ == "KernelSizeLogger")
         with count_host_reads(trainer.model) as reads:

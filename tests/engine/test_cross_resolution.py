@@ -56,7 +56,7 @@ def test_three_stages_adapt_the_convs_and_report_three_accuracies(tmp_path, tiny
     assert set_model_resolution(check.model, 16, 8, dim=2) == 2
     for _, conv in continuous_convs(check.model):
         assert conv.sampling_rate_norm == 0.25
-    ootb = evaluate(check.model, check._eval_loader(check.test_set), check.task)
+    ootb = evaluate(check.model, check.eval_loader(check.test_set), check.task)
     assert ootb["accuracy"] == pytest.approx(summary["ootb_test_accuracy"])
     assert check.test_set[0][0].shape == (1, 16, 16)
 

@@ -1,6 +1,7 @@
 import pytest
 
-from flexcore.engine.hooks import IterationTimer, KernelSizeLogger, PeriodicWriter, Progress
+from flexcore.analysis.hooks import KernelSizeLogger
+from flexcore.engine.hooks import IterationTimer, PeriodicWriter, Progress
 from flexcore.engine.train_loop import HookBase, TrainerBase
 from flexcore.registry import HOOKS
 from flexcore.utils.events import EventWriter, get_event_storage
@@ -118,4 +119,40 @@ def test_kernel_size_logger_without_continuous_convs_is_quiet():
 
 def test_registered_hooks_are_gin_configurables():
     assert {"IterationTimer", "LRScheduler", "PeriodicCheckpointer", "EvalHook", "PeriodicWriter", "Progress",
-            "KernelSizeLogger", "TorchProfiler"} <= set(HOOKS.list())
+            "KernelSizeLogger", "TorchProfiler", "KernelReport", "FlopSummary", "RefreshCrops"} <= set(HOOKS.list())
+
+
+def test_a_trainer_subclass_overrides_one_builder(tmp_path, tiny_plugin):
+    """Like detectron2's DefaultTrainer: override build_solver / build_hooks, the rest is unchanged."""
+    import gin
+    import torch
+
+    from flexcore.config import parse_config
+    from flexcore.engine.hooks import PeriodicCheckpointer
+    from flexcore.engine.trainer import Trainer
+
+    class CountSteps(HookBase):
+        steps = 0
+
+        def after_step(self):
+            CountSteps.steps += 1
+
+    class SGDTrainer(Trainer):
+        def build_solver(self, model):
+            sgd = torch.optim.SGD(model.parameters(), lr=0.1)
+            return sgd, torch.optim.lr_scheduler.LambdaLR(sgd, lambda it: 1.0), {}
+
+        def build_hooks(self):
+            hooks = super().build_hooks()
+            return hooks[:-1] + [CountSteps()] + hooks[-1:]
+
+    parse_config([], ["Trainer.dataset = 'TinySum'", "build_model.backbone = @TinyNet", "Trainer.max_iter = 3",
+                      "Trainer.tensorboard = False", "Trainer.val_split = None"], finalize=False)
+    try:
+        trainer = SGDTrainer(str(tmp_path))
+        trainer.train()
+    finally:
+        gin.clear_config()
+    assert isinstance(trainer.optimizer, torch.optim.SGD) and CountSteps.steps == 3
+    assert isinstance(trainer.hooks[-1], PeriodicCheckpointer)
+    assert "RefreshCrops" in [type(h).__name__ for h in trainer.hooks]

@@ -58,3 +58,14 @@ def test_other_dims(dim):
 def test_bad_order():
     with pytest.raises(ValueError, match="SRFConv: order"):
         SRFConv(1, 1, 2, order=7)
+
+
+def test_set_scale_factor_reaches_every_srf_layer_of_a_model():
+    from flexcore.layers import set_scale_factor
+
+    model = torch.nn.Sequential(SRFConv(2, 3, 2), torch.nn.ReLU(), SRFConv(3, 3, 2))
+    assert set_scale_factor(model, 2.0) == 2
+    assert [m.kernel_size() for m in model if isinstance(m, SRFConv)] == [(9, 9), (9, 9)]
+    assert set_scale_factor(torch.nn.Linear(2, 2), 2.0) == 0
+    with pytest.raises(ValueError, match="scale_factor must be > 0"):
+        set_scale_factor(model, 0.0)
