@@ -98,6 +98,8 @@ class Trainer(TrainerBase):
             a gradient scaler). FFT convolutions and evaluation run in float32 whatever the input.
         fft_autotune: during the run, time the spatial and FFT paths once per shape where the 'auto'
             cost model cannot tell them apart; keep the faster (``flexcore.layers.fft_cost``).
+            Off (the default), evaluations in the run take the cost model's picks too, so that
+            repeated and resumed runs report identical metrics.
 
     Construction only assembles: a subclass overrides :meth:`build_datasets`,
     :meth:`build_model`, :meth:`build_solver` or :meth:`build_hooks` (docs/training.md).
@@ -196,7 +198,9 @@ class Trainer(TrainerBase):
         trainers (a sweep, ``CrossResolution``, tests) gives each its settings, then its own back.
         """
         o = self.options
-        with torch_settings(o.num_threads, o.deterministic), fft_autotune_scope(o.fft_autotune):
+        # Evaluations inside a run take the cost model's FFT/direct picks unless autotune is
+        # asked for: timed picks could differ between runs (and after a resume) in float bits.
+        with torch_settings(o.num_threads, o.deterministic), fft_autotune_scope(o.fft_autotune, o.fft_autotune):
             yield
 
     # -- construction: override one of these in a subclass ------------------------------------

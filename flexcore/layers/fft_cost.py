@@ -317,15 +317,18 @@ def _distributed() -> bool:
 
 
 @contextlib.contextmanager
-def fft_autotune_scope(enabled: bool) -> Iterator[None]:
-    """Autotune on inside the block when ``enabled`` (else left as it is); the previous switch after."""
-    before = _autotune["enabled"]
+def fft_autotune_scope(enabled: bool, inference: Optional[bool] = None) -> Iterator[None]:
+    """Autotune on inside the block when ``enabled`` (else left as it is); measured inference
+    picks set to ``inference`` (None: left as they are); the previous switches after."""
+    before = dict(_autotune)
     if enabled:
         _autotune["enabled"] = True
+    if inference is not None:
+        _autotune["inference"] = bool(inference)
     try:
         yield
     finally:
-        _autotune["enabled"] = before
+        _autotune.update(before)
 
 
 def _can_measure(device_type: str) -> bool:

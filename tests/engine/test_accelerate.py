@@ -123,6 +123,25 @@ def test_process_settings_hold_during_the_run_and_are_restored_after(tmp_path):
     assert torch.get_num_threads() == threads and fft_cost.fft_autotune_enabled() == autotune
 
 
+def test_a_run_evaluates_with_the_cost_models_picks_unless_autotune_is_asked(tmp_path):
+    """Timed inference picks stay out of a default run (its metrics repeat to the bit, resumed
+    or not) and come back after it."""
+    from flexcore.engine.train_loop import HookBase
+    from flexcore.layers import fft_cost
+
+    seen = []
+
+    class Record(HookBase):
+        def after_step(self):
+            seen.append(fft_cost.fft_autotune_enabled(training=False))
+
+    measured_outside = fft_cost.fft_autotune_enabled(training=False)
+    trainer = _trainer(tmp_path, [], extra_hooks=[Record])
+    trainer.train()
+    assert seen and not any(seen)
+    assert fft_cost.fft_autotune_enabled(training=False) == measured_outside
+
+
 def test_deterministic_run_is_restored_after_and_excludes_fft_autotune(tmp_path):
     from flexcore.layers import fft_cost
 

@@ -83,11 +83,8 @@ class TrainNetServer:
     """Client of the forking server (a context manager)."""
 
     def __init__(self):
-        # Runs are compared bit for bit across kills: evaluation keeps the cost model's FFT/direct
-        # picks instead of timing them (a new process could time its way to the other path).
-        env = {**os.environ, "FLEXCORE_FFT_AUTOTUNE_INFERENCE": "0"}
         self._proc = subprocess.Popen([sys.executable, os.path.abspath(__file__)], stdin=subprocess.PIPE,
-                                      stdout=subprocess.PIPE, text=True, cwd=REPO, env=env)
+                                      stdout=subprocess.PIPE, text=True, cwd=REPO)
 
     def run(self, argv: Sequence[str], cwd: str, env: Optional[Dict[str, str]] = None,
             kill_after_lines: Optional[Tuple[str, int, float]] = None, timeout: float = 300) -> RunResult:
