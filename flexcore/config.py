@@ -24,6 +24,8 @@ from typing import Iterable, Iterator, List, Optional, Sequence, Tuple
 import gin
 from gin import config_parser
 
+import flexcore.gin_configs as builtin_configs
+import flexcore.projects as projects_pkg
 from flexcore.registry import PLUGIN_HINT, import_builtins, load_plugin, load_plugins
 
 __all__ = [
@@ -48,19 +50,12 @@ class ConfigError(ValueError):
 
 def config_search_paths() -> List[str]:
     """Directories searched for gin files: flexcore's ``gin_configs`` and each project's."""
-    import flexcore.gin_configs as builtin_configs
-
     paths = [os.path.dirname(os.path.abspath(builtin_configs.__file__))]
     # Installed (non-editable) projects live under flexcore/projects/<pkg>/gin_configs.
-    try:
-        import flexcore.projects as projects_pkg
-
-        for info in pkgutil.iter_modules(projects_pkg.__path__):
-            cand = os.path.join(os.path.dirname(projects_pkg.__file__), info.name, "gin_configs")
-            if os.path.isdir(cand):
-                paths.append(cand)
-    except ImportError:  # pragma: no cover - flexcore.projects always ships
-        pass
+    for info in pkgutil.iter_modules(projects_pkg.__path__):
+        cand = os.path.join(os.path.dirname(projects_pkg.__file__), info.name, "gin_configs")
+        if os.path.isdir(cand):
+            paths.append(cand)
     # Source checkouts and editable installs: <repo>/projects/<Name>/gin_configs.
     repo_root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     for cand in sorted(glob.glob(os.path.join(repo_root, "projects", "*", "gin_configs"))):

@@ -16,10 +16,10 @@ IMPORT_CYCLES = {
 
 # files over 500 lines, functions over 80
 OVERSIZED = {
+    'flexcore/engine/trainer.py',  # 504 lines
     'flexcore/layers/conv.py',  # 647 lines
 }
 
 # `except ImportError` around flexcore imports
 IMPORT_ERROR_FALLBACKS = {
-    'flexcore/config.py -> flexcore.projects',  # line 56
 }
