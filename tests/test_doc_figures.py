@@ -45,6 +45,40 @@ def test_readme_quick_start_figures_follow_the_per_cpu_table():
     assert "the same digits on every run" not in readme
 
 
+def _crossres_rows():
+    """``[(cpu, [at source, out of the box, fine-tuned] as written)]`` from quick.md's cross-resolution table."""
+    lines = _read("docs", "reproduction", "quick.md").split("<!-- crossres-figures", 1)[1].splitlines()[1:]
+    rows = []
+    for line in lines[2:]:  # after the header and its rule
+        if not line.startswith("|"):
+            break
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        rows.append((cells[0], [cell.removesuffix(" %") for cell in cells[1:4]]))
+    return rows
+
+
+def test_readme_crossres_figures_follow_the_per_cpu_table():
+    rows = _crossres_rows()
+    assert len(rows) >= 2 and all(0 <= float(v) <= 100 for _, figures in rows for v in figures)
+    readme_row = [line for line in _read("README.md").splitlines() if "quick/digits_crossres.gin` |" in line]
+    assert len(readme_row) == 1
+    for cpu, figures in rows:
+        assert " / ".join(figures) in readme_row[0], f"README lacks {cpu}'s cross-resolution figures {figures}"
+    assert "Xeon" in readme_row[0] and "unrecorded CPU" in readme_row[0]
+    quick_row = [line for line in _read("docs", "reproduction", "quick.md").splitlines()
+                 if line.startswith("| `digits_crossres.gin` | 24,430")][0]
+    xeon = [figures for cpu, figures in rows if cpu == "Intel(R) Xeon(R) Processor @ 2.80GHz"][0]
+    assert all(f"{v} %" in quick_row for v in xeon)
+
+
+def test_crossres_source_stage_is_the_quick_start_run():
+    # The 8-px stage trains the quick start's config with its seed: same CPU, same best-validation model.
+    quick_start = {cpu: best for cpu, _, best in documented_figures()}
+    for cpu, figures in _crossres_rows():
+        assert cpu in quick_start, f"{cpu} has a cross-resolution row but no quick-start row"
+        assert float(figures[0]) == quick_start[cpu]
+
+
 def test_benchmark_compares_with_this_cpus_row_or_the_range():
     rows = documented_figures()
     final_low = min(r[1] for r in rows)
