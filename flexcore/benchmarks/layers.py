@@ -402,7 +402,7 @@ def bench_fft_calibrate(args) -> Report:
     fit_table = Table("Fit quality: predicted / measured time per path, and 'auto' (fitted) / faster path",
                       ["dims", "mode", "cases", "direct pred/meas", "fft pred/meas", "worst auto / best", "worst case"], quality)
     literal = "\n".join(f"    {key!r}: _model(\n        {m.direct!r},\n        {m.fft!r},\n    )," for key, m in models.items())
-    fit_table.note = "Paste into COST_MODELS in flexcore/layers/fft_cost.py to ship them:\n" + literal
+    fit_table.note = "Paste into COST_MODELS in flexcore/layers/fft_cost_model.py to ship them:\n" + literal
     if args.save if args.save is not None else not (args.quick or args.from_json):
         path = save_calibration(models, dev.type)
         fit_table.note = f"Saved for this machine to {path}; 'auto' uses it from now on. " + fit_table.note

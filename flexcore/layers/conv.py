@@ -1,4 +1,4 @@
-"""Convolution layers: CKConv, FlexConv, SeparableFlexConv (continuous kernels) and Conv (discrete).
+"""Continuous-kernel convolutions: CKConv, FlexConv, SeparableFlexConv (discrete Conv: conv_discrete).
 
 A continuous convolution samples its kernel net on a grid of relative positions in
 ``[-1, 1]^D`` (``train_length`` points per dim, fixed on the first forward like the
@@ -8,91 +8,22 @@ kernel is cached until a parameter or buffer changes. See docs/layers.md.
 """
 from __future__ import annotations
 
-import math
-from contextlib import contextmanager
-from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Dict, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn as nn
 from torch import Tensor
 
 from flexcore.layers import functional as FC
-from flexcore.layers.conv_base import ConvBase, make_baked_conv
+from flexcore.layers.conv_base import (  # noqa: F401  (state_key: re-exported, its old home)
+    ConvBase, Horizon, _eval_mode, _module_tensors, _parse_horizon, _resolve_factory, make_baked_conv, state_key,
+)
+from flexcore.layers.conv_discrete import Conv  # noqa: F401  (old import path; pickled models name it)
+from flexcore.layers.fft_cost import choose_fft
 from flexcore.layers.lowrank import hidden_width, low_rank_kernel_and_spectrum, supports_low_rank
-from flexcore.registry import CONVS, KERNEL_NETS, MASKS, UnknownNameError
-from flexcore.registry.core import building_from_config
+from flexcore.registry import CONVS, KERNEL_NETS, MASKS
 
 __all__ = ["ContinuousConv", "CKConv", "FlexConv", "SeparableFlexConv", "Conv", "state_key"]
-
-Horizon = Union[str, int]
-
-
-def state_key(tensors: Iterable[Tensor]) -> Optional[Tuple]:
-    """Identity of a set of tensors' contents: object, version counter and storage.
-
-    Any in-place update (optimiser step, ``load_state_dict``, DDP buffer broadcast) bumps the
-    version counter; ``.to()``/``.double()``/``.cuda()`` swap the storage (new data pointer).
-    Inference tensors carry no version counter, hence None (= do not cache).
-    """
-    try:
-        return tuple((id(t), t._version, t.data_ptr()) for t in tensors)
-    except RuntimeError:
-        return None
-
-
-def _module_tensors(modules: Sequence[nn.Module]) -> List[Tensor]:
-    """Parameters and buffers of ``modules``, read fresh (weight norm may swap them)."""
-    out = []
-    for m in modules:
-        out.extend(t for t in m._parameters.values() if t is not None)
-        out.extend(t for t in m._buffers.values() if t is not None)
-    return out
-
-
-@contextmanager
-def _eval_mode(module: nn.Module) -> Iterator[None]:
-    """Every submodule in eval mode for the block, each restored to its own mode after."""
-    modes = [(m, m.training) for m in module.modules()]
-    module.eval()
-    try:
-        yield
-    finally:
-        for m, training in modes:
-            m.training = training
-
-
-def _parse_horizon(layer: str, horizon) -> Horizon:
-    if horizon in ("same", "full"):
-        return horizon
-    try:
-        value = int(horizon)
-        if isinstance(horizon, float) and value != horizon:
-            raise ValueError
-    except (TypeError, ValueError):
-        raise ValueError(f"{layer}: horizon must be 'same', 'full' or an odd positive int, got {horizon!r}") from None
-    if value < 1 or value % 2 == 0:
-        raise ValueError(
-            f"{layer}: horizon must be odd (the kernel needs a centre), got {value}; use {value + 1} "
-            f"(e.g. resolution + 1, as the paper's image runs do)"
-        )
-    return value
-
-
-def _resolve_factory(layer: str, arg: str, value, registry) -> Callable[..., nn.Module]:
-    """A factory given directly (``@MAGNet`` in gin) or by registered name.
-
-    A name resolves to the gin-bound entry when this layer is being built through gin or
-    the registry, and to the plain class otherwise, so a layer constructed in Python never
-    reads gin bindings (docs/layers.md, "Defaults").
-    """
-    if isinstance(value, str):
-        try:
-            return registry.get(value) if building_from_config() else registry.get_raw(value)
-        except UnknownNameError as exc:
-            raise UnknownNameError(f"{layer}.{arg}: {exc}") from None
-    if not callable(value):
-        raise TypeError(f"{layer}.{arg} must be a factory (e.g. @MAGNet in gin) or a registered name, got {value!r}")
-    return value
 
 
 class ContinuousConv(ConvBase):
@@ -369,12 +300,8 @@ class ContinuousConv(ConvBase):
         return maps if maps < self.kernel_channels[0] * self.kernel_channels[1] else None
 
     def _use_fft(self, x: Tensor, ksize: Sequence[int], pads, kernel_maps: Optional[int], training: bool) -> bool:
-        if self.fft != "auto":
-            return self.fft
-        return FC.fft_is_faster(
-            x.shape[0], self.in_channels, self.kernel_channels[0], x.shape[2:], ksize, pads, self.groups,
-            x.device.type, kernel_maps=kernel_maps, training=training,
-        )
+        return choose_fft(self.fft, x.shape[0], self.in_channels, self.kernel_channels[0], x.shape[2:], ksize, pads,
+                          self.groups, x.device.type, kernel_maps=kernel_maps, training=training)
 
     def _eval_conv(self, x: Tensor, bias: Optional[Tensor]) -> Tensor:
         """Eval mode without gradients: cached kernel (and spectrum); one key check per call."""
@@ -451,6 +378,11 @@ class ContinuousConv(ConvBase):
 
     def bake(self) -> nn.Module:
         """An equivalent ``nn.Conv*d`` holding the current eval-mode kernel (cropped, masked)."""
+        return self._bake_kernel_conv(None if self.bias is None else self.bias.detach().clone(), self.out_channels)
+
+    def _bake_kernel_conv(self, bias: Optional[Tensor], c_out: int) -> nn.Module:
+        """The continuous kernel's convolution, baked: eval-mode kernel, ``bias``, the FFT
+        choice at the last input size (``c_out``: the kernel's output channels)."""
         was_training = self.training
         self.eval()
         try:
@@ -459,8 +391,7 @@ class ContinuousConv(ConvBase):
         finally:
             self.train(was_training)
         ksize = kernel.shape[2:]
-        bias = None if self.bias is None else self.bias.detach().clone()
-        fft = self.bake_fft(ksize, self.out_channels, self.groups)
+        fft = self.bake_fft(ksize, c_out, self.groups)
         return make_baked_conv(kernel, bias, self.stride, self.pads(ksize), self.groups, fft,
                                input_size=self.baked_input_size())
 
@@ -558,89 +489,10 @@ class SeparableFlexConv(FlexConv):
         return y
 
     def bake(self) -> nn.Module:
-        was_training = self.training
-        self.eval()
-        try:
-            with torch.no_grad():
-                kernel = self._compute_kernel().detach().clone()
-        finally:
-            self.train(was_training)
-        ksize = kernel.shape[2:]
-        fft = self.bake_fft(ksize, self.in_channels, self.groups)
-        depthwise = make_baked_conv(kernel, None, self.stride, self.pads(ksize), self.groups, fft,
-                                    input_size=self.baked_input_size())
+        depthwise = self._bake_kernel_conv(None, self.in_channels)
         pointwise = make_baked_conv(
             self.pointwise.weight.detach().clone(),
             None if self.bias is None else self.bias.detach().clone(),
             (1,) * self.dim, [(0, 0)] * self.dim,
         )
         return nn.Sequential(depthwise, pointwise)
-
-
-@CONVS.register()
-class Conv(ConvBase):
-    """A discrete ``nn.Conv*d`` behind the continuous convs' interface (the original's ``Conv``).
-
-    Parameters ``weight`` ``(C_out, C_in, *k)`` and ``bias`` with PyTorch's default init (same
-    random draws as ``nn.Conv*d``). Unlike the original's ``Conv`` it can be causal in 1-D
-    and use the FFT path for large kernels.
-
-    Args:
-        kernel_size: int or per-dim ints.
-        bias: learnable bias.
-        other arguments: see ``ConvBase``.
-    """
-
-    def __init__(
-        self,
-        in_channels: int,
-        out_channels: int,
-        dim: int,
-        causal: bool = False,
-        kernel_size: Union[int, Sequence[int]] = 3,
-        bias: bool = True,
-        fft: Union[bool, str] = "auto",
-        stride: Union[int, Sequence[int]] = 1,
-        padding="same",
-        groups: int = 1,
-    ):
-        super().__init__(in_channels, out_channels, dim, causal, stride, padding, fft)
-        name = type(self).__name__
-        ksize = (kernel_size,) * dim if isinstance(kernel_size, int) else tuple(kernel_size)
-        if len(ksize) != dim or any(isinstance(k, bool) or not isinstance(k, int) or k < 1 for k in ksize):
-            raise ValueError(f"{name}: kernel_size must be a positive int or {dim} positive ints, got {kernel_size!r}")
-        if groups < 1 or in_channels % groups or out_channels % groups:
-            raise ValueError(f"{name}: groups={groups} must divide in_channels and out_channels")
-        self.groups = groups
-        self.weight = nn.Parameter(torch.empty(out_channels, in_channels // groups, *ksize))
-        self.bias = nn.Parameter(torch.empty(out_channels)) if bias else None
-        self.reset_parameters()
-
-    def reset_parameters(self) -> None:
-        """PyTorch's ``_ConvNd`` init: Kaiming-uniform(a=sqrt 5) weight, then U(+-1/sqrt(fan_in)) bias."""
-        nn.init.kaiming_uniform_(self.weight, a=math.sqrt(5))
-        if self.bias is not None:
-            fan_in, _ = nn.init._calculate_fan_in_and_fan_out(self.weight)
-            bound = 1.0 / math.sqrt(fan_in) if fan_in > 0 else 0.0
-            nn.init.uniform_(self.bias, -bound, bound)
-
-    def kernel_size(self) -> Tuple[int, ...]:
-        return tuple(self.weight.shape[2:])
-
-    def generate_kernel(self) -> Tensor:
-        return self.weight
-
-    def forward(self, x: Tensor) -> Tensor:
-        self.check_input(x)
-        return self.convolve(x, self.weight, self.bias, self.groups)
-
-    def bake(self) -> nn.Module:
-        ksize = self.kernel_size()
-        pads = self.pads(ksize)
-        fft = self.bake_fft(ksize, self.out_channels, self.groups)
-        bias = None if self.bias is None else self.bias.detach().clone()
-        return make_baked_conv(self.weight.detach().clone(), bias, self.stride, pads, self.groups, fft,
-                               input_size=self.baked_input_size())
-
-    def extra_repr(self) -> str:
-        return self._conv_repr() + f", kernel_size={self.kernel_size()}"

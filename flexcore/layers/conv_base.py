@@ -1,15 +1,19 @@
 """Shared plumbing of flexcore's convolution layers: argument checks, padding, baking."""
 from __future__ import annotations
 
-from typing import Optional, Sequence, Tuple, Union
+from contextlib import contextmanager
+from typing import Callable, Iterable, Iterator, List, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn as nn
 from torch import Tensor
 
 from flexcore.layers import functional as FC
+from flexcore.layers.fft_cost import choose_fft
+from flexcore.registry import UnknownNameError
+from flexcore.registry.core import building_from_config
 
-__all__ = ["ConvBase", "BakedConv1d", "BakedConv2d", "BakedConv3d", "make_baked_conv", "check_fft"]
+__all__ = ["ConvBase", "BakedConv1d", "BakedConv2d", "BakedConv3d", "make_baked_conv", "check_fft", "state_key"]
 
 _SPATIAL_NAMES = {1: "L", 2: "H, W", 3: "D, H, W"}
 
@@ -23,6 +27,78 @@ def check_fft(layer: str, fft) -> Union[bool, str]:
 def _positive_int(layer: str, name: str, value) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise ValueError(f"{layer}: {name} must be a positive int, got {value!r}")
+    return value
+
+
+# -- helpers of the continuous convolutions (flexcore.layers.conv) -------------------------
+Horizon = Union[str, int]
+
+
+def state_key(tensors: Iterable[Tensor]) -> Optional[Tuple]:
+    """Identity of a set of tensors' contents: object, version counter and storage.
+
+    Any in-place update (optimiser step, ``load_state_dict``, DDP buffer broadcast) bumps the
+    version counter; ``.to()``/``.double()``/``.cuda()`` swap the storage (new data pointer).
+    Inference tensors carry no version counter, hence None (= do not cache).
+    """
+    try:
+        return tuple((id(t), t._version, t.data_ptr()) for t in tensors)
+    except RuntimeError:
+        return None
+
+
+def _module_tensors(modules: Sequence[nn.Module]) -> List[Tensor]:
+    """Parameters and buffers of ``modules``, read fresh (weight norm may swap them)."""
+    out = []
+    for m in modules:
+        out.extend(t for t in m._parameters.values() if t is not None)
+        out.extend(t for t in m._buffers.values() if t is not None)
+    return out
+
+
+@contextmanager
+def _eval_mode(module: nn.Module) -> Iterator[None]:
+    """Every submodule in eval mode for the block, each restored to its own mode after."""
+    modes = [(m, m.training) for m in module.modules()]
+    module.eval()
+    try:
+        yield
+    finally:
+        for m, training in modes:
+            m.training = training
+
+
+def _parse_horizon(layer: str, horizon) -> Horizon:
+    if horizon in ("same", "full"):
+        return horizon
+    try:
+        value = int(horizon)
+        if isinstance(horizon, float) and value != horizon:
+            raise ValueError
+    except (TypeError, ValueError):
+        raise ValueError(f"{layer}: horizon must be 'same', 'full' or an odd positive int, got {horizon!r}") from None
+    if value < 1 or value % 2 == 0:
+        raise ValueError(
+            f"{layer}: horizon must be odd (the kernel needs a centre), got {value}; use {value + 1} "
+            f"(e.g. resolution + 1, as the paper's image runs do)"
+        )
+    return value
+
+
+def _resolve_factory(layer: str, arg: str, value, registry) -> Callable[..., nn.Module]:
+    """A factory given directly (``@MAGNet`` in gin) or by registered name.
+
+    A name resolves to the gin-bound entry when this layer is being built through gin or
+    the registry, and to the plain class otherwise, so a layer constructed in Python never
+    reads gin bindings (docs/layers.md, "Defaults").
+    """
+    if isinstance(value, str):
+        try:
+            return registry.get(value) if building_from_config() else registry.get_raw(value)
+        except UnknownNameError as exc:
+            raise UnknownNameError(f"{layer}.{arg}: {exc}") from None
+    if not callable(value):
+        raise TypeError(f"{layer}.{arg} must be a factory (e.g. @MAGNet in gin) or a registered name, got {value!r}")
     return value
 
 
@@ -94,8 +170,8 @@ class ConvBase(nn.Module):
         if shape is None:
             return "auto"
         # kernel_maps=0: a baked conv computes its kernel spectrum once per input shape.
-        faster = FC.fft_is_faster(
-            shape[0], self.in_channels, c_out, shape[2:], kernel_size, self.pads(kernel_size), groups,
+        faster = choose_fft(
+            self.fft, shape[0], self.in_channels, c_out, shape[2:], kernel_size, self.pads(kernel_size), groups,
             shape_device_type(self), kernel_maps=0, training=False,
         )
         return "auto" if faster else False
@@ -141,8 +217,8 @@ class _BakedMixin:
         key = (tuple(x.shape), x.dtype, x.device, self.weight._version, self.weight.data_ptr())
         cached = self.__dict__.get("_spectrum_cache")
         if cached is None or cached[0] != key:
-            use_fft = self.fft is True or FC.fft_is_faster(
-                x.shape[0], x.shape[1], self.out_channels, x.shape[2:], ksize, self.pads, self.groups,
+            use_fft = choose_fft(
+                self.fft, x.shape[0], x.shape[1], self.out_channels, x.shape[2:], ksize, self.pads, self.groups,
                 x.device.type, kernel_maps=0, training=False,
             )
             spectrum = None

@@ -21,6 +21,8 @@ from typing import Dict, Optional, Tuple
 
 import torch
 
+from flexcore.layers.fft_cost_model import COST_MODELS, CostModel
+
 logger = logging.getLogger(__name__)
 
 __all__ = ["cache_dir", "device_name", "calibration_path", "save_calibration", "load_calibration",
@@ -82,8 +84,6 @@ def save_calibration(models: Dict[Tuple[str, int, str], "CostModel"], device_typ
 
 def load_calibration(path: Path, device_type: str = "cpu") -> Dict:
     """``{(device, dims, mode): CostModel}`` from a calibration file; ValueError names the file."""
-    from flexcore.layers.fft_cost import COST_MODELS, CostModel
-
     try:
         payload = json.loads(Path(path).read_text())
         if payload.get("format") != FORMAT:
