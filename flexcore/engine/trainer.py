@@ -98,8 +98,7 @@ class Trainer(TrainerBase):
             a gradient scaler). FFT convolutions and evaluation run in float32 whatever the input.
         fft_autotune: during the run, time the spatial and FFT paths once per shape where the 'auto'
             cost model cannot tell them apart; keep the faster (``flexcore.layers.fft_cost``).
-            Off (the default), evaluations in the run take the cost model's picks too, so that
-            repeated and resumed runs report identical metrics.
+            Off, evaluations take the model's picks too: repeated/resumed runs match to the bit.
 
     Construction only assembles: a subclass overrides :meth:`build_datasets`,
     :meth:`build_model`, :meth:`build_solver` or :meth:`build_hooks` (docs/training.md).
@@ -192,14 +191,10 @@ class Trainer(TrainerBase):
 
     @contextlib.contextmanager
     def process_settings(self) -> Iterator[None]:
-        """torch threads, deterministic kernels and FFT autotune as configured, restored on exit.
-
-        Construction, :meth:`train` and evaluation run inside it: a process that builds several
-        trainers (a sweep, ``CrossResolution``, tests) gives each its settings, then its own back.
-        """
+        """torch threads, deterministic kernels and FFT autotune (timed picks, training and
+        inference, only if asked: they could differ between runs in float bits) as configured,
+        restored on exit. Construction, :meth:`train` and evaluation run inside it."""
         o = self.options
-        # Evaluations inside a run take the cost model's FFT/direct picks unless autotune is
-        # asked for: timed picks could differ between runs (and after a resume) in float bits.
         with torch_settings(o.num_threads, o.deterministic), fft_autotune_scope(o.fft_autotune, o.fft_autotune):
             yield
 
