@@ -418,7 +418,7 @@ class CKConv(ContinuousConv):
 class FlexConv(ContinuousConv):
     """CKConv with a learnable mask that also crops the grid: the kernel size is learned.
 
-    Forward order as in the original (§3.2): grid -> crop to the mask's support (no grad)
+    Forward order as in the original's FlexConv: grid -> crop to the mask's support (no grad)
     -> kernel net on the cropped grid -> times ``sampling_rate_norm`` -> times mask -> conv.
     The kernel net's Gaussian centres start inside the initial mask (``set_spatial_init``,
     ``1.667 * sigma`` for the Gaussian mask).

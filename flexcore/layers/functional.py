@@ -54,7 +54,7 @@ def rel_positions(sizes: Sequence[int], device=None, dtype: torch.dtype = torch.
     """Relative-position grid ``(1, D, *sizes)``; channel ``d`` varies along spatial dim ``d``.
 
     Per dim ``linspace(-1, 1, n)`` combined by ``meshgrid(indexing="ij")``, exactly the
-    original's grid (§2.1 of the reference), so kernel nets see the same float32 values.
+    original's grid (its `ckconv/utils/grids.py`), so kernel nets see the same float32 values.
     """
     coords = [grid_coordinates(int(n), device=device, dtype=dtype) for n in sizes]
     return torch.stack(torch.meshgrid(*coords, indexing="ij"), dim=0).unsqueeze(0)
@@ -64,7 +64,7 @@ def rel_positions(sizes: Sequence[int], device=None, dtype: torch.dtype = torch.
 def symmetric_crop(coords: Tensor, radius: float) -> slice:
     """Indices of a 1-D grid to keep so that ``[-radius, radius]`` is covered, symmetric about the centre.
 
-    The original's rule (§2.3): if ``radius >= 1`` keep everything; else ``k`` is the first
+    The original's rule (its Gaussian mask's ``dynamic_cropping``): if ``radius >= 1`` keep everything; else ``k`` is the first
     index among ``0 .. n//2`` with ``position > -radius`` and indices ``k .. n-1-k`` are kept,
     so an odd grid stays odd. At least one point (two for even grids) is always kept.
     """
@@ -81,7 +81,7 @@ def symmetric_crop(coords: Tensor, radius: float) -> slice:
 def causal_crop(coords: Tensor, lower: float) -> slice:
     """Keep the positions ``> lower`` of a causal 1-D grid (only the far past is dropped).
 
-    The original's rule (§2.3): nothing is cropped unless ``|lower| < 1``; position ``+1``
+    The original's rule (its ``dynamic_cropping``): nothing is cropped unless ``|lower| < 1``; position ``+1``
     ("now") is always kept.
     """
     n = coords.shape[0]
