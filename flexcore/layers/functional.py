@@ -64,8 +64,9 @@ def rel_positions(sizes: Sequence[int], device=None, dtype: torch.dtype = torch.
 def symmetric_crop(coords: Tensor, radius: float) -> slice:
     """Indices of a 1-D grid to keep so that ``[-radius, radius]`` is covered, symmetric about the centre.
 
-    The original's rule (its Gaussian mask's ``dynamic_cropping``): if ``radius >= 1`` keep everything; else ``k`` is the first
-    index among ``0 .. n//2`` with ``position > -radius`` and indices ``k .. n-1-k`` are kept,
+    The original's rule (its Gaussian mask's ``dynamic_cropping``): if ``radius >= 1`` keep
+    everything; else ``k`` is the first index among ``0 .. n//2`` with ``position > -radius``
+    and indices ``k .. n-1-k`` are kept,
     so an odd grid stays odd. At least one point (two for even grids) is always kept.
     """
     n = coords.shape[0]
@@ -81,8 +82,8 @@ def symmetric_crop(coords: Tensor, radius: float) -> slice:
 def causal_crop(coords: Tensor, lower: float) -> slice:
     """Keep the positions ``> lower`` of a causal 1-D grid (only the far past is dropped).
 
-    The original's rule (its ``dynamic_cropping``): nothing is cropped unless ``|lower| < 1``; position ``+1``
-    ("now") is always kept.
+    The original's rule (its ``dynamic_cropping``): nothing is cropped unless ``|lower| < 1``;
+    position ``+1`` ("now") is always kept.
     """
     n = coords.shape[0]
     if not abs(lower) < 1.0:
