@@ -18,14 +18,14 @@ from __future__ import annotations
 
 import math
 import time
-from contextlib import contextmanager
-from typing import Dict, Iterator, List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
 from flexcore.layers import continuous_convs
+from flexcore.utils.modules import eval_mode
 
 __all__ = [
     "put_kernel_scalars",
@@ -52,19 +52,6 @@ def _fixed_convs(model: nn.Module) -> List[Tuple[str, nn.Module]]:
     return out
 
 
-@contextmanager
-def _eval_modes(modules: Sequence[nn.Module]) -> Iterator[None]:
-    """Eval mode (BatchNorm in kernel nets keeps its running statistics), each mode restored after."""
-    modes = [(m, m.training) for module in modules for m in module.modules()]
-    for module in modules:
-        module.eval()
-    try:
-        yield
-    finally:
-        for m, training in modes:
-            m.training = training
-
-
 def _synchronize(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
@@ -86,7 +73,7 @@ def time_kernel_generation(model: nn.Module) -> Optional[float]:
     device = next((p.device for p in params), torch.device("cpu"))
     _synchronize(device)
     start = time.perf_counter()
-    with torch.enable_grad(), _eval_modes(convs):
+    with torch.enable_grad(), eval_mode(*convs):
         kernels = [conv.generate_kernel() for conv in convs]
         total = sum(k.float().sum() for k in kernels)
         if params and total.requires_grad:
@@ -202,7 +189,7 @@ def _join(tiles: Sequence[torch.Tensor], gap: int = 3) -> torch.Tensor:
 
 def _eval_kernel(conv) -> torch.Tensor:
     """The layer's kernel as evaluation uses it, on the host (training state untouched)."""
-    with torch.no_grad(), _eval_modes([conv]):
+    with torch.no_grad(), eval_mode(conv):
         return conv.generate_kernel().detach().float().cpu()
 
 

@@ -16,12 +16,13 @@ from torch import Tensor
 
 from flexcore.layers import functional as FC
 from flexcore.layers.conv_base import (  # noqa: F401  (state_key: re-exported, its old home)
-    ConvBase, Horizon, _eval_mode, _module_tensors, _parse_horizon, _resolve_factory, make_baked_conv, state_key,
+    ConvBase, Horizon, _module_tensors, _parse_horizon, _resolve_factory, make_baked_conv, state_key,
 )
 from flexcore.layers.conv_discrete import Conv  # noqa: F401  (old import path; pickled models name it)
 from flexcore.layers.fft_cost import choose_fft
 from flexcore.layers.lowrank import hidden_width, low_rank_kernel_and_spectrum, supports_low_rank
 from flexcore.registry import CONVS, KERNEL_NETS, MASKS
+from flexcore.utils.modules import eval_mode
 
 __all__ = ["ContinuousConv", "CKConv", "FlexConv", "SeparableFlexConv", "Conv", "state_key"]
 
@@ -215,7 +216,7 @@ class ContinuousConv(ConvBase):
         Evaluated in eval mode, so kernel nets with BatchNorm use and keep their running
         statistics; 0 for a layer that does not crop.
         """
-        with torch.no_grad(), _eval_mode(self):
+        with torch.no_grad(), eval_mode(self):
             grid = self.full_grid()
             kernel = self.kernel_net(grid) * self.sampling_rate_norm
             if self.mask is not None:

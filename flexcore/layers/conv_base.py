@@ -1,8 +1,7 @@
 """Shared plumbing of flexcore's convolution layers: argument checks, padding, baking."""
 from __future__ import annotations
 
-from contextlib import contextmanager
-from typing import Callable, Iterable, Iterator, List, Optional, Sequence, Tuple, Union
+from typing import Callable, Iterable, List, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn as nn
@@ -54,18 +53,6 @@ def _module_tensors(modules: Sequence[nn.Module]) -> List[Tensor]:
         out.extend(t for t in m._parameters.values() if t is not None)
         out.extend(t for t in m._buffers.values() if t is not None)
     return out
-
-
-@contextmanager
-def _eval_mode(module: nn.Module) -> Iterator[None]:
-    """Every submodule in eval mode for the block, each restored to its own mode after."""
-    modes = [(m, m.training) for m in module.modules()]
-    module.eval()
-    try:
-        yield
-    finally:
-        for m, training in modes:
-            m.training = training
 
 
 def _parse_horizon(layer: str, horizon) -> Horizon:
