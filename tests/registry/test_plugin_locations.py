@@ -7,30 +7,16 @@ every tool, and a misspelt dataset name caught before anything is written.
 import os
 import subprocess
 import sys
-import uuid
 
 import pytest
 
 from flexcore.config import parse_config
 from flexcore.registry import PluginError, load_plugin
+from plugin_sources import PLUGIN_SRC
+from plugin_sources import unique_name as _unique
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 TOOLS = os.path.join(REPO, "tools")
-
-PLUGIN_SRC = """
-import torch.nn as nn
-from flexcore.registry import KERNEL_NETS
-
-@KERNEL_NETS.register()
-class {cls}(nn.Module):
-    '''Test plugin kernel net.'''
-    def __init__(self, dim, out_channels):
-        super().__init__()
-"""
-
-
-def _unique(prefix):
-    return f"{prefix}{uuid.uuid4().hex[:8]}"
 
 
 def _tool(script, cwd, *args):

@@ -1,27 +1,11 @@
-import os
 import subprocess
 import sys
-import textwrap
-import uuid
 
 import pytest
 
 from flexcore.registry import KERNEL_NETS, PluginError, load_plugin, load_plugins
-
-PLUGIN_SRC = """
-import torch.nn as nn
-from flexcore.registry import KERNEL_NETS
-
-@KERNEL_NETS.register()
-class {cls}(nn.Module):
-    '''Test plugin kernel net.'''
-    def __init__(self, dim, out_channels):
-        super().__init__()
-"""
-
-
-def _unique(prefix):
-    return f"{prefix}{uuid.uuid4().hex[:8]}"
+from plugin_sources import PLUGIN_SRC
+from plugin_sources import unique_name as _unique
 
 
 def test_plugin_from_module(tmp_path, monkeypatch):
