@@ -1,3 +1,4 @@
+import re
 import sys
 import textwrap
 import uuid
@@ -16,7 +17,10 @@ def forget_test_registries_in_gin():
     yield
     from gin import config as gin_config
 
-    for selector in [s for s in list(gin_config._REGISTRY._selector_map) if s.startswith("test_")]:
+    # Only the throwaway registries' names (test_<8 hex>.X): test modules' own configurables
+    # (e.g. test_conv_defaults.defaults_test_build) also start with "test_".
+    throwaway = re.compile(r"(^|\.)test_[0-9a-f]{8}\.")
+    for selector in [s for s in list(gin_config._REGISTRY._selector_map) if throwaway.search(s)]:
         gin_config._REGISTRY.pop(selector)
 
 
