@@ -8,7 +8,7 @@ parameters) and the optional hooks a convolution calls.
 """
 from __future__ import annotations
 
-from typing import Any, Callable, Union
+from typing import Any, Callable, Optional, Union
 
 import torch
 import torch.nn as nn
@@ -90,6 +90,21 @@ def _check_pointwise(report, label, module, positions, out) -> None:
                             "so a cropped kernel differs from the same taps of the full one")
 
 
+def _check_forward(report, label: str, module, grid, channels: int, hint: str) -> Optional[torch.Tensor]:
+    """Run ``module`` on the relative positions of ``grid``; check shape, pointwise use and
+    gradients. Returns the positions, or None where the forward itself failed."""
+    positions = rel_positions(grid)
+    try:
+        out = module(positions)
+    except Exception as exc:  # noqa: BLE001 - any failure of a user's forward is reported
+        report.crashed(f"{label} on positions {tuple(positions.shape)}", exc, hint)
+        return None
+    if _check_output(report, label, out, (1, channels, *grid)):
+        _check_pointwise(report, label, module, positions, out)
+        _check_gradients(report, label, module, out)
+    return positions
+
+
 def check_kernel_net(net: Union[str, Callable[..., Any]], **hp: Any) -> ContractReport:
     """Check the kernel-net contract (docs/contracts.md) for hyperparameters ``hp``; returns the report.
 
@@ -103,17 +118,9 @@ def check_kernel_net(net: Union[str, Callable[..., Any]], **hp: Any) -> Contract
         module = _build(report, label, factory, (dim, OUT_CHANNELS), hp, "factory(dim, out_channels, **hp)")
         if module is None:
             continue
-        positions = rel_positions(grid)
-        try:
-            out = module(positions)
-        except Exception as exc:  # noqa: BLE001
-            report.crashed(f"{label} on positions {tuple(positions.shape)}", exc,
-                           "forward takes relative positions (1, dim, *grid) with values in [-1, 1]")
-            continue
-        if _check_output(report, label, out, (1, OUT_CHANNELS, *grid)):
-            _check_pointwise(report, label, module, positions, out)
-            _check_gradients(report, label, module, out)
-        _check_kernel_hooks(report, label, module, dim)
+        if _check_forward(report, label, module, grid, OUT_CHANNELS,
+                          "forward takes relative positions (1, dim, *grid) with values in [-1, 1]") is not None:
+            _check_kernel_hooks(report, label, module, dim)
     return report.finish()
 
 
@@ -150,17 +157,10 @@ def check_mask(mask: Union[str, Callable[..., Any]], **hp: Any) -> ContractRepor
         if module is None:
             continue
         grid = GRIDS[dim]
-        positions = rel_positions(grid)
-        try:
-            out = module(positions)
-        except Exception as exc:  # noqa: BLE001
-            report.crashed(f"{label} on positions {tuple(positions.shape)}", exc,
-                           "forward takes positions (1, dim, *grid) and returns mask values (1, 1, *grid)")
-            continue
-        if _check_output(report, label, out, (1, 1, *grid)):
-            _check_pointwise(report, label, module, positions, out)
-            _check_gradients(report, label, module, out)
-        _check_crop(report, label, module, positions, grid)
+        positions = _check_forward(report, label, module, grid, 1,
+                                   "forward takes positions (1, dim, *grid) and returns mask values (1, 1, *grid)")
+        if positions is not None:
+            _check_crop(report, label, module, positions, grid)
     return report.finish()
 
 
