@@ -1,2 +1,2 @@
 """flexcore: continuous-kernel convolutional networks (CKConv, FlexConv) as a framework."""
-__version__ = "0.1.0"
+__version__ = "0.2.0"

@@ -2,7 +2,7 @@
 
 Picks up each ``.gin`` file under ``gin_configs/`` and ``projects/*/gin_configs/`` by itself:
 
-- building blocks (``base/`` and files binding neither ``Trainer.dataset`` nor
+- building blocks (``base/`` and files binding neither ``Data.dataset`` nor
   ``build_model.backbone``) must parse on their own (macros they reference excepted);
 - experiments build their model at full size from the dataset's metadata (no files, no
   forward), with the reference's parameter count where it gives one; then train two steps
@@ -94,9 +94,9 @@ EXPECTED_PARAMETERS = {
 # split. Sizes that make the task (image resolution, sequence length, horizon) stay.
 _WIDTH = {"hidden_channels": 4, "num_blocks": 1, "block_width_factors": None}
 _TINY = [
-    "Trainer.batch_size = 2", "Trainer.eval_batch_size = 4", "Trainer.epochs = 1", "Trainer.max_iter = 0",
-    "Trainer.num_workers = 0", "Trainer.tensorboard = False", "Trainer.log_period = 1",
-    "Trainer.num_threads = 1", "build_dataset.fake_length = 4", "CrossResolution.finetune_epochs = 1",
+    "Data.batch_size = 2", "Data.eval_batch_size = 4", "Schedule.epochs = 1", "Schedule.max_iter = 0",
+    "Data.num_workers = 0", "Outputs.tensorboard = False", "Schedule.log_period = 1",
+    "Runtime.num_threads = 1", "build_dataset.fake_length = 4", "CrossResolution.finetune_epochs = 1",
     *[f"{net}.{k} = {v}" for net in ("FlexNet", "CKCNN", "TCN", "FlexTCN", "CKTCN") for k, v in _WIDTH.items()],
     *[f"{net}.hidden_channels = 8" for net in ("MAGNet", "GaborNet", "FourierNet", "SIREN", "nSIREN", "MLP")],
     *[f"CIFARResNet{d}.base_width = 4" for d in ("", 20, 32, 44, 56, 110)],
@@ -114,7 +114,7 @@ def _build_from_gin() -> torch.nn.Module:
     """The model the parsed config's Trainer would build: from the training split's metadata
     (no dataset files), whose options an operative config records under the ``train/`` scope."""
     with gin.config_scope("train"):
-        metadata = describe_dataset(_query("Trainer.dataset"), **(_query("Trainer.dataset_options") or {}))
+        metadata = describe_dataset(_query("Data.dataset"), **(_query("Data.dataset_options") or {}))
     return build_model(metadata)
 
 
@@ -140,7 +140,7 @@ def test_building_block_parses(name):
 @pytest.mark.parametrize("name", EXPERIMENTS)
 def test_experiment_builds_at_full_size(name):
     parse_config([name], finalize=False)
-    assert _query("Trainer.dataset"), f"{name}: Trainer.dataset is not bound"
+    assert _query("Data.dataset"), f"{name}: Data.dataset is not bound"
     model = _build_from_gin()
     params = count_parameters(model)
     if name in EXPECTED_PARAMETERS:

@@ -5,7 +5,7 @@
     tools/analyze_model.py --config-file cifar10/flexnet7.gin --fake-data --tasks profile --profile-steps 10
 
 The model and data come from the gin config exactly as training builds them (the dataset
-named by ``Trainer.dataset``, the model by ``build_model``); ``--fake-data`` replaces the
+named by ``Data.dataset``, the model by ``build_model``); ``--fake-data`` replaces the
 dataset by random samples of its shape, so nothing needs to be on disk.
 """
 from __future__ import annotations
@@ -22,6 +22,7 @@ import torch
 import torch.nn as nn
 
 from flexcore.config import ConfigError, parse_config
+from flexcore.engine.trainer_config import configured_value
 from flexcore.utils.cli_args import add_config_arguments, resolve_output_dir
 from flexcore.utils.logger import setup_logger
 
@@ -58,7 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--profile-steps", type=int, default=10, help="profiled training steps (default 10)")
     parser.add_argument("--profile-warmup", type=int, default=1, help="unrecorded steps before profiling")
     parser.add_argument("--profile-batch-size", type=int, default=None,
-                        help="training batch while profiling (default: the config's Trainer.batch_size)")
+                        help="training batch while profiling (default: the config's Data.batch_size)")
     parser.add_argument("--kernel-slices", type=int, default=4, help="(out, in) kernel slices per layer in kernels.png")
     parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ... (default cpu)")
     return parser
@@ -126,10 +127,10 @@ def load_analysis_setup(fake_data: bool, device: str = "cpu", split: str = "trai
     """Build the config's training dataset (``fake_data``: random samples of its shape) under gin."""
     from flexcore.data.base import build_dataset
 
-    name = _query("Trainer.dataset") or _query("build_dataset.name")
+    name = configured_value("dataset") or _query("build_dataset.name")
     if not name:
         raise ConfigError(
-            "The config names no dataset: set `Trainer.dataset = '<name>'` (see `python -m flexcore.registry "
+            "The config names no dataset: set `Data.dataset = '<name>'` (see `python -m flexcore.registry "
             "list datasets`)."
         )
     with gin.config_scope(split):
@@ -212,7 +213,7 @@ def run_profile(setup: AnalysisSetup, args, output: str) -> Dict[str, Any]:
     from .training import training_components
 
     model = setup.build_model(args.weights[0] if args.weights else None)
-    batch_size = args.profile_batch_size or _query("Trainer.batch_size") or 32
+    batch_size = args.profile_batch_size or configured_value("batch_size") or 32
     loss_fn, optimizer = training_components(model, setup.metadata)
     batches = [setup.batch(batch_size)]
     result = profile_training(model, batches, loss_fn, optimizer, os.path.join(output, "profile"),
@@ -253,8 +254,6 @@ def _checkpoint_label(path: Optional[str], all_paths: Sequence[Optional[str]]) -
 
 def analyze(args: argparse.Namespace) -> Dict[str, Any]:
     """Run the requested tasks; returns their results by task name."""
-    import flexcore.engine.trainer  # noqa: F401  (registers Trainer, which experiment configs bind)
-
     bindings = list(args.bindings)
     parse_config(args.config_files, bindings, plugins=args.plugins, finalize=False)
     output = resolve_output_dir(args, tool=OUTPUT_FOLDER)

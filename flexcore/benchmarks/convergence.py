@@ -38,12 +38,12 @@ RUNS = {
 
 # --quick: a few steps on small splits, evaluated once, to check the machinery in seconds.
 _QUICK_BINDINGS = [
-    "Trainer.epochs = 0",
-    "Trainer.max_iter = 3",
-    "Trainer.eval_period = 0",
-    "Trainer.checkpoint_period = 0",
-    "Trainer.tensorboard = False",
-    "Trainer.kernel_report = False",
+    "Schedule.epochs = 0",
+    "Schedule.max_iter = 3",
+    "Schedule.eval_period = 0",
+    "Schedule.checkpoint_period = 0",
+    "Outputs.tensorboard = False",
+    "Outputs.kernel_report = False",
     "AddingProblem.seq_length = 50",
     "CopyMemory.seq_length = 10",
 ]
@@ -51,7 +51,7 @@ _QUICK_SAMPLES = ["{}.train_samples = 64", "{}.val_samples = 32", "{}.test_sampl
 
 
 def _bindings(config: str, quick: bool) -> List[str]:
-    bindings = ["Trainer.tensorboard = False"]
+    bindings = ["Outputs.tensorboard = False"]
     if quick:
         bindings = list(_QUICK_BINDINGS)
         dataset = {"adding": "AddingProblem", "copymemory": "CopyMemory"}.get(os.path.basename(config).split("_")[0])

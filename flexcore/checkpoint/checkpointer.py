@@ -266,7 +266,7 @@ class Checkpointer(_FvcoreCheckpointer):
             if strict:
                 raise CheckpointMismatchError(
                     message + "\nIs it a checkpoint of another model or config? To initialise from it anyway, "
-                    "loading what fits, set Trainer.init_strict = False (pretrained weights only)."
+                    "loading what fits, set Checkpoints.init_strict = False (pretrained weights only)."
                 )
             self.logger.warning("%s\nLoading the %d matching tensors only.", message,
                                 len(state_dict) - len(incompatible.unexpected_keys) - len(incompatible.incorrect_shapes))

@@ -47,7 +47,7 @@ def per_rank_batch_size(global_batch_size: int, world_size: Optional[int] = None
     world = comm.get_world_size() if world_size is None else world_size
     if global_batch_size % world:
         raise ValueError(
-            f"Trainer.batch_size = {global_batch_size} is the global batch and must be divisible by the "
+            f"Data.batch_size = {global_batch_size} is the global batch and must be divisible by the "
             f"number of processes ({world}); use e.g. {global_batch_size - global_batch_size % world or world}."
         )
     return global_batch_size // world

@@ -1,7 +1,7 @@
 """Optional training accelerators: ``torch.compile``, channels-last memory, mixed precision.
 
-Each is a ``Trainer`` option (``Trainer.compile``, ``Trainer.channels_last``,
-``Trainer.amp``); measure what they bring on your hardware with
+Each is a ``Runtime`` setting (``Runtime.compile``, ``Runtime.channels_last``,
+``Runtime.amp``); measure what they bring on your hardware with
 ``tools/benchmark.py accelerators``. See docs/training.md, "Accelerators".
 """
 from __future__ import annotations
@@ -22,13 +22,13 @@ AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 def amp_dtype(amp: Optional[str], device: torch.device) -> Optional[torch.dtype]:
-    """The autocast dtype of ``Trainer.amp`` (None: full precision), checked against the device."""
+    """The autocast dtype of ``Runtime.amp`` (None: full precision), checked against the device."""
     if amp in (None, "", "none", "fp32"):
         return None
     if amp not in AMP_DTYPES:
-        raise ValueError(f"Trainer.amp must be None, 'bf16' or 'fp16', got {amp!r}")
+        raise ValueError(f"Runtime.amp must be None, 'bf16' or 'fp16', got {amp!r}")
     if amp == "bf16" and device.type == "cuda" and not torch.cuda.is_bf16_supported():
-        raise ValueError("Trainer.amp = 'bf16': this GPU has no bfloat16 support; use Trainer.amp = 'fp16'.")
+        raise ValueError("Runtime.amp = 'bf16': this GPU has no bfloat16 support; use Runtime.amp = 'fp16'.")
     return AMP_DTYPES[amp]
 
 
@@ -53,7 +53,7 @@ def to_channels_last(model: nn.Module) -> nn.Module:
     if not any(p.dim() == 4 for p in model.parameters()) and not any(
         isinstance(m, (nn.Conv2d, nn.BatchNorm2d)) for m in model.modules()
     ):
-        logger.warning("Trainer.channels_last: %s has no 2-D (4-D tensor) layers; the option changes nothing.",
+        logger.warning("Runtime.channels_last: %s has no 2-D (4-D tensor) layers; the option changes nothing.",
                        type(model).__name__)
     return model.to(memory_format=torch.channels_last)
 
@@ -66,7 +66,7 @@ def compile_model(model: nn.Module, mode: Optional[str] = None, backend: str = "
     (see :func:`is_compile_error`) and falls back to eager execution.
     """
     if not hasattr(torch, "compile"):
-        raise RuntimeError("Trainer.compile = True needs torch >= 2.0 (torch.compile)")
+        raise RuntimeError("Runtime.compile = True needs torch >= 2.0 (torch.compile)")
     model.compile(mode=mode, backend=backend, dynamic=dynamic)
     logger.info("torch.compile(%s, mode=%s, backend=%s): compiles on the first step (can take minutes on CPU)",
                 type(model).__name__, mode, backend)

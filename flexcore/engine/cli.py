@@ -1,6 +1,6 @@
 """``flexcore-train`` / ``tools/train_net.py``: parse the flags, launch the main job, exit with a code.
 
-    flexcore-train --config-file cifar10/flexnet7.gin --gin "Trainer.max_iter = 100"
+    flexcore-train --config-file cifar10/flexnet7.gin --gin "Schedule.max_iter = 100"
 
 0: done; 1: the run failed for a reason its message explains (a checkpoint, the data, the
 output dir, a launch); 2: the config or a plugin is wrong. The flags are

@@ -75,8 +75,8 @@ class CrossResolution:
     Args:
         output_dir: run folder; the stages go to ``source/`` and ``target/`` inside it.
         source_resolution, target_resolution: the dataset's ``resolution`` option per stage.
-        finetune_epochs: epochs of the fine-tuning stage (the source stage uses ``Trainer.epochs``).
-        finetune_lr: learning rate of the fine-tuning stage (default: ``Trainer.lr``).
+        finetune_epochs: epochs of the fine-tuning stage (the source stage uses ``Schedule.epochs``).
+        finetune_lr: learning rate of the fine-tuning stage (default: ``Solver.lr``).
         horizon_offset: continuous convs get ``horizon = resolution + horizon_offset``
             (1: an odd kernel covering the image, as the paper's runs).
         resolution_option: the dataset option that sets the resolution.

@@ -1,6 +1,6 @@
 """Command-line arguments, experiment setup and the main job (detectron2's ``defaults``).
 
-    tools/train_net.py --config-file cifar10/flexnet7.gin --gin "Trainer.max_iter=100"
+    tools/train_net.py --config-file cifar10/flexnet7.gin --gin "Schedule.max_iter=100"
 """
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ from flexcore.engine.run_dir import (RunDirError, RunDirLock, RunDirLockedError,
                                      system_error_message)
 from flexcore.engine.train_loop import NonFiniteLossError
 from flexcore.engine.trainer import Trainer, experiment
-from flexcore.registry import DATASETS, UnknownNameError
+from flexcore.engine.trainer_config import check_bindings
 from flexcore.utils import comm
 from flexcore.utils.cli_args import add_config_arguments
 from flexcore.utils.logger import setup_logger
@@ -53,7 +53,7 @@ examples (each runs as written, from any folder):
   %(prog)s                                             # quick start: FlexNet on the bundled digits
   %(prog)s --list '*cifar*'                            # shipped configs matching a wildcard
   %(prog)s --config-file cifar10/flexnet7.gin --print-config
-  %(prog)s --config-file quick/digits_flexnet.gin --gin "Trainer.max_iter = 50" --output-dir output/try
+  %(prog)s --config-file quick/digits_flexnet.gin --gin "Schedule.max_iter = 50" --output-dir output/try
   %(prog)s --config-file quick/digits_flexnet.gin --output-dir output/try --resume
   %(prog)s --config-file quick/digits_flexnet.gin --output-dir output/try --eval-only
   %(prog)s --config-file quick/digits_flexnet.gin --num-processes 2 --output-dir output/ddp
@@ -100,28 +100,13 @@ def print_config_list(pattern: str = "*") -> None:
     print(tabulate(rows, headers=["gin config"], tablefmt="github") if rows else f"No gin config matches {pattern!r}.")
 
 
-def check_dataset_name() -> None:
-    """Look up ``Trainer.dataset`` now, so a misspelt name fails before anything is written."""
-    try:
-        name = gin.query_parameter("Trainer.dataset")
-    except ValueError:
-        return  # unbound: the trainer reports the missing parameter itself
-    if isinstance(name, gin.config.ConfigurableReference) and str(name).startswith("%"):
-        name = gin.query_parameter(str(name))  # a macro: its value
-    if isinstance(name, str):
-        try:
-            DATASETS.get_raw(name)
-        except UnknownNameError as exc:
-            raise ConfigError(f"Trainer.dataset = {name!r}: {exc}") from None
-
-
 def prepare_run(args: argparse.Namespace, rank: int = 0) -> str:
     """Load plugins, parse gin, check the output dir (not a file, no other run in it or running
     on it). Writes nothing. Returns the output directory."""
     if not args.config_files:
         args.config_files = [DEFAULT_CONFIG]
     parse_config(args.config_files, _bindings(args), plugins=args.plugins, finalize=False)
-    check_dataset_name()
+    check_bindings()
     output_dir = run_output_dir(args)
     holder = lock_holder(output_dir) if rank == 0 else None
     if holder:  # before the check below: "running now" says more than "holds a run"
@@ -255,7 +240,7 @@ def main(args: argparse.Namespace):
         return None
     if args.print_config:
         parse_config(args.config_files or [DEFAULT_CONFIG], args.bindings, plugins=args.plugins, finalize=False)
-        check_dataset_name()
+        check_bindings()
         print(gin.config_str())
         return None
     rank = comm.get_rank()

@@ -26,6 +26,7 @@ import torch
 from flexcore.config import parse_config, resolve_config_file
 from flexcore.engine.distributed import LaunchError, resolve_backend, run_in_process_group
 from flexcore.engine.output_dir import DEFAULT_CONFIG, check_output_dir, run_output_dir
+from flexcore.engine.trainer_config import check_bindings
 
 __all__ = ["SlurmJob", "portable_args", "make_executor", "launch_slurm", "wait_for_jobs", "job_log_paths", "job_failure"]
 
@@ -114,6 +115,7 @@ def check_config(args: argparse.Namespace) -> None:
     bindings = list(args.bindings) + ([f"seed = {args.seed}"] if args.seed is not None else [])
     try:
         parse_config(args.config_files, bindings, plugins=args.plugins, finalize=False)
+        check_bindings()
     finally:
         gin.clear_config()
 

@@ -319,12 +319,12 @@ class SimpleTrainer(TrainerBase):
             if not self.compile_fallback:
                 raise RuntimeError(
                     f"torch.compile failed on the first step ({type(exc).__name__}: {str(exc).splitlines()[0]}). "
-                    "Train without it (Trainer.compile = False), try another Trainer.compile_mode, or set "
-                    "Trainer.compile_fallback = True to fall back to eager execution."
+                    "Train without it (Runtime.compile = False), try another Runtime.compile_mode, or set "
+                    "Runtime.compile_fallback = True to fall back to eager execution."
                 ) from exc
             logger.warning(
                 "torch.compile failed on the first step (%s: %s); training continues without it "
-                "(set Trainer.compile = False to skip the attempt).", type(exc).__name__, str(exc).splitlines()[0],
+                "(set Runtime.compile = False to skip the attempt).", type(exc).__name__, str(exc).splitlines()[0],
             )
             disable_compile(unwrap_model(self.model))
             self.optimizer.zero_grad(set_to_none=True)

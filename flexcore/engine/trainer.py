@@ -11,8 +11,7 @@ import json
 import logging
 import os
 import time
-from types import SimpleNamespace
-from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import gin
 import torch
@@ -26,12 +25,13 @@ from flexcore.engine import hooks as H
 from flexcore.engine.accelerate import amp_dtype, compile_model, to_channels_last
 from flexcore.engine.evaluation import build_task, evaluate
 from flexcore.engine.run_dir import check_resume, finished_summary, raise_recorded_errors, remove_stale_temp_files
-from flexcore.engine.trainer_options import build_regularizers, check_options, resolve_device
+from flexcore.engine.trainer_config import (
+    Checkpoints, Data, Outputs, Runtime, Schedule, Solver, assemble_config, build_regularizers, resolve_device,
+)
 from flexcore.engine.train_loop import HookBase, NonFiniteLossError, SimpleTrainer, TrainerBase, unwrap_model
 from flexcore.layers.fft_cost import fft_autotune_scope
 from flexcore.modeling.build import build_model as build_network
 from flexcore.registry import HOOKS, LR_SCHEDULES, OPTIMIZERS
-from flexcore.solver import build_param_groups
 from flexcore.utils import comm
 from flexcore.utils.env import seed_all_rng, torch_settings
 from flexcore.utils.events import CommonMetricPrinter, JSONWriter, TensorboardWriter
@@ -46,127 +46,42 @@ logger = logging.getLogger("flexcore")
 
 @gin.configurable(module="engine")
 class Trainer(TrainerBase):
-    """Train and evaluate one experiment; every argument but ``output_dir`` comes from gin.
+    """Train and evaluate one experiment; every setting but ``output_dir`` comes from gin.
+
+    The settings come in six groups (:mod:`flexcore.engine.trainer_config`), each a gin
+    configurable: ``Data`` (dataset, batches, splits), ``Solver`` (lr, optimizer, lr
+    schedule, regularizers, clipping), ``Schedule`` (length and periods), ``Runtime``
+    (device, seed, threads, precision, compile), ``Checkpoints`` (initial weights, safe
+    loading, how many to keep) and ``Outputs`` (TensorBoard, kernel report, profiling).
 
     Args:
         output_dir: where checkpoints, metrics and logs go.
-        dataset: registered dataset name. Per-split options go through gin scopes
-            ``train/``, ``val/``, ``test/`` (``train/build_dataset.augment = ...`` or
-            ``train/Digits.resolution = 8``).
-        dataset_options: options passed to the dataset for every split (e.g.
-            ``{'resolution': 16}``; ``CrossResolution`` sets the resolution this way).
-        batch_size: the global batch (split evenly over DDP processes).
-        eval_batch_size: batch for evaluation (default: ``batch_size``).
-        num_workers: loader worker processes per rank.
-        epochs, max_iter: the run's length; give exactly one.
-        lr: base learning rate (groups scale it by their ``lr_factor``).
-        optimizer: ``OPTIMIZERS`` factory ``(param_groups, lr) -> Optimizer`` (default ``@Adam``).
-        schedule: ``LR_SCHEDULES`` factory ``(optimizer, max_iter, iters_per_epoch)``
-            (default ``@Constant``; e.g. ``@Cosine``).
-        param_groups: ``(model) -> groups`` (``build_param_groups``: lr factors, weight-decay rules).
-        regularizers: name -> ``REGULARIZERS`` factory (or a list of factories), each
-            ``() -> callable(model) -> scalar`` added to the loss and logged as ``reg/<name>``.
-        grad_clip, grad_clip_type: gradient clipping (0: off; ``"norm"`` or ``"value"``).
-        eval_period, checkpoint_period: how often to validate / save, in ``period_unit``
-            (0: only at the end).
-        period_unit: ``"epoch"`` or ``"iter"``.
-        log_period: iterations between metric lines (console, metrics.json, TensorBoard).
-        max_to_keep: periodic checkpoints kept (None: all).
-        seed: seeds model init, data order and augmentation (-1: draw one).
-        deterministic: deterministic kernels (:func:`flexcore.utils.env.set_deterministic`; not
-            with ``fft_autotune``).
-        val_split: split for model selection (None: on ``test_split``, as the original's image runs).
-        test_split: split for the final test (None: no test).
-        fake_data: random data of the dataset's shape (``--fake-data``).
-        drop_last: drop each epoch's last incomplete training batch.
-        device: ``"auto"`` (this rank's GPU, else CPU), ``"cpu"``, ``"cuda:0"``, ...
-        init_weights: checkpoint to initialise the model from (``--weights``).
-        init_strict: a key/shape mismatch with ``init_weights`` is an error (False: load what fits).
-        weights_only: safe checkpoint loading (``--unsafe-load`` turns it off).
+        data, solver, schedule, runtime, checkpoints, outputs: a group to use instead of the
+            one gin builds.
         extra_hooks: ``HOOKS`` factories ``() -> HookBase`` run after the built-in ones.
-        tensorboard: write TensorBoard event files.
-        num_threads: torch's CPU threads during the run (None: torch's default, one per core);
-            small models gain nothing from more, and on a shared machine they slow every step.
-        profile_steps: profile this many steps with ``TorchProfiler`` (``--profile N``).
-        compile: ``torch.compile`` the model (compiled on the first step; a failure there
-            is logged and training continues eagerly unless ``compile_fallback`` is False).
-        compile_mode, compile_backend: torch.compile's (None, ``"reduce-overhead"``, ...; ``"inductor"``,
-            ``"aot_eager"`` to debug). compile_fallback: train eagerly if compiling fails (False: raise).
-        channels_last: channels-last memory for the model and 4-D inputs (2-D image models).
-        kernel_report: write the kernel report (sizes, plots) at the end of training.
-        amp: mixed precision of the training forward: None (float32), ``"bf16"`` or ``"fp16"`` (with
-            a gradient scaler). FFT convolutions and evaluation run in float32 whatever the input.
-        fft_autotune: during the run, time the spatial and FFT paths once per shape where the 'auto'
-            cost model cannot tell them apart; keep the faster (``flexcore.layers.fft_cost``).
-            Off, evaluations take the model's picks too: repeated/resumed runs match to the bit.
+        **overrides: any group's field by name, replacing its configured value
+            (``Trainer(out, max_iter=3, fake_data=True)``).
 
     Construction only assembles: a subclass overrides :meth:`build_datasets`,
     :meth:`build_model`, :meth:`build_solver` or :meth:`build_hooks` (docs/training.md).
     Threads, determinism and FFT autotune hold only within :meth:`process_settings`.
     """
 
-    def __init__(
-        self,
-        output_dir: str,
-        dataset: str = gin.REQUIRED,
-        dataset_options: Optional[Mapping[str, Any]] = None,
-        batch_size: int = 64,
-        eval_batch_size: Optional[int] = None,
-        num_workers: int = 0,
-        epochs: int = 0,
-        max_iter: int = 0,
-        lr: float = 1e-3,
-        optimizer: Optional[Callable[..., torch.optim.Optimizer]] = None,
-        schedule: Optional[Callable[..., Any]] = None,
-        param_groups: Callable[[nn.Module], List[Dict[str, Any]]] = build_param_groups,
-        regularizers: Union[Mapping[str, Callable[[], Callable]], Sequence[Callable[[], Callable]]] = (),
-        grad_clip: float = 0.0,
-        grad_clip_type: str = "norm",
-        eval_period: int = 1,
-        checkpoint_period: int = 1,
-        period_unit: str = "epoch",
-        log_period: int = 20,
-        max_to_keep: Optional[int] = 3,
-        seed: int = 0,
-        deterministic: bool = False,
-        val_split: Optional[str] = "val",
-        test_split: Optional[str] = "test",
-        fake_data: bool = False,
-        drop_last: bool = False,
-        device: str = "auto",
-        init_weights: Optional[str] = None,
-        init_strict: bool = True,
-        weights_only: bool = True,
-        extra_hooks: Sequence[Callable[[], HookBase]] = (),
-        tensorboard: bool = True,
-        num_threads: Optional[int] = None,
-        profile_steps: int = 0,
-        compile: bool = False,
-        compile_mode: Optional[str] = None,
-        compile_backend: str = "inductor",
-        compile_fallback: bool = True,
-        channels_last: bool = False,
-        amp: Optional[str] = None,
-        kernel_report: bool = True,
-        fft_autotune: bool = False,
-    ):
+    def __init__(self, output_dir: str, data: Optional[Data] = None, solver: Optional[Solver] = None,
+                 schedule: Optional[Schedule] = None, runtime: Optional[Runtime] = None,
+                 checkpoints: Optional[Checkpoints] = None, outputs: Optional[Outputs] = None,
+                 extra_hooks: Sequence[Callable[[], HookBase]] = (), **overrides: Any):
         super().__init__()
-        options = {k: v for k, v in locals().items() if k not in ("self", "output_dir", "__class__")}
-        check_options(options)
-        self.options = SimpleNamespace(**options)
-        self._set_legacy_attributes(self.options)
+        groups = dict(data=data, solver=solver, schedule=schedule, runtime=runtime, checkpoints=checkpoints,
+                      outputs=outputs)
+        self.cfg = assemble_config(groups, overrides, configurable=type(self).__name__)
+        self.extra_hooks = list(extra_hooks)
         self.output_dir = output_dir
         if comm.is_main_process():
             path_manager.mkdirs(output_dir)
-        self.start_iter = 0
-        self._earlier_wall_s = 0.0  # training time of earlier sessions of this run (from the checkpoint)
-        self._saved_max_iter: Optional[int] = None  # the run length a resumed checkpoint was saved with
-        self._session_start: Optional[float] = None
-        self.validation_result: Optional[Dict[str, Any]] = None
-        self.results: Dict[str, Any] = {}
-        self.summary_extras: Dict[str, Any] = {}  # hooks add entries to summary.json here
+        self._reset_run_state()
         with self.process_settings():
-            self.seed = seed_all_rng(seed)
+            self.seed = seed_all_rng(self.cfg.runtime.seed)
             self.train_set, self.val_set, self.test_set = self.build_datasets()
             self.metadata = self.train_set.metadata
             self.task = build_task(self.metadata)
@@ -175,46 +90,47 @@ class Trainer(TrainerBase):
             self.optimizer, self.scheduler, self.regularizers = self.build_solver(unwrap_model(self.model))
             self._trainer = self._build_step()
             self.checkpointer = Checkpointer(
-                unwrap_model(self.model), output_dir, weights_only=weights_only,
+                unwrap_model(self.model), output_dir, weights_only=self.cfg.checkpoints.weights_only,
                 optimizer=self.optimizer, scheduler=self.scheduler, trainer=self,
             )
             self.register_hooks(self.build_hooks())
 
-    def _set_legacy_attributes(self, o: SimpleNamespace) -> None:
-        """The options under the attribute names the trainer always had (read by subclasses and jobs)."""
-        self.dataset_name, self.dataset_options = o.dataset, dict(o.dataset_options or {})
-        self.batch_size, self.eval_batch_size = o.batch_size, o.eval_batch_size or o.batch_size
-        self.num_workers, self.drop_last, self.fake_data = o.num_workers, o.drop_last, o.fake_data
-        self.init_weights, self.init_strict = o.init_weights, o.init_strict
-        self.profile_steps, self.log_period, self.tensorboard = o.profile_steps, o.log_period, o.tensorboard
-        self.max_to_keep, self.kernel_report = o.max_to_keep, o.kernel_report
+    def _reset_run_state(self) -> None:
+        self.start_iter = 0
+        self._earlier_wall_s = 0.0  # training time of earlier sessions of this run (from the checkpoint)
+        self._saved_max_iter: Optional[int] = None  # the run length a resumed checkpoint was saved with
+        self._session_start: Optional[float] = None
+        self.validation_result: Optional[Dict[str, Any]] = None
+        self.results: Dict[str, Any] = {}
+        self.summary_extras: Dict[str, Any] = {}  # hooks add entries to summary.json here
 
     @contextlib.contextmanager
     def process_settings(self) -> Iterator[None]:
         """torch threads, deterministic kernels and FFT autotune (timed picks, training and
         inference, only if asked: they could differ between runs in float bits) as configured,
         restored on exit. Construction, :meth:`train` and evaluation run inside it."""
-        o = self.options
-        with torch_settings(o.num_threads, o.deterministic), fft_autotune_scope(o.fft_autotune, o.fft_autotune):
+        r = self.cfg.runtime
+        with torch_settings(r.num_threads, r.deterministic), fft_autotune_scope(r.fft_autotune, r.fft_autotune):
             yield
 
     # -- construction: override one of these in a subclass ------------------------------------
     def build_datasets(self) -> Tuple[Any, Optional[Any], Optional[Any]]:
         """``(train, val, test)`` datasets (val/test None when their split is off); gin scope per split."""
-        o = self.options
-        return (self._build_split("train"), self._build_split(o.val_split) if o.val_split else None,
-                self._build_split(o.test_split) if o.test_split else None)
+        d = self.cfg.data
+        return (self._build_split("train"), self._build_split(d.val_split) if d.val_split else None,
+                self._build_split(d.test_split) if d.test_split else None)
 
     def _build_split(self, split: str):
         with gin.config_scope(split):
-            dataset = build_dataset(name=self.dataset_name, split=split, fake=self.fake_data, **self.dataset_options)
+            d = self.cfg.data
+            dataset = build_dataset(name=d.dataset, split=split, fake=d.fake_data, **dict(d.dataset_options or {}))
         if not hasattr(dataset, "metadata"):
-            raise TypeError(f"Dataset {self.dataset_name!r} ({split}) has no .metadata; see docs/contracts.md")
+            raise TypeError(f"Dataset {d.dataset!r} ({split}) has no .metadata; see docs/contracts.md")
         return dataset
 
     def build_model(self) -> nn.Module:
         """The network for ``self.metadata`` on ``self.device``: compiled and DDP-wrapped as configured."""
-        o = self.options
+        o = self.cfg.runtime
         model = build_network(self.metadata)
         self.device = resolve_device(o.device)
         model.to(self.device)
@@ -234,8 +150,8 @@ class Trainer(TrainerBase):
 
     def _plan_iterations(self) -> None:
         """Run length and periods in iterations, from the training set's size."""
-        o = self.options
-        sampler = TrainingBatchSampler(len(self.train_set), per_rank_batch_size(o.batch_size), drop_last=o.drop_last)
+        d, o = self.cfg.data, self.cfg.schedule
+        sampler = TrainingBatchSampler(len(self.train_set), per_rank_batch_size(d.batch_size), drop_last=d.drop_last)
         self.iters_per_epoch = sampler.iters_per_epoch
         self.max_iter = o.max_iter or o.epochs * self.iters_per_epoch
         unit = self.iters_per_epoch if o.period_unit == "epoch" else 1
@@ -244,9 +160,9 @@ class Trainer(TrainerBase):
         logger.info(
             "Data: %s (%d train / %s val / %s test samples); global batch %d = %d per process x %d; "
             "%d iterations per epoch, %d iterations (%.4g epochs)",
-            o.dataset, len(self.train_set), len(self.val_set) if self.val_set is not None else "no",
-            len(self.test_set) if self.test_set is not None else "no", o.batch_size,
-            per_rank_batch_size(o.batch_size), comm.get_world_size(), self.iters_per_epoch, self.max_iter,
+            d.dataset, len(self.train_set), len(self.val_set) if self.val_set is not None else "no",
+            len(self.test_set) if self.test_set is not None else "no", d.batch_size,
+            per_rank_batch_size(d.batch_size), comm.get_world_size(), self.iters_per_epoch, self.max_iter,
             self.max_iter / self.iters_per_epoch,
         )
 
@@ -255,23 +171,23 @@ class Trainer(TrainerBase):
 
         Defaults are looked up by name so that their gin bindings (``Adam.betas = ...``) apply.
         """
-        o = self.options
+        o = self.cfg.solver
         optimizer = (o.optimizer or OPTIMIZERS.get("Adam"))(o.param_groups(model), lr=o.lr)
-        schedule = (o.schedule or LR_SCHEDULES.get("Constant"))(
+        schedule = (o.lr_schedule or LR_SCHEDULES.get("Constant"))(
             optimizer, max_iter=self.max_iter, iters_per_epoch=self.iters_per_epoch)
         return optimizer, schedule, build_regularizers(o.regularizers)
 
     def _build_step(self) -> SimpleTrainer:
-        o = self.options
+        o, r = self.cfg.solver, self.cfg.runtime
         return SimpleTrainer(
             self.model, None, self.optimizer, self.task.loss, self.regularizers, grad_clip=o.grad_clip,
             grad_clip_type=o.grad_clip_type, device=self.device, batch_metrics=self.task.train_batch_metrics,
-            amp=o.amp, channels_last=o.channels_last, compile_fallback=o.compile_fallback,
+            amp=r.amp, channels_last=r.channels_last, compile_fallback=r.compile_fallback,
         )
 
     def eval_loader(self, dataset):
         """A loader over ``dataset`` for evaluation (the eval batch, in order); None for None."""
-        return None if dataset is None else build_test_loader(dataset, self.eval_batch_size, self.num_workers)
+        return None if dataset is None else build_test_loader(dataset, self.cfg.data.eval_batch, self.cfg.data.num_workers)
 
     def build_hooks(self) -> List[Optional[HookBase]]:
         """The default hooks in their documented order (see :mod:`flexcore.engine.hooks`).
@@ -284,9 +200,10 @@ class Trainer(TrainerBase):
         """
         hooks: List[Optional[HookBase]] = [H.IterationTimer(), HOOKS.get("RefreshCrops")()]
         self.eval_hook = None
-        if self.profile_steps:
+        log_period, profile_steps = self.cfg.schedule.log_period, self.cfg.outputs.profile_steps
+        if profile_steps:
             hooks.append(HOOKS.get("TorchProfiler")(os.path.join(self.output_dir, "profile"), warmup_steps=2,
-                                                    num_steps=self.profile_steps))
+                                                    num_steps=profile_steps))
             return hooks + [H.LRScheduler(self.optimizer, self.scheduler)]
         if self.val_set is not None or self.test_set is not None:
             self.eval_hook = H.EvalHook(
@@ -294,34 +211,34 @@ class Trainer(TrainerBase):
                 checkpointer=self.checkpointer, iters_per_epoch=self.iters_per_epoch,
             )
             hooks.append(self.eval_hook)
-        hooks += [H.LRScheduler(self.optimizer, self.scheduler), HOOKS.get("KernelSizeLogger")(period=self.log_period)]
-        hooks += [factory() for factory in self.options.extra_hooks]
+        hooks += [H.LRScheduler(self.optimizer, self.scheduler), HOOKS.get("KernelSizeLogger")(period=log_period)]
+        hooks += [factory() for factory in self.extra_hooks]
         main = comm.is_main_process()
         if main:
             # Writers are attached in train(): they need the start iteration (resume).
-            hooks.append(H.PeriodicWriter([], period=self.log_period, checkpoint_period=self.checkpoint_period))
+            hooks.append(H.PeriodicWriter([], period=log_period, checkpoint_period=self.checkpoint_period))
             hooks.append(H.Progress())
-            if self.kernel_report:
+            if self.cfg.outputs.kernel_report:
                 hooks.append(HOOKS.get("KernelReport")())
             hooks.append(HOOKS.get("FlopSummary")())
         # Last: a checkpoint is never ahead of metrics.json (a run killed between the two
         # would resume past a step whose metrics line was never written).
-        hooks.append(H.PeriodicCheckpointer(self.checkpointer, self.checkpoint_period, max_to_keep=self.max_to_keep))
+        hooks.append(H.PeriodicCheckpointer(self.checkpointer, self.checkpoint_period, max_to_keep=self.cfg.checkpoints.max_to_keep))
         return hooks
 
     def _open_writers(self) -> None:
         writer_hook = next((h for h in self._hooks if isinstance(h, H.PeriodicWriter)), None)
         if writer_hook is None:
             return
-        start = self.start_iter
+        start, log_period = self.start_iter, self.cfg.schedule.log_period
         writers = [
-            CommonMetricPrinter(self.max_iter, window_size=self.log_period, iters_per_epoch=self.iters_per_epoch,
+            CommonMetricPrinter(self.max_iter, window_size=log_period, iters_per_epoch=self.iters_per_epoch,
                                 keys=("train/accuracy",)),
-            JSONWriter(os.path.join(self.output_dir, "metrics.json"), window_size=self.log_period, start_iter=start,
+            JSONWriter(os.path.join(self.output_dir, "metrics.json"), window_size=log_period, start_iter=start,
                        iters_per_epoch=self.iters_per_epoch),
         ]
-        if self.tensorboard:
-            writers.append(TensorboardWriter(self.output_dir, window_size=self.log_period, start_iter=start))
+        if self.cfg.outputs.tensorboard:
+            writers.append(TensorboardWriter(self.output_dir, window_size=log_period, start_iter=start))
         writer_hook.writers = writers
 
     # -- checkpoint state ------------------------------------------------------------------
@@ -356,7 +273,7 @@ class Trainer(TrainerBase):
 
         Args:
             resume: look for the output dir's last checkpoint.
-            weights: model weights for a fresh start (default ``Trainer.init_weights``).
+            weights: model weights for a fresh start (default ``Checkpoints.init_weights``).
         """
         if resume and self.checkpointer.has_checkpoint():
             path = self.checkpointer.get_checkpoint_file()
@@ -367,9 +284,9 @@ class Trainer(TrainerBase):
         else:
             if resume:
                 logger.info("--resume: no checkpoint in %s yet, starting from scratch", self.output_dir)
-            path = weights or self.init_weights
+            path = weights or self.cfg.checkpoints.init_weights
             if path:
-                self.checkpointer.load(path, checkpointables=[], strict=self.init_strict)
+                self.checkpointer.load(path, checkpointables=[], strict=self.cfg.checkpoints.init_strict)
             self.start_iter = 0
 
     def run_step(self) -> None:
@@ -387,23 +304,24 @@ class Trainer(TrainerBase):
             return self._train()
 
     def _train(self) -> Dict[str, Any]:
-        if comm.is_main_process() and not self.profile_steps:
+        profile_steps, d = self.cfg.outputs.profile_steps, self.cfg.data
+        if comm.is_main_process() and not profile_steps:
             remove_stale_temp_files(self.output_dir)
-        finished = None if self.profile_steps or self.start_iter < self.max_iter else finished_summary(self.output_dir)
+        finished = None if profile_steps or self.start_iter < self.max_iter else finished_summary(self.output_dir)
         if finished is not None:
             self.results = finished
             raise_recorded_errors(self.output_dir, finished)
             return finished
         start = self._session_start = time.perf_counter()
         self._trainer.data_loader = build_train_loader(
-            self.train_set, self.batch_size, seed=self.seed, num_workers=self.num_workers,
-            start_iter=self.start_iter, drop_last=self.drop_last, pin_memory=self.device.type == "cuda",
+            self.train_set, d.batch_size, seed=self.seed, num_workers=d.num_workers,
+            start_iter=self.start_iter, drop_last=d.drop_last, pin_memory=self.device.type == "cuda",
         )
         self._trainer.reset_data_iter()
         self._open_writers()
         end = self.max_iter
-        if self.profile_steps:  # warm-up steps + profiled steps, then stop
-            end = min(self.max_iter, self.start_iter + 2 + self.profile_steps)
+        if profile_steps:  # warm-up steps + profiled steps, then stop
+            end = min(self.max_iter, self.start_iter + 2 + profile_steps)
         try:
             super().train(self.start_iter, end)
         except NonFiniteLossError as exc:
@@ -411,12 +329,12 @@ class Trainer(TrainerBase):
             where = f"The last good checkpoint is {last}" if last else "No checkpoint was written before it"
             raise NonFiniteLossError(
                 exc.iteration, exc.losses,
-                f"{exc} {where}; nothing was overwritten. Lower the learning rate (Trainer.lr), enable "
-                "gradient clipping (Trainer.grad_clip) or check the data, then rerun with --resume"
+                f"{exc} {where}; nothing was overwritten. Lower the learning rate (Solver.lr), enable "
+                "gradient clipping (Solver.grad_clip) or check the data, then rerun with --resume"
                 + ("." if last else " (it starts from scratch, replacing this attempt's metrics)."),
             ) from None
         wall = time.perf_counter() - start
-        if self.profile_steps:
+        if profile_steps:
             return {"profile": next(h for h in self._hooks if isinstance(h, HOOKS.get_raw("TorchProfiler"))).table}
         self.results = self._summarize(wall)
         raise_recorded_errors(self.output_dir, self.results)
@@ -425,7 +343,7 @@ class Trainer(TrainerBase):
     # -- results ----------------------------------------------------------------------------
     def _summarize(self, wall_time: float) -> Dict[str, Any]:
         timer = next(h for h in self._hooks if isinstance(h, H.IterationTimer))
-        per_rank = per_rank_batch_size(self.batch_size)
+        per_rank = per_rank_batch_size(self.cfg.data.batch_size)
         throughput = per_rank * comm.get_world_size() * timer.counted_steps / timer.step_time if timer.step_time else float("nan")
         results: Dict[str, Any] = {
             "parameters": self.num_parameters,

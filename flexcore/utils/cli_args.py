@@ -50,7 +50,7 @@ def resolve_output_dir(args: argparse.Namespace, tool: Optional[str] = None,
 def add_bindings_argument(parser: argparse.ArgumentParser) -> None:
     """``--gin BINDING`` (repeatable, stored as ``bindings``)."""
     parser.add_argument("--gin", dest="bindings", action="append", default=[], metavar="BINDING",
-                        help='gin binding applied after the files, e.g. "Trainer.max_iter = 100" (repeatable)')
+                        help='gin binding applied after the files, e.g. "Schedule.max_iter = 100" (repeatable)')
 
 
 def add_output_dir_argument(parser: argparse.ArgumentParser, default_text: str, aliases: Sequence[str] = (),

@@ -25,7 +25,7 @@ def seed_all_rng(seed: int) -> int:
     """
     if seed < 0:
         seed = int.from_bytes(os.urandom(4), "little") & 0x7FFFFFFF
-        logger.info("Drew seed %d (set Trainer.seed / --seed to repeat this run)", seed)
+        logger.info("Drew seed %d (set Runtime.seed / --seed to repeat this run)", seed)
     random.seed(seed)
     np.random.seed(seed % (1 << 32))
     torch.manual_seed(seed)  # also seeds every CUDA device

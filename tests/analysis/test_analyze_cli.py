@@ -64,7 +64,7 @@ def test_errors_are_one_clear_line(tmp_path, capsys):
     bad = tmp_path / "bad.gin"
     bad.write_text("build_model.backbone = @CIFARResNet20\n")
     assert main(["--config-file", str(bad), "--fake-data", "--output", str(tmp_path / "o")]) == 2
-    assert "Trainer.dataset" in capsys.readouterr().err
+    assert "Data.dataset" in capsys.readouterr().err
     assert main(["--config-file", str(tmp_path / "missing.gin"), "--output", str(tmp_path / "o")]) == 2
     assert "not found" in capsys.readouterr().err
 

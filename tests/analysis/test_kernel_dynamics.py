@@ -238,8 +238,8 @@ def test_quick_start_event_file_holds_kernel_dynamics(tmp_path):
 
     args = default_argument_parser().parse_args([
         "--output-dir", str(tmp_path),
-        "--gin", "Trainer.epochs = 0", "--gin", "Trainer.max_iter = 6", "--gin", "Trainer.period_unit = 'iter'",
-        "--gin", "Trainer.eval_period = 3", "--gin", "Trainer.log_period = 2", "--gin", "Trainer.checkpoint_period = 0",
+        "--gin", "Schedule.epochs = 0", "--gin", "Schedule.max_iter = 6", "--gin", "Schedule.period_unit = 'iter'",
+        "--gin", "Schedule.eval_period = 3", "--gin", "Schedule.log_period = 2", "--gin", "Schedule.checkpoint_period = 0",
     ])
     main(args)
     events = EventAccumulator(str(tmp_path), size_guidance={"images": 0, "histograms": 0, "scalars": 0})
@@ -286,7 +286,7 @@ def test_trainer_builds_the_logger_from_its_gin_bindings(tmp_path):
     from flexcore.engine.trainer import Trainer
 
     gin.clear_config()
-    parse_config(["quick/digits_flexnet.gin"], ["Trainer.max_iter = 1", "Trainer.epochs = 0",
+    parse_config(["quick/digits_flexnet.gin"], ["Schedule.max_iter = 1", "Schedule.epochs = 0",
                                                 "KernelSizeLogger.images = False", "KernelSizeLogger.num_pairs = 2"],
                  finalize=False)
     try:

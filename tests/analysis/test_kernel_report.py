@@ -81,7 +81,7 @@ def test_cli_kernels_from_checkpoints(tmp_path):
     config = tmp_path / "exp.gin"
     config.write_text(
         "build_model.backbone = @FlexTCN\nFlexTCN.hidden_channels = 4\nFlexTCN.num_blocks = 1\n"
-        "FlexTCN.conv = @FlexConv\nTrainer.dataset = 'AddingProblem'\nAddingProblem.seq_length = 24\n"
+        "FlexTCN.conv = @FlexConv\nData.dataset = 'AddingProblem'\nAddingProblem.seq_length = 24\n"
     )
     gin.clear_config()
     parse_config([str(config)], finalize=False)
@@ -112,10 +112,10 @@ def test_trainer_writes_kernel_report_and_profile(tmp_path):
 
     gin.clear_config()
     parse_config([], [
-        "Trainer.dataset = 'AddingProblem'", "AddingProblem.seq_length = 24", "build_model.backbone = @FlexTCN",
+        "Data.dataset = 'AddingProblem'", "AddingProblem.seq_length = 24", "build_model.backbone = @FlexTCN",
         "FlexTCN.conv = @FlexConv", "FlexConv.horizon = 25", "FlexTCN.hidden_channels = 4", "FlexTCN.num_blocks = 1",
-        "Trainer.batch_size = 8", "Trainer.max_iter = 2", "Trainer.val_split = None", "Trainer.test_split = None",
-        "Trainer.tensorboard = False", "Trainer.fake_data = True",
+        "Data.batch_size = 8", "Schedule.max_iter = 2", "Data.val_split = None", "Data.test_split = None",
+        "Outputs.tensorboard = False", "Data.fake_data = True",
     ], finalize=False)
     (tmp_path / "run").mkdir()
     (tmp_path / "prof").mkdir()
@@ -127,9 +127,9 @@ def test_trainer_writes_kernel_report_and_profile(tmp_path):
     _png(tmp_path / "run" / "kernels" / "kernel_sizes.png")
     gin.clear_config()
     parse_config([], [
-        "Trainer.dataset = 'AddingProblem'", "AddingProblem.seq_length = 24", "build_model.backbone = @FlexTCN",
+        "Data.dataset = 'AddingProblem'", "AddingProblem.seq_length = 24", "build_model.backbone = @FlexTCN",
         "FlexTCN.conv = @FlexConv", "FlexConv.horizon = 25", "FlexTCN.hidden_channels = 4", "FlexTCN.num_blocks = 1",
-        "Trainer.batch_size = 8", "Trainer.max_iter = 10", "Trainer.fake_data = True", "Trainer.tensorboard = False",
+        "Data.batch_size = 8", "Schedule.max_iter = 10", "Data.fake_data = True", "Outputs.tensorboard = False",
     ], finalize=False)
     profiled = Trainer(str(tmp_path / "prof"), profile_steps=2).train()
     assert "aten::" in profiled["profile"]

@@ -30,10 +30,10 @@ def _reduced_size(config):
     """None for full size, else capped spatial sizes; skips building blocks (no dataset, no model)."""
     gin.clear_config()
     parse_config([config], finalize=False)
-    dataset, backbone = _bound("Trainer.dataset"), _bound("build_model.backbone")
+    dataset, backbone = _bound("Data.dataset"), _bound("build_model.backbone")
     if dataset is None and backbone is None:
         gin.clear_config()
-        pytest.skip(f"{config} is a building block (binds neither Trainer.dataset nor build_model.backbone)")
+        pytest.skip(f"{config} is a building block (binds neither Data.dataset nor build_model.backbone)")
     shape = load_analysis_setup(fake_data=True).metadata.shape
     gin.clear_config()
     cap = CAP[len(shape)]

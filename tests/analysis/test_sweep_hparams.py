@@ -13,9 +13,9 @@ from flexcore.engine.sweep import _hparam_domains, _with_hparams, parse_sweep, s
 pytestmark = pytest.mark.usefixtures("single_thread")
 
 TINY_QUICK_START = [
-    "Trainer.epochs = 0", "Trainer.max_iter = 2", "Trainer.period_unit = 'iter'", "Trainer.eval_period = 2",
-    "Trainer.checkpoint_period = 0", "Trainer.batch_size = 16", "Trainer.kernel_report = False",
-    "Trainer.tensorboard = False", "FlexNet.num_blocks = 1", "MAGNet.hidden_channels = 4",
+    "Schedule.epochs = 0", "Schedule.max_iter = 2", "Schedule.period_unit = 'iter'", "Schedule.eval_period = 2",
+    "Schedule.checkpoint_period = 0", "Data.batch_size = 16", "Outputs.kernel_report = False",
+    "Outputs.tensorboard = False", "FlexNet.num_blocks = 1", "MAGNet.hidden_channels = 4",
 ]
 
 
@@ -50,7 +50,7 @@ def _plugin_session_groups(logdir):
 
 
 def test_sweep_runs_write_hparams_with_the_swept_values_and_final_metrics(tmp_path):
-    argv = ["--output-dir", str(tmp_path / "sweep"), "--sweep", "Trainer.lr=0.01,0.001",
+    argv = ["--output-dir", str(tmp_path / "sweep"), "--sweep", "Solver.lr=0.01,0.001",
             "--sweep", "FlexNet.hidden_channels=4,6"]
     for binding in TINY_QUICK_START:
         argv += ["--gin", binding]
@@ -60,11 +60,11 @@ def test_sweep_runs_write_hparams_with_the_swept_values_and_final_metrics(tmp_pa
     for row in rows:
         events, start, experiment, end = _hparams_of(row["output_dir"])
         values = {k: v.number_value for k, v in start.hparams.items()}
-        assert values == {"Trainer.lr": float(row["bindings"]["Trainer.lr"]),
+        assert values == {"Solver.lr": float(row["bindings"]["Solver.lr"]),
                           "FlexNet.hidden_channels": int(row["bindings"]["FlexNet.hidden_channels"])}
         seen.add(tuple(sorted(values.items())))
         domains = {h.name: sorted(v.number_value for v in h.domain_discrete.values) for h in experiment.hparam_infos}
-        assert domains == {"Trainer.lr": [0.001, 0.01], "FlexNet.hidden_channels": [4, 6]}
+        assert domains == {"Solver.lr": [0.001, 0.01], "FlexNet.hidden_channels": [4, 6]}
         metric_tags = {m.name.tag for m in experiment.metric_infos}
         summary = json.loads(open(f"{row['output_dir']}/summary.json").read())
         assert "hparams/test_accuracy_final_model" in metric_tags and "hparams/iterations" not in metric_tags
@@ -76,7 +76,7 @@ def test_sweep_runs_write_hparams_with_the_swept_values_and_final_metrics(tmp_pa
     assert sorted(groups) == sorted(r["run"] for r in rows)
     for row in rows:
         hparams, metrics = groups[row["run"]]
-        assert hparams["Trainer.lr"] == float(row["bindings"]["Trainer.lr"])
+        assert hparams["Solver.lr"] == float(row["bindings"]["Solver.lr"])
         accuracy = row["summary"]["test_accuracy_final_model"]
         assert metrics["hparams/test_accuracy_final_model"] == pytest.approx(accuracy)
     assert "| lr-0.01_hidden_channels-4 " in (tmp_path / "sweep" / "sweep_summary.md").read_text()

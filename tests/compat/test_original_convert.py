@@ -63,7 +63,7 @@ def test_round_trip_reproduces_original_outputs(seed_fixtures, tmp_path, case, a
     cli = default_argument_parser().parse_args([
         "--config-file", experiment, "--config-file", str(out_dir / "model.gin"), "--fake-data",
         "--output-dir", str(tmp_path / "eval"), "--eval-only", "--weights", str(out_dir / "model_final.pth"),
-        "--gin", "build_dataset.fake_length = 4", "--gin", "Trainer.tensorboard = False",
+        "--gin", "build_dataset.fake_length = 4", "--gin", "Outputs.tensorboard = False",
     ])
     trainer = build_trainer(cli, default_setup(cli))
     results = trainer.evaluate_only(cli.weights)  # loads strictly

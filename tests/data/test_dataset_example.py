@@ -20,8 +20,8 @@ def test_example_trains_from_a_folder_outside_the_repo(tmp_path):
         shutil.copy(os.path.join(EXAMPLES, name), tmp_path / name)
     run = subprocess.run(
         [sys.executable, os.path.abspath(TRAIN_NET), "--plugin", "sine_waves.py", "--config-file", "sine_waves.gin",
-         "--output-dir", "out", "--gin", "Trainer.epochs = 0", "--gin", "Trainer.max_iter = 4",
-         "--gin", "Trainer.eval_period = 4"],
+         "--output-dir", "out", "--gin", "Schedule.epochs = 0", "--gin", "Schedule.max_iter = 4",
+         "--gin", "Schedule.eval_period = 4"],
         cwd=tmp_path, capture_output=True, text=True,
     )
     assert run.returncode == 0, run.stderr[-3000:]

@@ -18,14 +18,14 @@ PLUGINS = [os.path.join(HERE, "tiny_plugin.py"), os.path.join(HERE, "launch_plug
 
 TINY_CONFIG = """
 include 'base/train.gin'          # seed macro, periods
-Trainer.dataset = 'TinySum'
+Data.dataset = 'TinySum'
 build_model.backbone = @TinyNet
-Trainer.batch_size = 16           # the global batch: 8 per process with 2 processes
-Trainer.epochs = 2
-Trainer.lr = 0.01
-Trainer.log_period = 1
-Trainer.tensorboard = False
-Trainer.kernel_report = False
+Data.batch_size = 16           # the global batch: 8 per process with 2 processes
+Schedule.epochs = 2
+Solver.lr = 0.01
+Schedule.log_period = 1
+Outputs.tensorboard = False
+Outputs.kernel_report = False
 """
 
 

@@ -20,13 +20,13 @@ from flexcore.utils.events import EventStorage
 from flexcore.utils.host_sync import count_host_reads
 
 QUICK = [
-    "Trainer.epochs = 0",
-    "Trainer.max_iter = 3",
-    "Trainer.batch_size = 16",
-    "Trainer.val_split = None",
-    "Trainer.test_split = None",
-    "Trainer.tensorboard = False",
-    "Trainer.log_period = 1",
+    "Schedule.epochs = 0",
+    "Schedule.max_iter = 3",
+    "Data.batch_size = 16",
+    "Data.val_split = None",
+    "Data.test_split = None",
+    "Outputs.tensorboard = False",
+    "Schedule.log_period = 1",
     "FlexNet.hidden_channels = 8",
     "MAGNet.hidden_channels = 8",
     "FlexNet.dropout = 0.0",
@@ -54,7 +54,7 @@ def _steps(trainer, n=3):
 def _loader(trainer):
     from flexcore.data.samplers import build_train_loader
 
-    trainer._trainer.data_loader = build_train_loader(trainer.train_set, trainer.batch_size, seed=0)
+    trainer._trainer.data_loader = build_train_loader(trainer.train_set, trainer.cfg.data.batch_size, seed=0)
     trainer._trainer.reset_data_iter()
 
 
@@ -110,7 +110,7 @@ def test_process_settings_hold_during_the_run_and_are_restored_after(tmp_path):
     threads, benchmark = torch.get_num_threads(), torch.backends.cudnn.benchmark
     autotune = fft_cost.fft_autotune_enabled()
     run_threads = 1 if threads > 1 else 2
-    trainer = _trainer(tmp_path, ["Trainer.fft_autotune = True", f"Trainer.num_threads = {run_threads}"],
+    trainer = _trainer(tmp_path, ["Runtime.fft_autotune = True", f"Runtime.num_threads = {run_threads}"],
                        extra_hooks=[Record])
     assert (torch.get_num_threads(), fft_cost.fft_autotune_enabled()) == (threads, autotune)
     trainer.train()
@@ -145,18 +145,18 @@ def test_a_run_evaluates_with_the_cost_models_picks_unless_autotune_is_asked(tmp
 def test_deterministic_run_is_restored_after_and_excludes_fft_autotune(tmp_path):
     from flexcore.layers import fft_cost
 
-    trainer = _trainer(tmp_path, ["Trainer.deterministic = True"])
+    trainer = _trainer(tmp_path, ["Runtime.deterministic = True"])
     trainer.train()
     assert not torch.are_deterministic_algorithms_enabled()
-    with pytest.raises(ValueError, match="fft_autotune = True .* deterministic = True"):
-        _trainer(tmp_path / "det", ["Trainer.fft_autotune = True", "Trainer.deterministic = True"])
+    with pytest.raises(ValueError, match="fft_autotune = True .*Runtime.deterministic = True"):
+        _trainer(tmp_path / "det", ["Runtime.fft_autotune = True", "Runtime.deterministic = True"])
     assert not fft_cost.fft_autotune_enabled()
 
 
 def test_amp_is_gin_configurable_and_checked(tmp_path):
-    trainer, _ = _run(tmp_path, ["Trainer.amp = 'bf16'"])
+    trainer, _ = _run(tmp_path, ["Runtime.amp = 'bf16'"])
     assert trainer._trainer.amp_dtype == torch.bfloat16
-    with pytest.raises(ValueError, match="Trainer.amp must be None, 'bf16' or 'fp16'"):
+    with pytest.raises(ValueError, match="Runtime.amp must be None, 'bf16' or 'fp16'"):
         amp_dtype("int8", torch.device("cpu"))
 
 
@@ -165,7 +165,7 @@ def test_compile_trains_and_keeps_checkpoint_keys(tmp_path):
     # The eager backend runs dynamo's tracing without the minutes of C++ codegen of inductor.
     small = ["FlexNet.num_blocks = 1"]
     _, ref = _run(tmp_path / "eager", small)
-    trainer, compiled = _run(tmp_path / "compiled", small + ["Trainer.compile = True", "Trainer.compile_backend = 'eager'"])
+    trainer, compiled = _run(tmp_path / "compiled", small + ["Runtime.compile = True", "Runtime.compile_backend = 'eager'"])
     assert trainer.model._compiled_call_impl is not None
     assert compiled == pytest.approx(ref, rel=1e-4)
     assert not any(k.startswith("_orig_mod") for k in trainer.model.state_dict())
@@ -190,7 +190,7 @@ def test_compile_failure_falls_back_to_eager_with_a_warning(tmp_path, caplog):
     strict = _trainer(tmp_path / "strict", small, compile=True, compile_fallback=False)
     strict.model.compile(backend=broken_backend)
     _loader(strict)
-    with pytest.raises(RuntimeError, match="Trainer.compile = False"):
+    with pytest.raises(RuntimeError, match="Runtime.compile = False"):
         _steps(strict, 1)
 
 

@@ -15,13 +15,13 @@ from flexcore.utils.logger import setup_logger
 from conftest import TINY_PLUGIN
 
 BINDINGS = [
-    "Trainer.dataset = 'TinyShapes'",
+    "Data.dataset = 'TinyShapes'",
     "build_model.backbone = @TinyNet",
-    "Trainer.batch_size = 32",
-    "Trainer.epochs = 2",
-    "Trainer.lr = 0.01",
-    "Trainer.tensorboard = False",
-    "Trainer.kernel_report = False",  # matplotlib PNGs: seconds per run, checked in tests/analysis
+    "Data.batch_size = 32",
+    "Schedule.epochs = 2",
+    "Solver.lr = 0.01",
+    "Outputs.tensorboard = False",
+    "Outputs.kernel_report = False",  # matplotlib PNGs: seconds per run, checked in tests/analysis
     "CrossResolution.source_resolution = 8",
     "CrossResolution.target_resolution = 16",
     "CrossResolution.finetune_epochs = 1",

@@ -22,7 +22,7 @@ from train_net_runs import quick, tensorboard_scalars, train_net
 PLUGIN = os.path.join(os.path.dirname(os.path.abspath(__file__)), "run_dir_plugin.py")
 # 60 iterations: validation and a checkpoint every 10; the last validation is not the best
 # (weights zeroed before the last step), so a resumed final test reads model_best.pth.
-BINDINGS = ("Trainer.epochs = 3", "Trainer.eval_period = 10", "Trainer.checkpoint_period = 10",
+BINDINGS = ("Schedule.epochs = 3", "Schedule.eval_period = 10", "Schedule.checkpoint_period = 10",
             "Trainer.extra_hooks = [@ForgetBeforeLastStep]")
 MAX_TO_KEEP = 3  # Trainer's default
 ITERATIONS, LOG_PERIOD, CHECKPOINT_PERIOD = 60, 5, 10
@@ -126,7 +126,7 @@ def _write_calls(save, obj) -> int:
 def _reference(tmp_path):
     run = tmp_path / "uninterrupted"
     # Keeps every periodic checkpoint to compare with; a run keeping MAX_TO_KEEP has the last ones.
-    done = train_net(["--plugin", PLUGIN] + quick(run, *BINDINGS, "Trainer.max_to_keep = None"), str(tmp_path))
+    done = train_net(["--plugin", PLUGIN] + quick(run, *BINDINGS, "Checkpoints.max_to_keep = None"), str(tmp_path))
     assert done.returncode == 0, done.output
     with open(run / "summary.json") as f:
         written = json.load(f)

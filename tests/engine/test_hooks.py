@@ -89,8 +89,8 @@ def test_trainer_checkpoints_after_the_writer(tmp_path, tiny_plugin):
     from flexcore.engine.hooks import PeriodicCheckpointer
     from flexcore.engine.trainer import Trainer
 
-    parse_config([], ["Trainer.dataset = 'TinySum'", "build_model.backbone = @TinyNet", "Trainer.epochs = 1",
-                      "Trainer.tensorboard = False"], finalize=False)
+    parse_config([], ["Data.dataset = 'TinySum'", "build_model.backbone = @TinyNet", "Schedule.epochs = 1",
+                      "Outputs.tensorboard = False"], finalize=False)
     try:
         hooks = [h for h in Trainer(str(tmp_path)).build_hooks() if h is not None]
     finally:
@@ -146,8 +146,8 @@ def test_a_trainer_subclass_overrides_one_builder(tmp_path, tiny_plugin):
             hooks = super().build_hooks()
             return hooks[:-1] + [CountSteps()] + hooks[-1:]
 
-    parse_config([], ["Trainer.dataset = 'TinySum'", "build_model.backbone = @TinyNet", "Trainer.max_iter = 3",
-                      "Trainer.tensorboard = False", "Trainer.val_split = None"], finalize=False)
+    parse_config([], ["Data.dataset = 'TinySum'", "build_model.backbone = @TinyNet", "Schedule.max_iter = 3",
+                      "Outputs.tensorboard = False", "Data.val_split = None"], finalize=False)
     try:
         trainer = SGDTrainer(str(tmp_path))
         trainer.train()

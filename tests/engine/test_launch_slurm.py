@@ -89,7 +89,7 @@ def test_two_task_ddp_job_matches_a_local_run(tmp_path, slurm):
 @with_marks(slurm_test)
 def test_sweep_is_one_job_array_with_a_summary(tmp_path, slurm, capsys):
     args = train_args(tmp_path, "sweep", "--launcher", "slurm", "--time", "5", "--wait", "--array-parallelism", "2",
-                      "--sweep", "Trainer.lr=0.01,0.001", "--sweep", "seed=0,1")
+                      "--sweep", "Solver.lr=0.01,0.001", "--sweep", "seed=0,1")
     rows = launch(main, args)
     sweep_dir = tmp_path / "sweep"
     names = ["lr-0.01_seed-0", "lr-0.01_seed-1", "lr-0.001_seed-0", "lr-0.001_seed-1"]
@@ -116,7 +116,7 @@ def test_sweep_is_one_job_array_with_a_summary(tmp_path, slurm, capsys):
     (["scontrol", "requeue"], ["SlowSteps.seconds = 3.5", "SlowSteps.first_start_only = True"]),
 ], ids=["usr2", "scontrol-requeue"])
 def test_preempted_job_requeues_and_resumes_without_losing_an_epoch(tmp_path, slurm, interrupt, slow):
-    gin = ["Trainer.epochs = 4"]
+    gin = ["Schedule.epochs = 4"]
     launch(main, train_args(tmp_path, "reference", gin=gin))
     job = launch(main, train_args(tmp_path, "preempt", "--launcher", "slurm", "--time", "5",
                                   gin=gin + ["Trainer.extra_hooks = [@SlowSteps]", *slow]))
@@ -226,13 +226,13 @@ def test_a_job_pickles_paths_bindings_and_plugin_names_never_gin_state(tmp_path,
     from flexcore.engine.slurm import SlurmJob, portable_args
 
     monkeypatch.chdir(tmp_path)
-    args = train_args(tmp_path, "out", "--launcher", "slurm", "--gin", "Trainer.lr = 0.5", "--seed", "3")
+    args = train_args(tmp_path, "out", "--launcher", "slurm", "--gin", "Solver.lr = 0.5", "--seed", "3")
     args.config_files, args.output_dir = ["tiny.gin"], "out"  # relative, as a user types them
     job_args = portable_args(args)
     assert job_args.config_files == [str(tmp_path / "tiny.gin")]
     assert job_args.output_dir == str(tmp_path / "out")
     assert all(os.path.isabs(p) and p.endswith(".py") for p in job_args.plugins)
-    assert job_args.bindings == ["Trainer.lr = 0.5"] and job_args.seed == 3
+    assert job_args.bindings == ["Solver.lr = 0.5"] and job_args.seed == 3
     assert job_args.launcher == "local" and job_args.sweep == [] and not job_args.wait
     payload = cloudpickle.dumps(SlurmJob(main, job_args))
     strings = {arg for _, arg, _ in pickletools.genops(payload) if isinstance(arg, str)}

@@ -67,7 +67,7 @@ def test_run_results_keep_final_values_best_metrics_and_the_summary(tmp_path):
 
 
 def test_local_sweep_runs_each_point_and_summarizes_even_when_one_fails(tmp_path, capsys):
-    args = train_args(tmp_path, "sweep", "--sweep", "Trainer.lr=0.01,0.001", "--sweep", "FailOnRank.rank=-1,0",
+    args = train_args(tmp_path, "sweep", "--sweep", "Solver.lr=0.01,0.001", "--sweep", "FailOnRank.rank=-1,0",
                       gin=["Trainer.extra_hooks = [@FailOnRank]"])
     with pytest.raises(LaunchError, match="2 of 4 sweep runs failed: lr-0.01_rank-0, lr-0.001_rank-0"):
         launch(main, args)
@@ -87,8 +87,12 @@ def test_local_sweep_runs_each_point_and_summarizes_even_when_one_fails(tmp_path
     assert (sweep_dir / "sweep_summary.md").read_text().count("| lr-") == 4
 
 
-def test_bad_sweep_binding_fails_before_any_run(tmp_path):
-    args = train_args(tmp_path, "sweep", "--sweep", "Trainer.lrr=0.1,0.2", "--launcher", "slurm")
-    with pytest.raises(ConfigError, match="Did you mean 'lr'"):
+@pytest.mark.parametrize("binding, message", [
+    ("Solver.lrr=0.1,0.2", "Did you mean 'lr'"),  # gin's own check
+    ("Trainer.lrr=0.1,0.2", r"Trainer.lrr = 0.1 .*unknown setting 'lrr'. Did you mean Solver.lr\?"),  # a flat name
+])
+def test_bad_sweep_binding_fails_before_any_run(tmp_path, binding, message):
+    args = train_args(tmp_path, "sweep", "--sweep", binding, "--launcher", "slurm")
+    with pytest.raises(ConfigError, match=message):
         launch(main, args)
     assert not (tmp_path / "sweep").exists()

@@ -11,12 +11,12 @@ from flexcore.engine.defaults import DEFAULT_CONFIG, default_argument_parser, ma
 def test_quick_start_trains_a_few_iterations(tmp_path):
     args = default_argument_parser().parse_args([
         "--output-dir", str(tmp_path),
-        "--gin", "Trainer.epochs = 0",
-        "--gin", "Trainer.max_iter = 6",
-        "--gin", "Trainer.period_unit = 'iter'",
-        "--gin", "Trainer.eval_period = 3",
-        "--gin", "Trainer.log_period = 2",
-        "--gin", "Trainer.tensorboard = False",
+        "--gin", "Schedule.epochs = 0",
+        "--gin", "Schedule.max_iter = 6",
+        "--gin", "Schedule.period_unit = 'iter'",
+        "--gin", "Schedule.eval_period = 3",
+        "--gin", "Schedule.log_period = 2",
+        "--gin", "Outputs.tensorboard = False",
     ])
     results = main(args)
     assert args.config_files == [DEFAULT_CONFIG]

@@ -62,9 +62,9 @@ def _one_error_line(stderr):
 @pytest.mark.parametrize("binding, origin, says", [
     ("HORIZON = 8", "FlexConv.horizon = %HORIZON  (base/models/flexconv.gin, line 10)", "horizon must be odd"),
     ("HORIZON = 'abc'", "FlexConv.horizon = %HORIZON  (base/models/flexconv.gin, line 10)", "got 'abc'"),
-    ("Trainer.batch_size = -64", "Trainer.batch_size = -64  (--gin)", "Trainer.batch_size must be an integer >= 1"),
-    ("Trainer.epochs = 2.5", "Trainer.epochs = 2.5  (--gin)", "Trainer.epochs must be an integer >= 0, got 2.5"),
-    ("Trainer.lr = 'fast'", "Trainer.lr = 'fast'  (--gin)", "Trainer.lr must be a number >= 0, got 'fast'"),
+    ("Data.batch_size = -64", "Data.batch_size = -64  (--gin)", "Data.batch_size must be an integer >= 1"),
+    ("Schedule.epochs = 2.5", "Schedule.epochs = 2.5  (--gin)", "Schedule.epochs must be an integer >= 0, got 2.5"),
+    ("Solver.lr = 'fast'", "Solver.lr = 'fast'  (--gin)", "Solver.lr must be a number >= 0, got 'fast'"),
     ("FlexNet.dropout = 1.5", "FlexNet.dropout = 1.5  (--gin)", "dropout probability has to be between 0 and 1"),
 ])
 def test_bad_value_names_its_binding_and_writes_nothing(tmp_path, capsys, monkeypatch, binding, origin, says):
@@ -94,14 +94,14 @@ def test_bad_value_met_while_a_job_runs_is_a_config_error_too(tmp_path, capsys, 
     """A cross-resolution job builds its stage trainers as it runs."""
     monkeypatch.chdir(tmp_path)
     (tmp_path / "cross.gin").write_text(
-        "Trainer.dataset = 'TinyShapes'\nbuild_model.backbone = @TinyNet\nTrainer.epochs = 1\n"
-        "Trainer.batch_size = -64\nexperiment.job = @CrossResolution\nCrossResolution.source_resolution = 8\n"
+        "Data.dataset = 'TinyShapes'\nbuild_model.backbone = @TinyNet\nSchedule.epochs = 1\n"
+        "Data.batch_size = -64\nexperiment.job = @CrossResolution\nCrossResolution.source_resolution = 8\n"
         "CrossResolution.target_resolution = 16\nCrossResolution.finetune_epochs = 1\n")
     argv = ["--config-file", "cross.gin", "--output-dir", "out", "--plugin", PLUGINS[0]]
     assert cli_main(argv) == 2
     err = capsys.readouterr().err
-    assert "Trainer.batch_size must be an integer >= 1" in err
-    assert "Trainer.batch_size = -64  (cross.gin, line 4)" in err
+    assert "Data.batch_size must be an integer >= 1" in err
+    assert "Data.batch_size = -64  (cross.gin, line 4)" in err
     assert "Traceback" not in err
 
 
@@ -208,13 +208,13 @@ def _snapshot(folder):
 def test_disk_full_is_one_line_and_the_run_resumes_once_space_is_freed(tmp_path, tmpfs):
     out, filler = tmpfs / "run", tmpfs / "filler"
     full = _train(tmp_path, out, "Trainer.extra_hooks = [@FillDisk]", f"FillDisk.path = '{filler}'",
-                  "FillDisk.iteration = 4", "Trainer.period_unit = 'iter'", "Trainer.checkpoint_period = 2")
+                  "FillDisk.iteration = 4", "Schedule.period_unit = 'iter'", "Schedule.checkpoint_period = 2")
     assert full.returncode == 1, full.stderr
     line = _one_error_line(full.stderr)
     assert line.startswith("Error: Cannot write the run: the disk is full") and "--resume" in line
     assert "the last complete checkpoint model_0000003.pth" in line
     filler.unlink()
-    resumed = _train(tmp_path, out, "Trainer.period_unit = 'iter'", "Trainer.checkpoint_period = 2",
+    resumed = _train(tmp_path, out, "Schedule.period_unit = 'iter'", "Schedule.checkpoint_period = 2",
                      extra=("--resume",))
     assert resumed.returncode == 0, resumed.stderr
     assert "Resumed from" in resumed.stdout and (out / "summary.json").is_file()

@@ -21,7 +21,7 @@ PLUGIN = os.path.join(os.path.dirname(os.path.abspath(__file__)), "run_dir_plugi
 KILLED = -9
 
 # 20 iterations (one epoch), validation and a checkpoint every 10.
-ONE_EPOCH = ("Trainer.epochs = 1", "Trainer.eval_period = 10", "Trainer.checkpoint_period = 10")
+ONE_EPOCH = ("Schedule.epochs = 1", "Schedule.eval_period = 10", "Schedule.checkpoint_period = 10")
 
 
 def _iterations(run):
@@ -41,11 +41,11 @@ def test_a_restart_from_scratch_replaces_the_abandoned_metrics_and_events(train_
         first = train_net_server.run(quick(run, *bindings), tmp_path, env={KILL_DURING_WRITE: "model_0*.pth@1"})
         assert first.returncode == KILLED, first.output
     elif case == "checkpoint_period 0":
-        bindings = ONE_EPOCH + ("Trainer.checkpoint_period = 0",)
+        bindings = ONE_EPOCH + ("Schedule.checkpoint_period = 0",)
         first = train_net_server.run(quick(run, *bindings), tmp_path, kill_after_lines=("iter: 15/20", 1, 0.05))
         assert first.returncode == KILLED, first.output
     else:
-        first = train_net_server.run(quick(run, *bindings, "Trainer.lr = 1e30"), tmp_path)
+        first = train_net_server.run(quick(run, *bindings, "Solver.lr = 1e30"), tmp_path)
         assert first.returncode == 1 and "Loss is not finite at iteration 1" in first.output
         assert "No checkpoint was written" in first.output and "--resume" in first.output
     assert not (run / "last_checkpoint").exists()
@@ -94,7 +94,7 @@ def test_an_unreadable_best_model_keeps_the_final_results(train_net_server, tmp_
     run = tmp_path / "run"
     # 40 iterations; the last validation (weights zeroed) is not the best, so the final
     # test of the best model reads model_best.pth.
-    bindings = ("Trainer.epochs = 2", "Trainer.eval_period = 20", "Trainer.checkpoint_period = 10",
+    bindings = ("Schedule.epochs = 2", "Schedule.eval_period = 20", "Schedule.checkpoint_period = 10",
                 "Trainer.extra_hooks = [@ForgetBeforeLastStep]")
     argv = ["--plugin", PLUGIN] + quick(run, *bindings)
     first = train_net_server.run(argv, tmp_path, env={KILL_DURING_WRITE: "model_final.pth@1"})
@@ -122,13 +122,13 @@ def test_an_unreadable_best_model_keeps_the_final_results(train_net_server, tmp_
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("length", ["Trainer.epochs = 2", "Trainer.max_iter = 10"])
+@pytest.mark.parametrize("length", ["Schedule.epochs = 2", "Schedule.max_iter = 10"])
 def test_resuming_a_finished_run_with_another_length_is_refused(train_net_server, tmp_path, length):
     run = tmp_path / "run"
     done = train_net_server.run(quick(run, *ONE_EPOCH), tmp_path)
     assert done.returncode == 0, done.output
     before = snapshot(run)
-    bindings = ONE_EPOCH + (length,) if "epochs" in length else ONE_EPOCH + ("Trainer.epochs = 0", length)
+    bindings = ONE_EPOCH + (length,) if "epochs" in length else ONE_EPOCH + ("Schedule.epochs = 0", length)
 
     refused = train_net_server.run(quick(run, *bindings, resume=True), tmp_path)
     assert refused.returncode == 1, refused.output
@@ -151,8 +151,8 @@ def _temp_files(run):
 @pytest.mark.slow
 def test_max_to_keep_counts_checkpoints_of_earlier_sessions_and_stale_temp_files_go(train_net_server, tmp_path):
     run = tmp_path / "run"
-    bindings = ("Trainer.epochs = 2", "Trainer.eval_period = 20", "Trainer.checkpoint_period = 5",
-                "Trainer.max_to_keep = 2")
+    bindings = ("Schedule.epochs = 2", "Schedule.eval_period = 20", "Schedule.checkpoint_period = 5",
+                "Checkpoints.max_to_keep = 2")
     # Killed while tagging the 3rd checkpoint (iteration 14), then while writing the next one.
     first = train_net_server.run(quick(run, *bindings), tmp_path, env={KILL_DURING_WRITE: "last_checkpoint@3"})
     assert first.returncode == KILLED, first.output

@@ -74,8 +74,8 @@ def _sweep_folder(tmp_path, job_id="4242_0"):
     run_dir = sweep / "lr-0.1"
     (sweep / "slurm").mkdir(parents=True)
     run_dir.mkdir()
-    manifest = {"axes": [["Trainer.lr", ["0.1"]]], "launcher": "slurm",
-                "runs": [{"name": "lr-0.1", "bindings": ["Trainer.lr = 0.1"], "values": {"Trainer.lr": "0.1"},
+    manifest = {"axes": [["Solver.lr", ["0.1"]]], "launcher": "slurm",
+                "runs": [{"name": "lr-0.1", "bindings": ["Solver.lr = 0.1"], "values": {"Solver.lr": "0.1"},
                           "output_dir": str(run_dir), "job_id": job_id, "status": None}]}
     (sweep / "sweep.json").write_text(json.dumps(manifest))
     return sweep, run_dir

@@ -15,14 +15,14 @@ from flexcore.utils.logger import setup_logger
 from conftest import TINY_PLUGIN
 
 BASE = [
-    "Trainer.dataset = 'TinyShapes'",
+    "Data.dataset = 'TinyShapes'",
     "build_model.backbone = @TinyNet",
-    "Trainer.batch_size = 32",  # 4 iterations per epoch
-    "Trainer.epochs = 3",
-    "Trainer.log_period = 1",
-    "Trainer.tensorboard = False",
-    "Trainer.kernel_report = False",  # matplotlib PNGs: seconds per run, checked in tests/analysis
-    "Trainer.test_split = None",
+    "Data.batch_size = 32",  # 4 iterations per epoch
+    "Schedule.epochs = 3",
+    "Schedule.log_period = 1",
+    "Outputs.tensorboard = False",
+    "Outputs.kernel_report = False",  # matplotlib PNGs: seconds per run, checked in tests/analysis
+    "Data.test_split = None",
     "build_param_groups.mask_lr_factor = 0.1",
 ]
 
@@ -54,7 +54,7 @@ def test_every_builtin_is_covered():
 
 @pytest.mark.parametrize("name", sorted(SCHEDULES))
 def test_schedule_in_training(tmp_path, tiny_plugin, name):
-    trainer, _, steps = _run(tmp_path, [f"Trainer.schedule = @{name}", "Trainer.lr = 0.02"] + SCHEDULES[name])
+    trainer, _, steps = _run(tmp_path, [f"Solver.lr_schedule = @{name}", "Solver.lr = 0.02"] + SCHEDULES[name])
     lrs = [s["lr"] for s in steps]
     assert [s["lr/mask"] for s in steps] == pytest.approx([0.1 * lr for lr in lrs]) or name == "Cosine"
     expected = {
@@ -74,8 +74,8 @@ def test_schedule_in_training(tmp_path, tiny_plugin, name):
 @pytest.mark.parametrize("name", sorted(OPTIMIZERS_LR))
 def test_optimizer_in_training(tmp_path, tiny_plugin, name):
     extra = ["SGD.nesterov = True"] if name == "SGD" else []
-    trainer, start, steps = _run(tmp_path, [f"Trainer.optimizer = @{name}", f"Trainer.lr = {OPTIMIZERS_LR[name]}",
-                                            "Trainer.epochs = 4", "build_param_groups.weight_decay = 1e-4"] + extra)
+    trainer, start, steps = _run(tmp_path, [f"Solver.optimizer = @{name}", f"Solver.lr = {OPTIMIZERS_LR[name]}",
+                                            "Schedule.epochs = 4", "build_param_groups.weight_decay = 1e-4"] + extra)
     assert type(trainer.optimizer).__name__ == name
     end = trainer.model.state_dict()
     assert all(torch.isfinite(v).all() for v in end.values())
@@ -85,7 +85,7 @@ def test_optimizer_in_training(tmp_path, tiny_plugin, name):
 
 
 def test_gradient_clipping(tmp_path, tiny_plugin):
-    trainer, _, steps = _run(tmp_path, ["Trainer.grad_clip = 0.05", "Trainer.epochs = 1"])
+    trainer, _, steps = _run(tmp_path, ["Solver.grad_clip = 0.05", "Schedule.epochs = 1"])
     assert all("grad_norm" in s for s in steps)  # the norm before clipping
     norm = torch.sqrt(sum(p.grad.pow(2).sum() for p in trainer.model.parameters() if p.grad is not None))
     assert norm.item() <= 0.05 * (1 + 1e-5)

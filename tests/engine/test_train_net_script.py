@@ -13,12 +13,12 @@ REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 TRAIN_NET = os.path.join(REPO, "tools", "train_net.py")
 
 CONFIG = """
-Trainer.dataset = 'TinyShapes'
+Data.dataset = 'TinyShapes'
 build_model.backbone = @TinyNet
-Trainer.batch_size = 32
-Trainer.epochs = 1
-Trainer.tensorboard = False
-Trainer.kernel_report = False
+Data.batch_size = 32
+Schedule.epochs = 1
+Outputs.tensorboard = False
+Outputs.kernel_report = False
 """
 
 

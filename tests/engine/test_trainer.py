@@ -17,14 +17,14 @@ from flexcore.utils.logger import setup_logger
 from conftest import TINY_PLUGIN
 
 BASE = [
-    "Trainer.dataset = 'TinyShapes'",
+    "Data.dataset = 'TinyShapes'",
     "build_model.backbone = @TinyNet",
-    "Trainer.batch_size = 16",   # 128 train samples: 8 iterations per epoch
-    "Trainer.epochs = 2",
-    "Trainer.lr = 0.01",
-    "Trainer.log_period = 1",    # every iteration's raw loss in metrics.json
-    "Trainer.tensorboard = False",
-    "Trainer.kernel_report = False",  # matplotlib PNGs: seconds per run, checked in tests/analysis
+    "Data.batch_size = 16",   # 128 train samples: 8 iterations per epoch
+    "Schedule.epochs = 2",
+    "Solver.lr = 0.01",
+    "Schedule.log_period = 1",    # every iteration's raw loss in metrics.json
+    "Outputs.tensorboard = False",
+    "Outputs.kernel_report = False",  # matplotlib PNGs: seconds per run, checked in tests/analysis
 ]
 
 
@@ -57,7 +57,7 @@ class _Crash(HookBase):
 
 def test_resume_continues_exactly_like_an_uninterrupted_run(tmp_path, tiny_plugin):
     # Dropout draws from the global RNG: exact only if checkpoints restore RNG states.
-    bindings = ["TinyNet.dropout = 0.3", "Trainer.epochs = 3", "Trainer.schedule = @Cosine",
+    bindings = ["TinyNet.dropout = 0.3", "Schedule.epochs = 3", "Solver.lr_schedule = @Cosine",
                 "Cosine.warmup_epochs = 1"]
     full = _trainer(tmp_path / "full", bindings)
     full.resume_or_load(resume=False)
@@ -88,11 +88,11 @@ def test_resume_continues_exactly_like_an_uninterrupted_run(tmp_path, tiny_plugi
 
 def test_same_metrics_for_any_num_workers(tmp_path, tiny_plugin):
     # Augmented real data and dropout: both random streams must follow the seed alone.
-    bindings = ["Trainer.dataset = 'Digits'", "Digits.augment = 'resnet'", "TinyNet.dropout = 0.3",
-                "Trainer.epochs = 0", "Trainer.max_iter = 4", "Trainer.val_split = None", "Trainer.test_split = None"]
+    bindings = ["Data.dataset = 'Digits'", "Digits.augment = 'resnet'", "TinyNet.dropout = 0.3",
+                "Schedule.epochs = 0", "Schedule.max_iter = 4", "Data.val_split = None", "Data.test_split = None"]
     runs = {}
     for workers in (0, 2):  # (another seed giving other batches: tests/data/test_samplers.py)
-        trainer = _trainer(tmp_path / str(workers), bindings + [f"Trainer.num_workers = {workers}"])
+        trainer = _trainer(tmp_path / str(workers), bindings + [f"Data.num_workers = {workers}"])
         trainer.resume_or_load(resume=False)
         trainer.train()
         runs[workers] = _losses(tmp_path / str(workers))
@@ -100,11 +100,14 @@ def test_same_metrics_for_any_num_workers(tmp_path, tiny_plugin):
 
 
 @pytest.mark.parametrize("binding,match", [
-    ("Trainer.batch_size = 0", "Trainer.batch_size must be an integer >= 1, got 0"),
-    ("Trainer.eval_batch_size = -4", "Trainer.eval_batch_size must be an integer >= 1"),
-    ("Trainer.epochs = 1.5", "Trainer.epochs must be an integer >= 0, got 1.5"),
-    ("Trainer.num_workers = -1", "Trainer.num_workers"),
-    ("Trainer.grad_clip = -1.0", "Trainer.grad_clip must be >= 0"),
+    ("Data.batch_size = 0", "Data.batch_size must be an integer >= 1, got 0"),
+    ("Data.eval_batch_size = -4", "Data.eval_batch_size must be an integer >= 1"),
+    ("Schedule.epochs = 1.5", "Schedule.epochs must be an integer >= 0, got 1.5"),
+    ("Data.num_workers = -1", "Data.num_workers"),
+    ("Solver.grad_clip = -1.0", "Solver.grad_clip must be a number >= 0"),
+    ("Solver.grad_clip_type = 'l2'", "Solver.grad_clip_type must be 'norm' or 'value'"),
+    ("Runtime.num_threads = 0", "Runtime.num_threads must be an integer >= 1"),
+    ("Checkpoints.max_to_keep = 0", "Checkpoints.max_to_keep must be an integer >= 1"),
 ])
 def test_bad_trainer_arguments_name_the_binding(tmp_path, tiny_plugin, binding, match):
     with pytest.raises(ValueError, match=match):
@@ -112,7 +115,7 @@ def test_bad_trainer_arguments_name_the_binding(tmp_path, tiny_plugin, binding, 
 
 
 def test_outputs_eval_and_summary(tmp_path, tiny_plugin):
-    trainer = _trainer(tmp_path, ["Trainer.regularizers = {'kernel_norm': @LnLoss}", "LnLoss.weight = 1e-3",
+    trainer = _trainer(tmp_path, ["Solver.regularizers = {'kernel_norm': @LnLoss}", "LnLoss.weight = 1e-3",
                                   "build_param_groups.mask_lr_factor = 0.1"])
     trainer.resume_or_load(resume=False)
     results = trainer.train()
@@ -161,7 +164,7 @@ def test_nan_loss_stops_and_names_the_last_good_checkpoint(tmp_path, tiny_plugin
 
 
 def test_regression_task_selects_on_loss(tmp_path, tiny_plugin):
-    trainer = _trainer(tmp_path, ["Trainer.dataset = 'TinySum'", "Trainer.epochs = 2"])
+    trainer = _trainer(tmp_path, ["Data.dataset = 'TinySum'", "Schedule.epochs = 2"])
     trainer.resume_or_load(resume=False)
     results = trainer.train()
     assert trainer.task.mode == "min" and math.isfinite(results["best_val_loss"])
@@ -186,7 +189,7 @@ def test_pretrained_init_strict_and_non_strict(tmp_path, tiny_plugin):
 
 def _args(tmp_path, *extra):
     gin_file = tmp_path / "tiny.gin"
-    gin_file.write_text("\n".join(BASE + ["Trainer.max_to_keep = 1"]) + "\n")
+    gin_file.write_text("\n".join(BASE + ["Checkpoints.max_to_keep = 1"]) + "\n")
     return default_argument_parser().parse_args(
         ["--plugin", TINY_PLUGIN, "--config-file", str(gin_file), "--output-dir", str(tmp_path / "run"), *extra]
     )
@@ -196,7 +199,7 @@ def test_main_train_refuse_resume_eval_only_profile(tmp_path, tiny_plugin):
     results = main(_args(tmp_path))
     run = tmp_path / "run"
     assert {"config.gin", "operative_config.gin"} <= set(os.listdir(run))
-    assert "Trainer.epochs = 2" in (run / "operative_config.gin").read_text()
+    assert "Schedule.epochs = 2" in (run / "operative_config.gin").read_text()
     assert sorted(f for f in os.listdir(run) if f.startswith("model_0")) == ["model_0000007.pth"]  # max_to_keep 1
     gin.clear_config()
     with pytest.raises(OutputDirError, match="already holds a run .*--resume"):

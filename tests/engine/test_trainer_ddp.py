@@ -12,15 +12,15 @@ from conftest import TINY_PLUGIN
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 CONFIG = """
-Trainer.dataset = 'TinySum'           # regression, no BatchNorm: DDP must match exactly
+Data.dataset = 'TinySum'           # regression, no BatchNorm: DDP must match exactly
 build_model.backbone = @TinyNet
-Trainer.batch_size = 16               # global: 8 per process with 2 processes
-Trainer.epochs = 2
-Trainer.lr = 0.01
-Trainer.log_period = 1
-Trainer.tensorboard = False
-Trainer.kernel_report = False
-Trainer.num_threads = 1
+Data.batch_size = 16               # global: 8 per process with 2 processes
+Schedule.epochs = 2
+Solver.lr = 0.01
+Schedule.log_period = 1
+Outputs.tensorboard = False
+Outputs.kernel_report = False
+Runtime.num_threads = 1
 """
 
 

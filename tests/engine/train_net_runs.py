@@ -27,8 +27,8 @@ TRAIN_NET = os.path.join(REPO, "tools", "train_net.py")
 
 # The quick start (FlexNet on the embedded digits, 20 iterations an epoch) made small: periods
 # in iterations, no kernel-report PNGs. Tests add the length and periods.
-QUICK = ["--config-file", "quick/digits_flexnet.gin", "--gin", "Trainer.period_unit = 'iter'",
-         "--gin", "Trainer.log_period = 5", "--gin", "Trainer.kernel_report = False"]
+QUICK = ["--config-file", "quick/digits_flexnet.gin", "--gin", "Schedule.period_unit = 'iter'",
+         "--gin", "Schedule.log_period = 5", "--gin", "Outputs.kernel_report = False"]
 
 
 def quick(run_dir: str, *bindings: str, resume: bool = False) -> List[str]:

@@ -138,7 +138,7 @@ def test_original_flexconv_checkpoint_points_to_the_converter(tmp_path, capsys):
 
 
 def test_original_checkpoint_is_refused_even_when_loading_what_fits(tmp_path):
-    """Trainer.init_strict = False would load nothing of it: the converter is the way."""
+    """Checkpoints.init_strict = False would load nothing of it: the converter is the way."""
     from flexcore.checkpoint import CheckpointMismatchError
     from flexcore.utils.testing import seed_fixtures_dir
 

@@ -102,7 +102,7 @@ def test_broken_plugin_is_one_clean_error_in_every_tool(tmp_path, script, extra)
 
 @pytest.mark.slow
 def test_unknown_dataset_fails_before_the_output_dir_and_in_print_config(tmp_path):
-    binding = "Trainer.dataset = 'MNIST1DD'"
+    binding = "Data.dataset = 'MNIST1DD'"
     for extra in (["--print-config"], ["--output-dir", str(tmp_path / "out")]):
         run = _tool("train_net.py", tmp_path, "--gin", binding, *extra)
         assert run.returncode == 2, run.stderr
@@ -118,9 +118,9 @@ def test_dataset_name_through_a_macro_is_checked_too():
     from flexcore.config import ConfigError
     from flexcore.engine.defaults import check_dataset_name
 
-    parse_config([], ["DATASET = 'MNIST1DD'", "Trainer.dataset = %DATASET"], finalize=False)
+    parse_config([], ["DATASET = 'MNIST1DD'", "Data.dataset = %DATASET"], finalize=False)
     with pytest.raises(ConfigError, match="Did you mean 'MNIST'"):
         check_dataset_name()
     gin.clear_config()
-    parse_config([], ["Trainer.dataset = 'Digits'"], finalize=False)
+    parse_config([], ["Data.dataset = 'Digits'"], finalize=False)
     check_dataset_name()  # a registered name passes

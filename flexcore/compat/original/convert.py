@@ -129,7 +129,7 @@ def convert_original_checkpoint(
     Args:
         path: the original checkpoint.
         output_dir: where to write (created).
-        dataset: registered dataset name: checked against the model and written as ``Trainer.dataset``.
+        dataset: registered dataset name: checked against the model and written as ``Data.dataset``.
         original_config: the original run's config file (exact architecture instead of inference).
         hints: settings the weights do not store (see ``spec.HINTS``).
         weights_only: safe loading.
@@ -164,7 +164,7 @@ def convert_original_checkpoint(
         f"  python tools/train_net.py --gin-file <your dataset/training config> --gin-file {gin_path} \\",
         f"      --eval-only --weights {weights_path}",
     ]
-    extra = [f"Trainer.dataset = {dataset!r}"] if dataset else []
+    extra = [f"Data.dataset = {dataset!r}"] if dataset else []
     gin_text = spec.gin(header=header, extra=extra)
     payload: Dict[str, Any] = {"model": model.state_dict(), "converted_from": os.path.abspath(path)}
     if isinstance(rest.get("epoch"), int):

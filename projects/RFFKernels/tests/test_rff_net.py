@@ -95,7 +95,7 @@ def test_project_gin_file_puts_rffnet_into_flexconv():
 def test_experiment_gin_file_builds_and_runs_a_step():
     import flexcore.engine.trainer  # noqa: F401  (the Trainer configurable the file binds)
 
-    parse_config(["digits_flexnet_rff.gin"], bindings=["Trainer.epochs = 1"], finalize=False)
+    parse_config(["digits_flexnet_rff.gin"], bindings=["Schedule.epochs = 1"], finalize=False)
     from flexcore.data.base import build_dataset
     from flexcore.modeling import build_model
 
