@@ -109,6 +109,7 @@ setup(
             "flexcore-export=flexcore.cli:export_main",
             "flexcore-benchmark=flexcore.cli:benchmark_main",
             "flexcore-convert-checkpoint=flexcore.cli:convert_checkpoint_main",
+            "flexcore-migrate-config=flexcore.cli:migrate_config_main",
         ],
     },
     classifiers=[

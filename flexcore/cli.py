@@ -14,6 +14,7 @@ COMMANDS = {
     "flexcore-export": ("flexcore.export.cli", "export_model.py"),
     "flexcore-convert-checkpoint": ("flexcore.compat.original.convert", "convert_checkpoint.py"),
     "flexcore-benchmark": ("flexcore.benchmarks.harness", "benchmark.py"),
+    "flexcore-migrate-config": ("flexcore.engine.migrate_config", "migrate_config.py"),
 }
 
 
@@ -49,5 +50,11 @@ def convert_checkpoint_main(argv: Argv = None) -> int:
 
 def benchmark_main(argv: Argv = None) -> int:
     from flexcore.benchmarks.harness import main
+
+    return main(argv)
+
+
+def migrate_config_main(argv: Argv = None) -> int:
+    from flexcore.engine.migrate_config import main
 
     return main(argv)

@@ -28,6 +28,7 @@ ENTRY = {
     "flexcore-export": cli.export_main,
     "flexcore-convert-checkpoint": cli.convert_checkpoint_main,
     "flexcore-benchmark": cli.benchmark_main,
+    "flexcore-migrate-config": cli.migrate_config_main,
 }
 # The tools that read gin configs, and their parsers.
 CONFIG_TOOLS = {
