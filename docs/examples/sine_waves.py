@@ -1,7 +1,7 @@
 """A complete user dataset plugin: noisy sine waves, classified by frequency.
 
 Load it with ``--plugin sine_waves.py`` (or ``import sine_waves`` at the top of a gin file),
-then ``Trainer.dataset = 'SineWaves'``. Check it with
+then ``Data.dataset = 'SineWaves'``. Check it with
 ``python -m flexcore.registry --plugin sine_waves.py check datasets SineWaves``.
 Walk-through: docs/datasets.md, "Writing your own dataset".
 """
