@@ -19,7 +19,7 @@ from torch import Tensor
 # functional API's one home.
 from flexcore.layers.conv_paths import _mix_channels, conv_fft, conv_spatial, kernel_spectrum  # noqa: F401
 from flexcore.layers.conv_shapes import (  # noqa: F401
-    Padding, _flat_pad, fft_sizes, needs_explicit_padding, next_fast_len, overlapping_taps, plan_fft_sizes,
+    ConvShape, Padding, _flat_pad, fft_sizes, needs_explicit_padding, next_fast_len, overlapping_taps, plan_fft_sizes,
     resolve_padding,
 )
 from flexcore.layers.fft_cost import choose_fft, fft_is_faster
@@ -39,6 +39,7 @@ __all__ = [
     "fft_sizes",
     "plan_fft_sizes",
     "conv",
+    "ConvShape",
     "fft_is_faster",
     "next_fast_len",
 ]
