@@ -145,8 +145,8 @@ def conv(
     strides = (stride,) * dims if isinstance(stride, int) else tuple(stride)
     pads = resolve_padding(padding, ksize, causal)
     training = torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad)
-    use_fft = choose_fft(fft, x.shape[0], x.shape[1], weight.shape[0], x.shape[2:], ksize, pads, groups,
-                         x.device.type, kernel_maps=0 if weight_hat is not None else None, training=training)
+    use_fft = choose_fft(fft, ConvShape.of(x, weight, pads, groups), device_type=x.device.type,
+                         kernel_maps=0 if weight_hat is not None else None, training=training)
     if use_fft:
         return conv_fft(x, weight, bias, strides, pads, groups, weight_hat=weight_hat)
     return conv_spatial(x, weight, bias, strides, pads, groups)
