@@ -37,23 +37,6 @@ def test_conv_shape_holds_plain_sizes_and_is_the_same_key_however_built():
         FC.ConvShape(2, 6, 4, (16, 12), (5,), pads)
 
 
-def test_conv_shape_holds_plain_sizes_and_is_the_same_key_however_built():
-    x, w = torch.randn(2, 6, 16, 12), torch.randn(4, 3, 5, 3)
-    pads = FC.resolve_padding("same", w.shape[2:])
-    shape = FC.ConvShape.of(x, w, pads, groups=2)
-    assert shape == FC.ConvShape(2, 6, 4, (16, 12), (5, 3), ((2, 2), (1, 1)), 2)
-    assert shape == FC.ConvShape.for_input(x.shape, 4, [5, 3], [[2, 2], [1, 1]], 2)
-    # Sizes that arrive as 0-d tensors (jit tracing) are stored as ints: one key per shape.
-    traced = FC.ConvShape(torch.tensor(2), 6, 4, [torch.tensor(16), 12], (5, 3), pads, torch.tensor(2))
-    assert traced == shape and hash(traced) == hash(shape) and len({shape: 1, traced: 2}) == 1
-    assert type(traced.batch) is int and type(traced.spatial) is tuple and type(traced.spatial[0]) is int
-    assert type(traced.pads) is tuple and type(traced.pads[0]) is tuple
-    assert shape.dims == 2 and shape.out_size() == [16, 12]
-    assert FC.ConvShape(1, 1, 1, (8,), (11,), [(0, 0)]).out_size() == [-2]
-    with pytest.raises(ValueError, match="one entry per spatial dim"):
-        FC.ConvShape(2, 6, 4, (16, 12), (5,), pads)
-
-
 @pytest.fixture
 def decisions(monkeypatch):
     """Every 'auto' choice, recorded as (kernel size, kernel_maps, training); the FFT path taken."""
