@@ -91,8 +91,8 @@ def _conv_fns(x, w, causal: bool, backward: bool) -> Dict[str, Callable[[], None
 def _auto_choice(x, w, causal: bool, training: bool = True, autotune: bool = False) -> str:
     """The path 'auto' takes: by the cost model, or with the measured choice near the crossover."""
     pads = FC.resolve_padding("same", w.shape[2:], causal)
-    fast = FC.fft_is_faster(x.shape[0], x.shape[1], w.shape[0], x.shape[2:], w.shape[2:], pads, 1, x.device.type,
-                            training=training, autotune=autotune)
+    fast = FC.fft_is_faster(FC.ConvShape.of(x, w, pads), device_type=x.device.type, training=training,
+                            autotune=autotune)
     return "fft" if fast else "spatial"
 
 
@@ -299,7 +299,8 @@ def measure_paths(dev, batch: int, channels: int, spatial, ksize, repeat: int, c
     w = torch.randn(channels, channels, *ksize, device=dev) / math.sqrt(channels * math.prod(ksize))
     pads = FC.resolve_padding("same", ksize, causal)
     record = {"batch": batch, "channels": channels, "input": list(spatial), "kernel": list(ksize)}
-    predicted_direct, _ = predict_seconds(batch, channels, channels, spatial, ksize, pads, 1, dev.type, training=True)
+    shape = FC.ConvShape(batch, channels, channels, spatial, ksize, pads)
+    predicted_direct, _ = predict_seconds(shape, device_type=dev.type, training=True)
     for backward in (True, False):
         fns = _conv_fns(x, w, causal, backward)
         if predicted_direct > cap_s:
@@ -313,7 +314,8 @@ def measure_paths(dev, batch: int, channels: int, spatial, ksize, repeat: int, c
 
 def _features(record: Dict, path: str) -> List[float]:
     b, c, spatial, ksize = record["batch"], record["channels"], record["input"], record["kernel"]
-    direct, fft = conv_features(b, c, c, spatial, ksize, FC.resolve_padding("same", ksize, len(spatial) == 1))
+    pads = FC.resolve_padding("same", ksize, len(spatial) == 1)
+    direct, fft = conv_features(FC.ConvShape(b, c, c, spatial, ksize, pads))
     return direct if path == "spatial" else fft
 
 

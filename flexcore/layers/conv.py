@@ -301,8 +301,8 @@ class ContinuousConv(ConvBase):
         return maps if maps < self.kernel_channels[0] * self.kernel_channels[1] else None
 
     def _use_fft(self, x: Tensor, ksize: Sequence[int], pads, kernel_maps: Optional[int], training: bool) -> bool:
-        return choose_fft(self.fft, x.shape[0], self.in_channels, self.kernel_channels[0], x.shape[2:], ksize, pads,
-                          self.groups, x.device.type, kernel_maps=kernel_maps, training=training)
+        shape = FC.ConvShape(x.shape[0], self.in_channels, self.kernel_channels[0], x.shape[2:], ksize, pads, self.groups)
+        return choose_fft(self.fft, shape, device_type=x.device.type, kernel_maps=kernel_maps, training=training)
 
     def _eval_conv(self, x: Tensor, bias: Optional[Tensor]) -> Tensor:
         """Eval mode without gradients: cached kernel (and spectrum); one key check per call."""

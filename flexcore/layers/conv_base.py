@@ -157,10 +157,9 @@ class ConvBase(nn.Module):
         if shape is None:
             return "auto"
         # kernel_maps=0: a baked conv computes its kernel spectrum once per input shape.
-        faster = choose_fft(
-            self.fft, shape[0], self.in_channels, c_out, shape[2:], kernel_size, self.pads(kernel_size), groups,
-            shape_device_type(self), kernel_maps=0, training=False,
-        )
+        pads = self.pads(kernel_size)
+        conv_shape = FC.ConvShape(shape[0], self.in_channels, c_out, shape[2:], kernel_size, pads, groups)
+        faster = choose_fft(self.fft, conv_shape, device_type=shape_device_type(self), kernel_maps=0, training=False)
         return "auto" if faster else False
 
     def baked_input_size(self) -> Optional[Tuple[int, ...]]:
@@ -204,10 +203,8 @@ class _BakedMixin:
         key = (tuple(x.shape), x.dtype, x.device, self.weight._version, self.weight.data_ptr())
         cached = self.__dict__.get("_spectrum_cache")
         if cached is None or cached[0] != key:
-            use_fft = choose_fft(
-                self.fft, x.shape[0], x.shape[1], self.out_channels, x.shape[2:], ksize, self.pads, self.groups,
-                x.device.type, kernel_maps=0, training=False,
-            )
+            conv_shape = FC.ConvShape.for_input(x.shape, self.out_channels, ksize, self.pads, self.groups)
+            use_fft = choose_fft(self.fft, conv_shape, device_type=x.device.type, kernel_maps=0, training=False)
             spectrum = None
             if use_fft:
                 with torch.no_grad():

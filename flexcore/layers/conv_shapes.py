@@ -1,15 +1,18 @@
 """Shape arithmetic of a convolution: padding, output sizes, taps that meet the input, FFT lengths.
 
 Plain integers in, plain integers out; no tensors are touched. Both convolution paths
-(:mod:`flexcore.layers.conv_paths`), the FFT cost model and the FLOP counter size their work here.
+(:mod:`flexcore.layers.conv_paths`), the FFT cost model and the FLOP counter size their work here;
+:class:`ConvShape` is the one description of a convolution that the FFT-or-direct choice takes.
 """
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
 from typing import List, Sequence, Tuple, Union
 
 __all__ = [
+    "ConvShape",
     "Padding",
     "resolve_padding",
     "needs_explicit_padding",
@@ -20,6 +23,61 @@ __all__ = [
 ]
 
 Padding = Union[str, int, Sequence[int], Sequence[Tuple[int, int]]]
+
+
+# -- one convolution ------------------------------------------------------------------
+@dataclasses.dataclass(frozen=True)
+class ConvShape:
+    """The geometry of one convolution, as the FFT-or-direct choice sees it.
+
+    The input is ``(batch, c_in, *spatial)``, the kernel ``(c_out, c_in // groups,
+    *kernel_size)`` and ``pads`` the ``(left, right)`` zero padding per spatial dim (as
+    :func:`resolve_padding` returns it). Stride is not part of it: the cost model prices the
+    stride-1 output. Sizes are stored as plain ints and tuples (under jit tracing they arrive
+    as 0-d tensors), so a ConvShape compares by value and is hashable: the autotune keeps
+    its measurements per ConvShape.
+    """
+
+    batch: int
+    c_in: int
+    c_out: int
+    spatial: Tuple[int, ...]
+    kernel_size: Tuple[int, ...]
+    pads: Tuple[Tuple[int, int], ...]
+    groups: int = 1
+
+    def __post_init__(self) -> None:
+        fields = {
+            "batch": int(self.batch), "c_in": int(self.c_in), "c_out": int(self.c_out),
+            "spatial": tuple(int(n) for n in self.spatial), "kernel_size": tuple(int(k) for k in self.kernel_size),
+            "pads": tuple((int(left), int(right)) for left, right in self.pads), "groups": int(self.groups),
+        }
+        if not len(fields["spatial"]) == len(fields["kernel_size"]) == len(fields["pads"]):
+            raise ValueError(f"ConvShape: spatial {fields['spatial']}, kernel_size {fields['kernel_size']} and "
+                             f"pads {fields['pads']} must have one entry per spatial dim")
+        for name, value in fields.items():
+            object.__setattr__(self, name, value)
+
+    @classmethod
+    def for_input(cls, input_shape: Sequence[int], c_out: int, kernel_size: Sequence[int],
+                  pads: Sequence[Tuple[int, int]], groups: int = 1) -> "ConvShape":
+        """From the input's shape ``(B, C_in, *spatial)`` and the kernel's output channels and size."""
+        return cls(input_shape[0], input_shape[1], c_out, input_shape[2:], kernel_size, pads, groups)
+
+    @classmethod
+    def of(cls, x, weight, pads: Sequence[Tuple[int, int]], groups: int = 1) -> "ConvShape":
+        """From an input ``(B, C_in, *spatial)`` and a kernel ``(C_out, C_in // groups, *k)``
+        (tensors, or anything with a ``.shape``) and the resolved ``pads``."""
+        return cls.for_input(x.shape, weight.shape[0], weight.shape[2:], pads, groups)
+
+    @property
+    def dims(self) -> int:
+        """Spatial dimensions (1, 2 or 3)."""
+        return len(self.kernel_size)
+
+    def out_size(self) -> List[int]:
+        """Spatial size of the stride-1 output (an entry below 1: the kernel does not fit)."""
+        return [_out_len(n, k, pad, 1) for n, k, pad in zip(self.spatial, self.kernel_size, self.pads)]
 
 
 # -- padding --------------------------------------------------------------------------

@@ -28,21 +28,25 @@ import contextlib
 import logging
 import math
 import os
-from typing import Dict, Iterator, Optional, Sequence, Tuple, Union
+import dataclasses
+from typing import Dict, Iterator, Optional, Tuple, Union
 
 import torch
 
 from flexcore.layers.conv_paths import conv_fft, conv_spatial, kernel_spectrum
-from flexcore.layers.conv_shapes import needs_explicit_padding, next_fast_len, overlapping_taps, plan_fft_sizes
+from flexcore.layers.conv_shapes import (
+    ConvShape, needs_explicit_padding, next_fast_len, overlapping_taps, plan_fft_sizes,
+)
 from flexcore.layers.fft_calibration import machine_cost_models
 from flexcore.layers.fft_cost_model import (  # noqa: F401  (re-exported: the cost model's public names)
-    COST_MODELS, KERNEL_BANDS, CostModel, Shape, _plain, conv_features, direct_features, fft_features, spatial_cost,
+    COST_MODELS, KERNEL_BANDS, CostModel, conv_features, direct_features, fft_features, spatial_cost,
 )
 from flexcore.utils.timing import time_interleaved
 
 logger = logging.getLogger(__name__)
 
 __all__ = [
+    "ConvShape",
     "choose_fft",
     "next_fast_len",
     "fft_is_faster",
@@ -75,34 +79,21 @@ def cost_model(device_type: str, dims: int, training: bool) -> CostModel:
     return calibrated.get(key) or COST_MODELS[key]
 
 
-def _predict(shape: Shape, device_type: str, kernel_maps: Optional[int], training: bool) -> Tuple[float, float]:
-    features = conv_features(*shape, kernel_maps=kernel_maps)
-    if features is None:
-        return math.inf, math.inf
-    batch, c_in, c_out, spatial, ksize, pads, groups = shape
-    if needs_explicit_padding(spatial, ksize, pads):  # the direct path convolves only the taps that meet the input
-        taps, pads = overlapping_taps(spatial, ksize, pads, (1,) * len(ksize))
-        ksize = tuple(t.stop - t.start for t in taps)
-        features = (conv_features(batch, c_in, c_out, spatial, ksize, pads, groups)[0], features[1])
-    model = cost_model(device_type, len(shape[4]), training)
-    return model.direct_seconds(features[0]), model.fft_seconds(features[1])
-
-
 def predict_seconds(
-    batch: int,
-    c_in: int,
-    c_out: int,
-    spatial: Sequence[int],
-    kernel_size: Sequence[int],
-    pads: Sequence[Tuple[int, int]],
-    groups: int = 1,
-    device_type: str = "cpu",
-    kernel_maps: Optional[int] = None,
-    training: bool = True,
+    shape: ConvShape, *, device_type: str = "cpu", kernel_maps: Optional[int] = None, training: bool = True
 ) -> Tuple[float, float]:
     """Predicted (direct, FFT) seconds of one convolution (stride-1 output); ``inf`` where
     the kernel does not fit the padded input."""
-    return _predict(_plain(batch, c_in, c_out, spatial, kernel_size, pads, groups), device_type, kernel_maps, training)
+    features = conv_features(shape, kernel_maps=kernel_maps)
+    if features is None:
+        return math.inf, math.inf
+    spatial, ksize, pads = shape.spatial, shape.kernel_size, shape.pads
+    if needs_explicit_padding(spatial, ksize, pads):  # the direct path convolves only the taps that meet the input
+        taps, pads = overlapping_taps(spatial, ksize, pads, (1,) * len(ksize))
+        cropped = dataclasses.replace(shape, kernel_size=tuple(t.stop - t.start for t in taps), pads=pads)
+        features = (conv_features(cropped)[0], features[1])
+    model = cost_model(device_type, shape.dims, training)
+    return model.direct_seconds(features[0]), model.fft_seconds(features[1])
 
 
 # -- measured choice near the crossover ------------------------------------------------
@@ -115,7 +106,8 @@ _autotune = {
     "enabled": os.environ.get("FLEXCORE_FFT_AUTOTUNE", "0") not in ("", "0"),
     "inference": os.environ.get("FLEXCORE_FFT_AUTOTUNE_INFERENCE", "1") not in ("", "0"),
 }
-_measured: Dict[Tuple, Tuple[bool, float, float]] = {}
+# (device type, ConvShape, kernel_maps, training) -> (fft faster, direct seconds, fft seconds)
+_measured: Dict[Tuple[str, ConvShape, Optional[int], bool], Tuple[bool, float, float]] = {}
 
 
 def set_fft_autotune(enabled: bool = True, inference: Optional[bool] = None) -> None:
@@ -151,8 +143,9 @@ def _autotune_band(autotune: Optional[bool], training: bool) -> Optional[float]:
     return None
 
 
-def fft_autotune_decisions() -> Dict[Tuple, Tuple[bool, float, float]]:
-    """``{shape key: (fft faster, direct seconds, fft seconds)}`` measured so far in this process."""
+def fft_autotune_decisions() -> Dict[Tuple[str, ConvShape, Optional[int], bool], Tuple[bool, float, float]]:
+    """``{(device type, ConvShape, kernel_maps, training): (fft faster, direct seconds, fft seconds)}``
+    measured so far in this process."""
     return dict(_measured)
 
 
@@ -187,7 +180,9 @@ def _can_measure(device_type: str) -> bool:
     return not (compiling is not None and compiling())
 
 
-def _measure(batch, c_in, c_out, spatial, kernel_size, pads, groups, device_type, kernel_maps, training) -> Tuple[bool, float, float]:
+def _measure(
+    shape: ConvShape, device_type: str, kernel_maps: Optional[int], training: bool
+) -> Tuple[bool, float, float]:
     """Time the direct and the FFT convolution of this shape on random data (float32).
 
     With a full kernel the FFT path is timed as it runs (kernel transformed in the call). For
@@ -195,6 +190,8 @@ def _measure(batch, c_in, c_out, spatial, kernel_size, pads, groups, device_type
     (``H + 1`` maps) the ready spectrum's time gets the cost model's estimate of the basis
     transforms and the spectrum GEMM added.
     """
+    batch, c_in, c_out, groups = shape.batch, shape.c_in, shape.c_out, shape.groups
+    spatial, kernel_size, pads = shape.spatial, shape.kernel_size, shape.pads
     device = torch.device(device_type)
     generator = torch.Generator().manual_seed(0)  # leaves the global RNG streams alone
     x = torch.rand(batch, c_in, *spatial, generator=generator).to(device)
@@ -230,13 +227,8 @@ def _measure(batch, c_in, c_out, spatial, kernel_size, pads, groups, device_type
 
 
 def fft_is_faster(
-    batch: int,
-    c_in: int,
-    c_out: int,
-    spatial: Sequence[int],
-    kernel_size: Sequence[int],
-    pads: Sequence[Tuple[int, int]],
-    groups: int = 1,
+    shape: ConvShape,
+    *,
     device_type: str = "cpu",
     kernel_maps: Optional[int] = None,
     training: bool = True,
@@ -249,35 +241,29 @@ def fft_is_faster(
     :func:`set_fft_autotune` says: by default inference choices within
     :data:`INFERENCE_AUTOTUNE_BAND` are measured, training ones are not).
     """
-    shape = _plain(batch, c_in, c_out, spatial, kernel_size, pads, groups)
-    if math.prod(shape[4]) <= 1:
+    if math.prod(shape.kernel_size) <= 1:
         return False
-    direct, fft = _predict(shape, device_type, kernel_maps, training)
+    direct, fft = predict_seconds(shape, device_type=device_type, kernel_maps=kernel_maps, training=training)
     band = _autotune_band(autotune, training)
     if band is None or not (fft < direct * band and direct < fft * band and _can_measure(device_type)):
         return fft < direct
-    key = (device_type, *shape, kernel_maps, bool(training))
+    key = (device_type, shape, kernel_maps, bool(training))
     if key not in _measured:
-        _measured[key] = _measure(*shape, device_type, kernel_maps, training)
+        _measured[key] = _measure(shape, device_type, kernel_maps, training)
         logger.debug("fft autotune %s: direct %.3g s, fft %.3g s", key, *_measured[key][1:])
     return _measured[key][0]
 
 
 def choose_fft(
     fft: Union[bool, str],
-    batch: int,
-    c_in: int,
-    c_out: int,
-    spatial: Sequence[int],
-    kernel_size: Sequence[int],
-    pads: Sequence[Tuple[int, int]],
-    groups: int = 1,
+    shape: ConvShape,
+    *,
     device_type: str = "cpu",
     kernel_maps: Optional[int] = None,
     training: bool = True,
 ) -> bool:
-    """Whether a convolution takes the FFT path: every layer, baked conv and
-    :func:`flexcore.layers.functional.conv` asks here.
+    """Whether a convolution of this :class:`ConvShape` takes the FFT path: every layer,
+    baked conv and :func:`flexcore.layers.functional.conv` asks here.
 
     ``fft``: True or False is obeyed; ``'auto'`` asks :func:`fft_is_faster` (cost model,
     measured near the crossover as :func:`set_fft_autotune` says). ``kernel_maps`` and
@@ -287,6 +273,5 @@ def choose_fft(
     if fft is True or fft is False:
         return fft
     if isinstance(fft, str) and fft == "auto":
-        return fft_is_faster(batch, c_in, c_out, spatial, kernel_size, pads, groups, device_type,
-                             kernel_maps=kernel_maps, training=training)
+        return fft_is_faster(shape, device_type=device_type, kernel_maps=kernel_maps, training=training)
     raise ValueError(f"fft must be True, False or 'auto', got {fft!r}")

@@ -10,7 +10,7 @@ import dataclasses
 import math
 from typing import Dict, List, Optional, Sequence, Tuple
 
-from flexcore.layers.conv_shapes import fft_sizes
+from flexcore.layers.conv_shapes import ConvShape, fft_sizes
 
 __all__ = [
     "KERNEL_BANDS",
@@ -122,29 +122,13 @@ def fft_features(
     return [batch * (c_in + c_out) * n_log_n, kernel_maps * n_log_n, mix * freqs, operands, 1.0]
 
 
-Shape = Tuple[int, int, int, Tuple[int, ...], Tuple[int, ...], Tuple[Tuple[int, int], ...], int]
-
-
-def _plain(batch, c_in, c_out, spatial, kernel_size, pads, groups) -> Shape:
-    """Plain ints (under jit tracing sizes are 0-d tensors, and every step would be traced)."""
-    return (int(batch), int(c_in), int(c_out), tuple(int(n) for n in spatial), tuple(int(k) for k in kernel_size),
-            tuple((int(a), int(b)) for a, b in pads), int(groups))
-
-
-def conv_features(
-    batch: int,
-    c_in: int,
-    c_out: int,
-    spatial: Sequence[int],
-    kernel_size: Sequence[int],
-    pads: Sequence[Tuple[int, int]],
-    groups: int = 1,
-    kernel_maps: Optional[int] = None,
-) -> Optional[Tuple[List[float], List[float]]]:
+def conv_features(shape: ConvShape, kernel_maps: Optional[int] = None) -> Optional[Tuple[List[float], List[float]]]:
     """(direct, FFT) features of one convolution (stride-1 output); None where the kernel does
     not fit the padded input."""
-    out = [n + a + b - k + 1 for n, k, (a, b) in zip(spatial, kernel_size, pads)]
+    out = shape.out_size()
     if min(out) < 1:
         return None
-    return (direct_features(batch, c_in, c_out, spatial, out, kernel_size, groups),
-            fft_features(batch, c_in, c_out, fft_sizes(spatial, kernel_size, pads), groups, kernel_maps))
+    batch, c_in, c_out, groups = shape.batch, shape.c_in, shape.c_out, shape.groups
+    return (direct_features(batch, c_in, c_out, shape.spatial, out, shape.kernel_size, groups),
+            fft_features(batch, c_in, c_out, fft_sizes(shape.spatial, shape.kernel_size, shape.pads), groups,
+                         kernel_maps))

@@ -19,7 +19,7 @@ from torch import Tensor
 # functional API's one home.
 from flexcore.layers.conv_paths import _mix_channels, conv_fft, conv_spatial, kernel_spectrum  # noqa: F401
 from flexcore.layers.conv_shapes import (  # noqa: F401
-    Padding, _flat_pad, fft_sizes, needs_explicit_padding, next_fast_len, overlapping_taps, plan_fft_sizes,
+    ConvShape, Padding, _flat_pad, fft_sizes, needs_explicit_padding, next_fast_len, overlapping_taps, plan_fft_sizes,
     resolve_padding,
 )
 from flexcore.layers.fft_cost import choose_fft, fft_is_faster
@@ -39,6 +39,7 @@ __all__ = [
     "fft_sizes",
     "plan_fft_sizes",
     "conv",
+    "ConvShape",
     "fft_is_faster",
     "next_fast_len",
 ]
@@ -144,8 +145,8 @@ def conv(
     strides = (stride,) * dims if isinstance(stride, int) else tuple(stride)
     pads = resolve_padding(padding, ksize, causal)
     training = torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad)
-    use_fft = choose_fft(fft, x.shape[0], x.shape[1], weight.shape[0], x.shape[2:], ksize, pads, groups,
-                         x.device.type, kernel_maps=0 if weight_hat is not None else None, training=training)
+    use_fft = choose_fft(fft, ConvShape.of(x, weight, pads, groups), device_type=x.device.type,
+                         kernel_maps=0 if weight_hat is not None else None, training=training)
     if use_fft:
         return conv_fft(x, weight, bias, strides, pads, groups, weight_hat=weight_hat)
     return conv_spatial(x, weight, bias, strides, pads, groups)

@@ -88,26 +88,26 @@ def _close_call(monkeypatch):
 
 def test_inference_choices_near_the_crossover_are_measured_once(cache, monkeypatch):
     _close_call(monkeypatch)
-    shape = (2, 8, 8, (16, 16), (3, 3), [(1, 1), (1, 1)])
+    shape = fft_cost.ConvShape(2, 8, 8, (16, 16), (3, 3), [(1, 1), (1, 1)])
     # The answer is the measurement's, not the model's (which path wins is the machine's
     # business: on a loaded 2-core VM either can), and it is measured once per shape.
-    choice = fft_cost.fft_is_faster(*shape, training=False)
+    choice = fft_cost.fft_is_faster(shape, training=False)
     decisions = fft_cost.fft_autotune_decisions()
     assert len(decisions) == 1
     measured_fft, t_direct, t_fft = next(iter(decisions.values()))
     assert choice is measured_fft and measured_fft == (t_fft < t_direct) and t_direct > 0 and t_fft > 0
-    assert fft_cost.fft_is_faster(*shape, training=False) is choice and len(fft_cost.fft_autotune_decisions()) == 1
+    assert fft_cost.fft_is_faster(shape, training=False) is choice and len(fft_cost.fft_autotune_decisions()) == 1
     fft_cost.clear_fft_autotune()
     monkeypatch.setitem(fft_cost.COST_MODELS, ("cpu", 2, "train"), fft_cost.COST_MODELS[("cpu", 2, "eval")])
-    assert fft_cost.fft_is_faster(*shape, training=True) is True  # training: the model, unmeasured
+    assert fft_cost.fft_is_faster(shape, training=True) is True  # training: the model, unmeasured
     torch.use_deterministic_algorithms(True)
     try:
-        assert fft_cost.fft_is_faster(*shape, training=False) is True  # deterministic: no timing
+        assert fft_cost.fft_is_faster(shape, training=False) is True  # deterministic: no timing
     finally:
         torch.use_deterministic_algorithms(False)
     fft_cost.set_fft_autotune(False, inference=False)
     try:
-        assert fft_cost.fft_is_faster(*shape, training=False) is True and not fft_cost.fft_autotune_decisions()
+        assert fft_cost.fft_is_faster(shape, training=False) is True and not fft_cost.fft_autotune_decisions()
     finally:
         fft_cost.set_fft_autotune(False, inference=True)
 

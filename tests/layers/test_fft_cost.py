@@ -49,11 +49,11 @@ def test_predictions_follow_the_measured_crossover_on_cpu():
     """Far from the crossover the model must be right: tiny kernels direct, huge ones FFT."""
     pads = lambda k: FC.resolve_padding("same", (k, k))  # noqa: E731
     for training in (True, False):
-        direct, fft = predict_seconds(16, 64, 64, (32, 32), (3, 3), pads(3), training=training)
+        direct, fft = predict_seconds(FC.ConvShape(16, 64, 64, (32, 32), (3, 3), pads(3)), training=training)
         assert direct < fft
-        direct, fft = predict_seconds(16, 64, 64, (32, 32), (33, 33), pads(33), training=training)
+        direct, fft = predict_seconds(FC.ConvShape(16, 64, 64, (32, 32), (33, 33), pads(33)), training=training)
         assert fft < direct / 5
-    assert predict_seconds(2, 4, 4, (8, 8), (33, 33), [(0, 0), (0, 0)]) == (math.inf, math.inf)
+    assert predict_seconds(FC.ConvShape(2, 4, 4, (8, 8), (33, 33), [(0, 0), (0, 0)])) == (math.inf, math.inf)
 
 
 def test_conv_auto_uses_the_training_model_only_when_a_gradient_flows(monkeypatch):
@@ -113,33 +113,34 @@ def autotune():
 
 def test_autotune_measures_close_calls_once_and_keeps_the_global_rng(autotune, monkeypatch):
     pads = FC.resolve_padding("same", (9, 9))
-    shape = (2, 8, 8, (32, 32), (9, 9), pads)
-    direct, fft = predict_seconds(*shape)
+    shape = FC.ConvShape(2, 8, 8, (32, 32), (9, 9), pads)
+    direct, fft = predict_seconds(shape)
     assert 1 / fft_cost.AUTOTUNE_BAND < fft / direct < fft_cost.AUTOTUNE_BAND  # a close call for the model
     state = torch.get_rng_state()
-    picked = FC.fft_is_faster(*shape, training=True)
+    picked = FC.fft_is_faster(shape, training=True)
     assert torch.equal(torch.get_rng_state(), state)
     decisions = fft_cost.fft_autotune_decisions()
     assert len(decisions) == 1
+    assert list(decisions) == [("cpu", shape, None, True)]  # kept per (device, ConvShape, maps, mode)
     (fft_faster, t_direct, t_fft), = decisions.values()
     assert picked == fft_faster == (t_fft < t_direct) and t_direct > 0 and t_fft > 0
     monkeypatch.setattr(fft_cost, "_measure", lambda *a: pytest.fail("measured twice"))
-    assert FC.fft_is_faster(*shape, training=True) == picked  # remembered per shape
+    assert FC.fft_is_faster(shape, training=True) == picked  # remembered per shape
     # A clear case is left to the model, and autotune=False asks only the model.
-    assert FC.fft_is_faster(2, 8, 8, (32, 32), (3, 3), FC.resolve_padding("same", (3, 3))) is False
-    direct, fft = predict_seconds(*shape, training=False)
+    assert FC.fft_is_faster(FC.ConvShape(2, 8, 8, (32, 32), (3, 3), FC.resolve_padding("same", (3, 3)))) is False
+    direct, fft = predict_seconds(shape, training=False)
     assert 1 / fft_cost.AUTOTUNE_BAND < fft / direct < fft_cost.AUTOTUNE_BAND
-    FC.fft_is_faster(*shape, training=False, autotune=False)  # a close call too, but not measured
+    FC.fft_is_faster(shape, training=False, autotune=False)  # a close call too, but not measured
     assert len(fft_cost.fft_autotune_decisions()) == 1
 
 
 def test_autotune_follows_the_measurement_not_the_model(autotune, monkeypatch):
     """Where the measurement and the model disagree, the measurement wins."""
     pads = FC.resolve_padding("same", (9, 9))
-    shape = (2, 8, 8, (32, 32), (9, 9), pads)
-    model_pick = FC.fft_is_faster(*shape, training=False, autotune=False)
+    shape = FC.ConvShape(2, 8, 8, (32, 32), (9, 9), pads)
+    model_pick = FC.fft_is_faster(shape, training=False, autotune=False)
     monkeypatch.setattr(fft_cost, "_measure", lambda *a: (not model_pick, 1.0, 1.0))
-    assert FC.fft_is_faster(*shape, training=False) is (not model_pick)
+    assert FC.fft_is_faster(shape, training=False) is (not model_pick)
     with torch.inference_mode():
         x, w = torch.randn(2, 8, 32, 32), torch.randn(8, 8, 9, 9)
         assert torch.allclose(FC.conv(x, w), FC.conv(x, w, fft=False), atol=1e-4)

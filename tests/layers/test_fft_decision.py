@@ -8,16 +8,33 @@ from flexcore.layers import functional as FC
 
 
 def test_choose_fft_obeys_true_false_and_asks_the_cost_model_for_auto():
-    shape = (2, 4, 4, (16, 16), (5, 5), [(2, 2), (2, 2)])
-    assert fft_cost.choose_fft(True, *shape) is True
-    assert fft_cost.choose_fft(False, *shape) is False
+    shape = FC.ConvShape(2, 4, 4, (16, 16), (5, 5), [(2, 2), (2, 2)])
+    assert fft_cost.choose_fft(True, shape) is True
+    assert fft_cost.choose_fft(False, shape) is False
     for training in (True, False):
-        want = fft_cost.fft_is_faster(*shape, training=training, autotune=False)
+        want = fft_cost.fft_is_faster(shape, training=training, autotune=False)
         with fft_cost.fft_autotune_scope(False, inference=False):
-            assert fft_cost.choose_fft("auto", *shape, training=training) is want
+            assert fft_cost.choose_fft("auto", shape, training=training) is want
     for bad in ("fft", 1, None):
         with pytest.raises(ValueError, match="fft must be True, False or 'auto'"):
-            fft_cost.choose_fft(bad, *shape)
+            fft_cost.choose_fft(bad, shape)
+
+
+def test_conv_shape_holds_plain_sizes_and_is_the_same_key_however_built():
+    x, w = torch.randn(2, 6, 16, 12), torch.randn(4, 3, 5, 3)
+    pads = FC.resolve_padding("same", w.shape[2:])
+    shape = FC.ConvShape.of(x, w, pads, groups=2)
+    assert shape == FC.ConvShape(2, 6, 4, (16, 12), (5, 3), ((2, 2), (1, 1)), 2)
+    assert shape == FC.ConvShape.for_input(x.shape, 4, [5, 3], [[2, 2], [1, 1]], 2)
+    # Sizes that arrive as 0-d tensors (jit tracing) are stored as ints: one key per shape.
+    traced = FC.ConvShape(torch.tensor(2), 6, 4, [torch.tensor(16), 12], (5, 3), pads, torch.tensor(2))
+    assert traced == shape and hash(traced) == hash(shape) and len({shape: 1, traced: 2}) == 1
+    assert type(traced.batch) is int and type(traced.spatial) is tuple and type(traced.spatial[0]) is int
+    assert type(traced.pads) is tuple and type(traced.pads[0]) is tuple
+    assert shape.dims == 2 and shape.out_size() == [16, 12]
+    assert FC.ConvShape(1, 1, 1, (8,), (11,), [(0, 0)]).out_size() == [-2]
+    with pytest.raises(ValueError, match="one entry per spatial dim"):
+        FC.ConvShape(2, 6, 4, (16, 12), (5,), pads)
 
 
 @pytest.fixture
@@ -25,9 +42,8 @@ def decisions(monkeypatch):
     """Every 'auto' choice, recorded as (kernel size, kernel_maps, training); the FFT path taken."""
     seen = []
 
-    def fake(batch, c_in, c_out, spatial, kernel_size, pads, groups=1, device_type="cpu", kernel_maps=None,
-             training=True, autotune=None):
-        seen.append((tuple(kernel_size), kernel_maps, training))
+    def fake(shape, *, device_type="cpu", kernel_maps=None, training=True, autotune=None):
+        seen.append((shape.kernel_size, kernel_maps, training))
         return True
 
     monkeypatch.setattr(fft_cost, "fft_is_faster", fake)
