@@ -25,10 +25,10 @@ is lower; inference choices close to the crossover are timed once per shape.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import math
 import os
-import dataclasses
 from typing import Dict, Iterator, Optional, Tuple, Union
 
 import torch
