@@ -74,7 +74,7 @@ class Trainer(TrainerBase):
         super().__init__()
         groups = dict(data=data, solver=solver, schedule=schedule, runtime=runtime, checkpoints=checkpoints,
                       outputs=outputs)
-        self.cfg = assemble_config(groups, overrides, configurable=type(self).__name__)
+        self.cfg = assemble_config(groups, overrides)
         self.extra_hooks = list(extra_hooks)
         self.output_dir = output_dir
         if comm.is_main_process():

@@ -335,9 +335,10 @@ def check_bindings(configurable: str = "Trainer") -> None:
 
 
 def configured_value(field: str, default: Any = None) -> Any:
-    """The value gin's config gives a setting (``Group.field``, else an earlier release's
-    ``Trainer.field``), without building anything; macros are resolved. ``default`` if unbound."""
-    names = [new_name(field)] + [f"Trainer.{old}" for old in [field] + [o for o, n in RENAMED.items() if n == field]]
+    """The value gin's config gives a setting, without building anything; macros are resolved.
+    ``default`` if unbound. An earlier release's flat ``Trainer.field`` wins over ``Group.field``,
+    as it does in the run (it reaches the Trainer as an override)."""
+    names = [f"Trainer.{old}" for old in [field] + [o for o, n in RENAMED.items() if n == field]] + [new_name(field)]
     for name in names:
         try:
             value = gin.query_parameter(name)

@@ -110,10 +110,11 @@ def test_unknown_flat_name_fails_at_parse_time_with_file_and_line(tmp_path, tiny
 
 
 def test_configured_value_reads_groups_flat_names_and_macros(tmp_path, tiny_plugin):
-    (tmp_path / "a.gin").write_text("BATCH = 32\nData.batch_size = %BATCH\nTrainer.lr = 0.3\nTrainer.schedule = @Cosine\n")
+    (tmp_path / "a.gin").write_text("BATCH = 32\nData.batch_size = %BATCH\nTrainer.lr = 0.3\nSolver.lr = 0.1\n"
+                                    "Trainer.schedule = @Cosine\n")
     _parse(tmp_path / "a.gin")
     assert configured_value("batch_size") == 32
-    assert configured_value("lr") == 0.3
+    assert configured_value("lr") == 0.3  # the flat name wins, as in the run (it is an override there)
     assert str(configured_value("lr_schedule")) == "@Cosine"
     assert configured_value("epochs", "unset") == "unset"
 

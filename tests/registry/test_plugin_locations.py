@@ -116,11 +116,11 @@ def test_dataset_name_through_a_macro_is_checked_too():
     import gin
 
     from flexcore.config import ConfigError
-    from flexcore.engine.defaults import check_dataset_name
+    from flexcore.engine.trainer_config import check_bindings
 
     parse_config([], ["DATASET = 'MNIST1DD'", "Data.dataset = %DATASET"], finalize=False)
     with pytest.raises(ConfigError, match="Did you mean 'MNIST'"):
-        check_dataset_name()
+        check_bindings()
     gin.clear_config()
     parse_config([], ["Data.dataset = 'Digits'"], finalize=False)
-    check_dataset_name()  # a registered name passes
+    check_bindings()  # a registered name passes
