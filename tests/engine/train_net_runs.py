@@ -107,7 +107,12 @@ class TrainNetServer:
     def close(self) -> None:
         if self._proc.poll() is None:
             self._proc.stdin.close()
-            self._proc.wait(timeout=60)
+            try:
+                self._proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:  # every run has returned: nothing is lost by stopping it
+                print("train_net server: no exit 60 s after its input closed; killed", file=sys.stderr)
+                self._proc.kill()
+                self._proc.wait()
 
     def __enter__(self) -> "TrainNetServer":
         return self
