@@ -39,7 +39,7 @@ from flexcore.utils.faults import cut_write
 from flexcore.utils.file_io import atomic_open, path_manager
 from flexcore.utils.parameters import count_parameters
 
-__all__ = ["Trainer", "count_parameters", "experiment"]
+__all__ = ["Trainer", "experiment"]
 
 logger = logging.getLogger("flexcore")
 
@@ -79,7 +79,7 @@ class Trainer(TrainerBase):
         self.output_dir = output_dir
         if comm.is_main_process():
             path_manager.mkdirs(output_dir)
-        self._reset_run_state()
+        self._init_run_state()
         with self.process_settings():
             self.seed = seed_all_rng(self.cfg.runtime.seed)
             self.train_set, self.val_set, self.test_set = self.build_datasets()
@@ -95,7 +95,7 @@ class Trainer(TrainerBase):
             )
             self.register_hooks(self.build_hooks())
 
-    def _reset_run_state(self) -> None:
+    def _init_run_state(self) -> None:
         self.start_iter = 0
         self._earlier_wall_s = 0.0  # training time of earlier sessions of this run (from the checkpoint)
         self._saved_max_iter: Optional[int] = None  # the run length a resumed checkpoint was saved with
