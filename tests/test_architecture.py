@@ -35,7 +35,7 @@ MAX_FUNCTION_LINES = 80
 
 # Lowest first; a module may import its own package and the packages of lower tiers only
 # (packages sharing a tier are independent of each other). Keys are the first name under
-# ``flexcore.``; modules outside the order are placed by what they are:
+# ``flexcore.``; modules outside the base order are placed by what they are:
 #   "" (flexcore/__init__.py), gin_configs and the bare flexcore.projects namespace hold no
 #       code worth a dependency (version string, .gin files, an empty namespace): bottom.
 #   config: gin parsing and config-file lookup; it needs the registry (plugins, builtins)

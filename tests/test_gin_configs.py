@@ -5,7 +5,7 @@ Picks up each ``.gin`` file under ``gin_configs/`` and ``projects/*/gin_configs/
 - building blocks (``base/`` and files binding neither ``Data.dataset`` nor
   ``build_model.backbone``) must parse on their own (macros they reference excepted);
 - experiments build their model at full size from the dataset's metadata (no files, no
-  forward), with the reference's parameter count where it gives one; then train two steps
+  forward), with the original model's parameter count where known; then train two steps
   at reduced width on ``--fake-data`` of the dataset's real shape, and the run's
   ``operative_config.gin`` rebuilds a model that loads the run's final checkpoint strictly;
 - kernel-fitting configs (``kernel_fitting/``) fit their nets for two iterations;
@@ -55,8 +55,8 @@ EXPERIMENTS = [n for n in ALL if _is_experiment(n)]
 KERNEL_FITTING = [n for n in ALL if n.replace(os.sep, "/").startswith("kernel_fitting/")]
 BLOCKS = [n for n in ALL if n not in EXPERIMENTS and n not in KERNEL_FITTING]
 
-# Parameter counts the reference gives (§5.1, §5.3, §9.2; the sCIFAR-10 FlexTCN-2 from the seed
-# fixtures). Every key must be a shipped config.
+# Parameter counts of the original code's models (FlexNets and CIFAR ResNets; the sCIFAR-10
+# FlexTCN-2 from the seed fixtures). Every key must be a shipped config.
 EXPECTED_PARAMETERS = {
     "cifar10/flexnet7.gin": 671_650,
     "cifar10/flexnet7_wd1e-5.gin": 671_650,

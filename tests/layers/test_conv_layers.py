@@ -123,7 +123,7 @@ def test_sampling_rate_norm_scales_the_kernel_and_refreshes_the_eval_cache():
         y1, k1 = layer(x), layer.generate_kernel().clone()  # cached from here on
         layer.set_resolution(sampling_rate_norm=0.25)  # cross-resolution: (source / target)^2
         y2, k2 = layer(x), layer.generate_kernel()
-    assert torch.allclose(k2, 0.25 * k1, rtol=1e-6, atol=0)  # mask * (norm * kernel net output), ref. §3
+    assert torch.allclose(k2, 0.25 * k1, rtol=1e-6, atol=0)  # mask * (norm * kernel net output)
     bias = layer.bias.view(1, -1, 1, 1)
     assert torch.allclose(y2 - bias, 0.25 * (y1 - bias), rtol=1e-5, atol=1e-6)
 

@@ -120,7 +120,7 @@ def test_kernel_nets_are_unknown_name_friendly():
 
 @pytest.mark.parametrize(
     "name, kwargs, base",
-    [  # reference §1.8, D = 2, H = 32, L = 3: base + 33·O
+    [  # the original's generators, D = 2, H = 32, L = 3: base + 33·O (O = Cin·Cout)
         ("MAGNet", {}, 4064),
         ("MAGNet", {"steerable": True}, 4064 + 32 * 4),
         ("GaborNet", {}, 3936),

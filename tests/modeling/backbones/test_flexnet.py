@@ -43,7 +43,7 @@ def test_paper_widths(plain_conv, hidden, blocks, factors, widths):
 
 
 def test_conv_k3_parameter_count(plain_conv):
-    # Reference §5.1: FlexNet-7 shell with plain 3x3 convs = 169,990 parameters.
+    # The original's FlexNet-7 shell with plain 3x3 convs has 169,990 parameters.
     assert count_parameters(FlexNet(3, 10, 2, conv=plain_conv)) == 169_990
 
 

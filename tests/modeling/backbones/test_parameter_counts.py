@@ -1,4 +1,4 @@
-"""Parameter counts of the paper's models equal the reference's (§5.1, §9.2)."""
+"""Parameter counts of the paper's FlexNets equal those of the original code's models."""
 import functools
 
 import pytest
