@@ -7,7 +7,7 @@ Layout under the dataset root, for ``k`` in 8, 16, 32, 64 (the zips from image-n
     Imagenet32/  Imagenet32_train_npz/train_data_batch_*.npz  Imagenet32_val_npz/val_data.npz
 
 Each npz holds ``data`` ``(N, 3*k*k)`` uint8 (red plane, green plane, blue plane, each
-row-major), ``labels`` 1..1000 and, in training batches, ``mean`` (unused: the reference
+row-major), ``labels`` 1..1000 and, in training batches, ``mean`` (unused: the original
 normalises with ImageNet statistics). The published ``val_data`` is the ``test`` split, as
 in the original; ``val`` is a hold-out of the training batches.
 

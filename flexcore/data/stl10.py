@@ -29,7 +29,7 @@ _IMAGE_BYTES = 3 * 96 * 96
 class STL10(ImageClassificationDataset):
     """STL-10 labelled part: 96x96 colour images, 10 classes, 5,000 train / 8,000 test (binary files).
 
-    The reference's ``resnet`` augmentation for STL-10 is RandomCrop(96, padding 12), flip and
+    The original's ``resnet`` augmentation for STL-10 is RandomCrop(96, padding 12), flip and
     one 32-pixel Cutout hole; its CenterCrop(96) is the identity on 96x96 images.
     """
 

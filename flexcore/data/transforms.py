@@ -1,4 +1,4 @@
-"""Image transforms on tensors: the reference's augmentations, cross-resolution resizing, blur.
+"""Image transforms on tensors: the original's augmentations, cross-resolution resizing, blur.
 
 Every transform maps an image ``(C, H, W)`` to an image; the deterministic ones
 (:func:`gaussian_blur`, :func:`resize`, :func:`normalize`) also take batches ``(B, C, H, W)``
@@ -78,7 +78,7 @@ def to_float_image(image: torch.Tensor, scale: float = 255.0) -> torch.Tensor:
 
 # -- deterministic, batched -----------------------------------------------------------------
 def blur_kernel_size(sigma: float) -> int:
-    """The reference's kernel size for a Gaussian blur: ``2 * ceil(3 * sigma) + 1``."""
+    """The original's kernel size for a Gaussian blur: ``2 * ceil(3 * sigma) + 1``."""
     return 2 * math.ceil(3.0 * sigma) + 1
 
 
@@ -350,7 +350,7 @@ class RandomScale:
 class Cutout:
     """Zero ``n_holes`` squares of side ``length`` centred uniformly over the image, clipped at the borders.
 
-    The reference's Cutout (DeVries & Taylor 2017): applied after normalisation, so holes are
+    The original's Cutout (DeVries & Taylor 2017): applied after normalisation, so holes are
     0 in normalised units; an odd ``length`` gives holes of ``length - 1`` (``±length // 2``).
     """
 
@@ -418,7 +418,7 @@ def augmentation_stages(
     cutout_length: Optional[int] = None,
     resnet_cutout: bool = False,
 ) -> Tuple[List[Transform], List[Transform]]:
-    """The reference's augmentations as (geometric stages on ``[0, 1]`` images, erasing stages after normalising).
+    """The original's augmentations as (geometric stages on ``[0, 1]`` images, erasing stages after normalising).
 
     Args:
         augment: ``"none"`` (also ``None``/``"None"``), ``"resnet"`` (flip + RandomCrop padded by
@@ -429,7 +429,7 @@ def augmentation_stages(
         size: native ``(height, width)`` of the images.
         cutout_length: hole side for ``cutout`` (and ``resnet`` with ``resnet_cutout``);
             default half the image height.
-        resnet_cutout: ``resnet`` also cuts one hole (the reference's STL-10 recipe).
+        resnet_cutout: ``resnet`` also cuts one hole (the original's STL-10 recipe).
     """
     h, w = as_size(size)
     if augment is None or (isinstance(augment, str) and augment.lower() == "none"):

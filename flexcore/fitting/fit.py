@@ -27,7 +27,7 @@ SCHEDULES = ("cosine", "plateau", "constant")
 
 
 def psnr(target: torch.Tensor, prediction: torch.Tensor) -> float:
-    """The reference's PSNR: ``-10 log10(MSE(target, clamp(prediction, 0, 1)))`` in dB (peak 1).
+    """The original's PSNR: ``-10 log10(MSE(target, clamp(prediction, 0, 1)))`` in dB (peak 1).
 
     Infinite for a perfect fit.
     """

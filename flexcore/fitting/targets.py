@@ -2,7 +2,7 @@
 
 Every target is sampled on ``size`` points per dim of ``linspace(lo, hi)`` (``extent``, by
 default the kernel grid's own ``[-1, 1]``) and returned as ``(channels, *grid)`` float32.
-Values lie in ``[0, 1]``, the range the PSNR of the reference clamps predictions to: signed
+Values lie in ``[0, 1]``, the range the original's PSNR clamps predictions to: signed
 signals (sines, chirps, Gabor filters) are mapped by ``(f + 1) / 2`` unless
 ``value_range='signed'`` keeps them in ``[-1, 1]`` as the original did.
 
@@ -28,7 +28,7 @@ def _radius_sq(x: Grid) -> torch.Tensor:
 
 
 def _gaussian(x: Grid, gauss_sigma: float, **_) -> torch.Tensor:
-    # Centred, peak-normalised to 1 (the reference's normalisation).
+    # Centred, peak-normalised to 1 (the original's normalisation).
     return torch.exp(-0.5 * _radius_sq(x) / gauss_sigma**2)
 
 
