@@ -83,14 +83,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = build_parser().parse_args(argv)
-    pending = 0
-    for path in args.files:
+    texts = {}
+    for path in args.files:  # all read first: an unreadable file stops the run before anything is written
         try:
             with open(path, encoding="utf-8") as f:
-                text = f.read()
+                texts[path] = f.read()
         except OSError as exc:
             print(f"error: cannot read {path}: {exc.strerror}", file=sys.stderr)
             return 2
+    pending = 0
+    for path, text in texts.items():
         new_text, changes = migrate_text(text, args.configurable)
         if not changes:
             continue

@@ -160,7 +160,10 @@ def test_migrate_cli_diff_check_write(tmp_path, capsys):
     assert migrate_main(["--write", str(path)]) == 0
     assert path.read_text() == "Data.batch_size = 8\nSchedule.epochs = 1\n"
     assert migrate_main(["--check", str(path)]) == 0
-    assert migrate_main([str(tmp_path / "missing.gin")]) == 2
+    other = tmp_path / "other.gin"
+    other.write_text("Trainer.lr = 0.1\n")
+    assert migrate_main(["--write", str(other), str(tmp_path / "missing.gin")]) == 2
+    assert other.read_text() == "Trainer.lr = 0.1\n"  # nothing written when one file cannot be read
 
 
 def test_shipped_configs_use_the_groups():
