@@ -34,7 +34,6 @@ from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 
 from flexcore.benchmarks.harness import Check, Report, Stats, Table, register_benchmark, time_round_robin
 from flexcore.benchmarks.models import (
@@ -46,11 +45,12 @@ from flexcore.benchmarks.models import (
     kernel_sizes,
     load_fixture_model,
     set_fft,
+    train_step_fn,
 )
 from flexcore.benchmarks.sequences import _tcn
-from flexcore.engine.accelerate import autocast, compile_model, to_channels_last
+from flexcore.engine.accelerate import compile_model, to_channels_last
 from flexcore.layers.bake import bake_model
-from flexcore.layers.traversal import continuous_convs, refresh_crops
+from flexcore.layers.traversal import continuous_convs
 from flexcore.utils.host_sync import count_host_reads
 
 __all__ = ["count_syncs", "epoch_figures", "STEPS_PER_EPOCH", "EPOCHS"]
@@ -99,20 +99,6 @@ def count_syncs(fn: Callable[[], Any], roots: Tuple[Any, ...], device: torch.dev
     return result
 
 
-def _sync_step(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> Callable[[], None]:
-    """A training step whose masks move (Adam lr 1e-3), so every crop is stale each step: the worst case."""
-    model.train()
-    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
-
-    def step():
-        opt.zero_grad(set_to_none=True)
-        refresh_crops(model)
-        F.cross_entropy(model(x), y).backward()
-        opt.step()
-
-    return step
-
-
 def _forward(model: nn.Module, x: torch.Tensor) -> Callable[[], None]:
     model.eval()
 
@@ -131,7 +117,7 @@ def _sync_rows(report: Report, models: Dict[str, nn.Module], x, y, dev: torch.de
     for name, model in models.items():
         layers = len(list(continuous_convs(model)))
         train = copy.deepcopy(model).to(dev)
-        phases = {"train step": (_sync_step(train, x, y), train, 1)}
+        phases = {"train step": (train_step_fn(train, x, y, lr=1e-3), train, 1)}  # masks move: crops stale
         served = copy.deepcopy(model).to(dev)
         _forward(served, x)()  # fills the eval caches and records the shape baking resolves 'auto' at
         baked = bake_model(copy.deepcopy(served)).eval()
@@ -153,22 +139,6 @@ def _sync_rows(report: Report, models: Dict[str, nn.Module], x, y, dev: torch.de
 
 
 # -- training-step time ---------------------------------------------------------------------
-def _step(model: nn.Module, x: torch.Tensor, y: torch.Tensor, amp: Optional[torch.dtype]) -> Callable[[], None]:
-    """The trainer's step with Adam at lr 0: the same arithmetic, masks and kernel sizes fixed."""
-    model.train()
-    opt = torch.optim.Adam(model.parameters(), lr=0.0)
-
-    def step():
-        opt.zero_grad(set_to_none=True)
-        refresh_crops(model)
-        with autocast(x.device, amp):
-            loss = F.cross_entropy(model(x), y)
-        loss.backward()
-        opt.step()
-
-    return step
-
-
 def epoch_figures(step_ms: float, batch: int) -> Dict[str, float]:
     """Images/s, seconds per CIFAR-10 epoch and hours for the full schedule at this step time."""
     epoch_s = step_ms * STEPS_PER_EPOCH / 1e3
@@ -176,14 +146,14 @@ def epoch_figures(step_ms: float, batch: int) -> Dict[str, float]:
 
 
 def _variants(name: str, model: nn.Module, x, y, args) -> Dict[str, Callable[[], None]]:
-    fns = {"float32": _step(copy.deepcopy(model), x, y, None),
-           "bf16 autocast": _step(copy.deepcopy(model), x, y, torch.bfloat16)}
+    fns = {"float32": train_step_fn(copy.deepcopy(model), x, y),
+           "bf16 autocast": train_step_fn(copy.deepcopy(model), x, y, amp=torch.bfloat16)}
     if x.dim() == 4:
-        fns["channels-last"] = _step(to_channels_last(copy.deepcopy(model)),
-                                     x.contiguous(memory_format=torch.channels_last), y, None)
+        fns["channels-last"] = train_step_fn(to_channels_last(copy.deepcopy(model)),
+                                             x.contiguous(memory_format=torch.channels_last), y)
     if not args.skip_compile and name in args.compile_models:
-        fns["torch.compile"] = _step(compile_model(copy.deepcopy(model), backend=args.compile_backend), x, y, None)
-    fns["direct (fft=False)"] = _step(set_fft(copy.deepcopy(model), False), x, y, None)
+        fns["torch.compile"] = train_step_fn(compile_model(copy.deepcopy(model), backend=args.compile_backend), x, y)
+    fns["direct (fft=False)"] = train_step_fn(set_fft(copy.deepcopy(model), False), x, y)
     return fns
 
 

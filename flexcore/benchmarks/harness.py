@@ -25,6 +25,7 @@ from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Seque
 
 import torch
 
+from flexcore.layers.fft_calibration import device_name
 from flexcore.utils.timing import time_interleaved
 
 __all__ = [
@@ -209,18 +210,6 @@ def register_benchmark(name: str, help: str, add_arguments: Optional[Callable[[a
     return deco
 
 
-def cpu_name() -> str:
-    """The processor's model name (Linux ``/proc/cpuinfo``; else what ``platform`` knows)."""
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def environment() -> Dict[str, Any]:
     """What the numbers depend on: versions, threads, device, processor, date, machine load."""
     env = {
@@ -228,7 +217,7 @@ def environment() -> Dict[str, Any]:
         "cuda": torch.version.cuda,
         "python": platform.python_version(),
         "machine": platform.machine(),
-        "cpu": cpu_name(),
+        "cpu": device_name("cpu"),
         "cpu_count": os.cpu_count(),
         "threads": torch.get_num_threads(),
         "device": torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu",
