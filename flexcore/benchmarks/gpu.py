@@ -90,6 +90,8 @@ def count_syncs(fn: Callable[[], Any], roots: Tuple[Any, ...], device: torch.dev
             result["host_read_sites"] = [f"{kind} at {where}" for kind, where in reads.reads]
         except Exception as exc:  # the counter itself failed on this device: keep CUDA's count
             result["host_reads"], result["host_read_error"] = None, f"{type(exc).__name__}: {exc}"
+            if caught is not None:
+                caught.clear()  # count the rerun alone
             fn()
     if caught is not None:
         messages = [str(w.message) for w in caught if "synchroniz" in str(w.message).lower()]

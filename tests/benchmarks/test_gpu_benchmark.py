@@ -15,8 +15,8 @@ import pytest
 
 import torch
 
-from flexcore.benchmarks.gpu import count_syncs, epoch_figures
-from flexcore.benchmarks.harness import BENCHMARKS, main
+from flexcore.benchmarks.gpu import _step_checks, count_syncs, epoch_figures
+from flexcore.benchmarks.harness import BENCHMARKS, Report, Stats, main
 from flexcore.benchmarks.layers import calibration_cases
 
 REPO = Path(__file__).resolve().parents[2]
@@ -67,6 +67,24 @@ def test_epoch_figures_are_cifar10_at_batch_64():
     assert math.isclose(figures["images_per_s"], 2560.0)
     assert math.isclose(figures["epoch_s"], 782 * 0.025)
     assert math.isclose(figures["schedule_h"], 782 * 0.025 * 350 / 3600)
+
+
+def test_gpu_targets_are_checked_on_cuda_full_runs_only():
+    stats = {"float32": Stats(30.0, 29.0, 31.0, 5), "bf16 autocast": Stats(20.0, 19.0, 21.0, 5),
+             "direct (fft=False)": Stats(10.0, 9.0, 11.0, 5)}
+    report = Report()
+    _step_checks(report, stats, torch.device("cuda"), quick=False)
+    checks = {c.name: c for c in report.checks}
+    f32 = checks["FlexNet-7 trained-like epoch s (782 steps, float32)"]
+    assert math.isclose(f32.value, 782 * 0.030) and f32.limit == 20 and not f32.ok  # 23.5 s: a miss
+    best = checks["FlexNet-7 trained-like epoch s (782 steps, fastest: bf16 autocast)"]  # not the direct path
+    assert math.isclose(best.value, 782 * 0.020) and best.ok
+    ratio = next(c for name, c in checks.items() if name.startswith("FlexNet-7 trained-like bf16 / float32"))
+    assert math.isclose(ratio.value, 2 / 3) and ratio.ok  # 1.5x faster >= 1.3x
+    for device, quick in (("cpu", False), ("cuda", True)):
+        report = Report()
+        _step_checks(report, stats, torch.device(device), quick=quick)
+        assert not report.checks
 
 
 def test_count_syncs_counts_each_host_read_on_the_cpu():
