@@ -10,6 +10,7 @@
   tools/benchmark.py layers --quick --threads 2 --json out.json
   tools/benchmark.py models --threads 1 --clock cpu   # steadier on a shared machine
   tools/benchmark.py quickstart             # python tools/train_net.py: test accuracy, wall and CPU time
+  tools/benchmark.py gpu --device cuda      # host syncs per step, step times, parity (tools/gpu_evidence.sh runs it)
 
 The logic lives in flexcore.benchmarks (harness.py; one module per suite).
 """

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import datetime
 import importlib
 import json
 import os
@@ -24,6 +25,7 @@ from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Seque
 
 import torch
 
+from flexcore.layers.fft_calibration import device_name
 from flexcore.utils.timing import time_interleaved
 
 __all__ = [
@@ -193,6 +195,7 @@ BENCHMARKS = BenchmarkRegistry(
         "flexcore.benchmarks.quick_start",
         "flexcore.benchmarks.accelerators",
         "flexcore.benchmarks.convergence",
+        "flexcore.benchmarks.gpu",
     ]
 )
 
@@ -208,14 +211,17 @@ def register_benchmark(name: str, help: str, add_arguments: Optional[Callable[[a
 
 
 def environment() -> Dict[str, Any]:
-    """What the numbers depend on: versions, threads, device, machine load."""
+    """What the numbers depend on: versions, threads, device, processor, date, machine load."""
     env = {
         "torch": torch.__version__,
+        "cuda": torch.version.cuda,
         "python": platform.python_version(),
         "machine": platform.machine(),
+        "cpu": device_name("cpu"),
         "cpu_count": os.cpu_count(),
         "threads": torch.get_num_threads(),
         "device": torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu",
+        "date_utc": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
     }
     try:
         env["load_avg"] = [round(v, 2) for v in os.getloadavg()]
@@ -241,6 +247,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--quick", action="store_true", help="fewer, smaller cases (a smoke run)")
         p.add_argument("--device", default="cpu", help="cpu or cuda")
         p.add_argument("--json", default=None, help=f"write results here (default output/benchmark/{name}.json)")
+        p.add_argument("--markdown", default=None, help="also write the printed tables and targets to this file")
         if spec["add_arguments"]:
             spec["add_arguments"](p)
     return parser
@@ -259,16 +266,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     report: Report = BENCHMARKS[args.command]["fn"](args)
     env = dict(env_before, load_avg_after=environment().get("load_avg"))
     env["clock"] = args.clock
-    print(f"# benchmark {args.command}: torch {env['torch']}, {env['threads']} threads, {env['device']}, {args.clock} clock, "
-          f"load {env.get('load_avg')} -> {env.get('load_avg_after')}")
-    for table in report.tables:
-        print(table.render())
-    if report.checks:
-        print("\n## Targets")
-        for check in report.checks:
-            print(check.render())
+    text = render_report(args.command, env, report)
+    print(text)
     path = args.json or os.path.join("output", "benchmark", f"{args.command}.json")
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     payload = {
         "benchmark": args.command,
         "args": {k: v for k, v in vars(args).items() if k != "command"},
@@ -277,9 +277,29 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         "checks": [dict(dataclasses.asdict(c), ok=c.ok) for c in report.checks],
         "data": report.data,
     }
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        json.dump(payload, f, indent=1, default=str)
-    os.replace(tmp, path)  # never leave a half-written result
+    _write_atomic(path, json.dumps(payload, indent=1, default=str))
     print(f"\nwrote {path}")
+    if args.markdown:
+        _write_atomic(args.markdown, text + "\n")
+        print(f"wrote {args.markdown}")
     return 0
+
+
+def render_report(command: str, env: Dict[str, Any], report: Report) -> str:
+    """The report as markdown: a header naming the machine, the tables, the targets."""
+    lines = [f"# benchmark {command}: torch {env['torch']}, {env['threads']} threads, {env['device']}, "
+             f"CPU {env.get('cpu')}, {env.get('date_utc')}, {env.get('clock')} clock, "
+             f"load {env.get('load_avg')} -> {env.get('load_avg_after')}"]
+    lines += [table.render() for table in report.tables]
+    if report.checks:
+        lines.append("\n## Targets")
+        lines += [check.render() for check in report.checks]
+    return "\n".join(lines)
+
+
+def _write_atomic(path: str, text: str) -> None:
+    """Write through a temporary file: never leaves a half-written result."""
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    with open(path + ".tmp", "w") as f:
+        f.write(text)
+    os.replace(path + ".tmp", path)

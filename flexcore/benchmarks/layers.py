@@ -378,9 +378,12 @@ def fit_cost_models(records: Sequence[Dict], device_type: str = "cpu") -> Tuple[
 def _calibrate_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--from-json", default=None, help="refit from the measurements of an earlier fft-calibrate JSON")
     p.add_argument("--cap", type=float, default=2.5, help="skip direct convs predicted slower than this (seconds)")
+    p.add_argument("--every", type=int, default=1,
+                   help="measure every N-th case of the grid only (a reduced grid that still spans it; not saved "
+                        "by default)")
     p.add_argument("--save", default=None, action=argparse.BooleanOptionalAction,
                    help="save the fit as this machine's, where 'auto' picks it up (default: when this run "
-                        "measured the full grid, i.e. without --quick or --from-json)")
+                        "measured the full grid, i.e. without --quick, --every or --from-json)")
 
 
 @register_benchmark("fft-calibrate", "measure spatial and FFT convolutions and fit the 'auto' cost model", _calibrate_arguments)
@@ -393,7 +396,9 @@ def bench_fft_calibrate(args) -> Report:
             records = json.load(f)["data"]["records"]
     else:
         records = []
-        for batch, channels, spatial, ksize in calibration_cases(args.quick):
+        if args.every < 1:
+            raise SystemExit(f"fft-calibrate: --every must be >= 1, got {args.every}")
+        for batch, channels, spatial, ksize in calibration_cases(args.quick)[:: args.every]:
             records.append(measure_paths(dev, batch, channels, spatial, ksize, max(2, args.repeat // 2), args.cap))
     measured = Table("Measured times (ms; '-' = direct conv predicted slower than --cap, not run)",
                      ["input", "kernel", "channels", "batch", "spatial train", "fft train", "spatial eval", "fft eval"])
@@ -405,7 +410,7 @@ def bench_fft_calibrate(args) -> Report:
                       ["dims", "mode", "cases", "direct pred/meas", "fft pred/meas", "worst auto / best", "worst case"], quality)
     literal = "\n".join(f"    {key!r}: _model(\n        {m.direct!r},\n        {m.fft!r},\n    )," for key, m in models.items())
     fit_table.note = "Paste into COST_MODELS in flexcore/layers/fft_cost_model.py to ship them:\n" + literal
-    if args.save if args.save is not None else not (args.quick or args.from_json):
+    if args.save if args.save is not None else not (args.quick or args.from_json or args.every > 1):
         path = save_calibration(models, dev.type)
         fit_table.note = f"Saved for this machine to {path}; 'auto' uses it from now on. " + fit_table.note
     return Report(tables=[measured, fit_table], data={"records": records, "models": {str(k): dataclasses.asdict(m) for k, m in models.items()}})

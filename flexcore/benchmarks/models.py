@@ -28,6 +28,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from flexcore.benchmarks.harness import Check, Report, Stats, Table, register_benchmark, time_round_robin
+from flexcore.engine.accelerate import autocast
 from flexcore.layers.bake import bake_model
 from flexcore.layers.traversal import clear_kernel_caches, continuous_convs, refresh_crops
 
@@ -95,19 +96,24 @@ def set_fft(model: nn.Module, fft) -> nn.Module:
 
 
 # -- timed steps -------------------------------------------------------------------------
-def train_step_fn(model: nn.Module, x: torch.Tensor, target: torch.Tensor) -> Callable[[], None]:
-    """One training step as the trainer runs it: crops refreshed in bulk, forward, loss, backward, Adam.
+def train_step_fn(model: nn.Module, x: torch.Tensor, target: torch.Tensor, lr: float = 0.0,
+                  amp: Optional[torch.dtype] = None) -> Callable[[], None]:
+    """One training step as the trainer runs it: crops refreshed in bulk, forward (under
+    autocast to ``amp``, if given), loss, backward, Adam.
 
-    Adam runs with ``lr=0``: the same arithmetic, but the masks (hence kernel sizes) stay where
-    the fixture put them, so every timed step does the same work.
+    Adam runs with ``lr=0`` by default: the same arithmetic, but the masks (hence kernel sizes)
+    stay where the fixture put them, so every timed step does the same work. With ``lr > 0``
+    the masks move and every crop is stale at the next step (the worst case for host syncs).
     """
     model.train()
-    optimizer = torch.optim.Adam(model.parameters(), lr=0.0)
+    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
 
     def run():
         optimizer.zero_grad(set_to_none=True)
         refresh_crops(model)
-        F.cross_entropy(model(x), target).backward()
+        with autocast(x.device, amp):
+            loss = F.cross_entropy(model(x), target)
+        loss.backward()
         optimizer.step()
 
     return run

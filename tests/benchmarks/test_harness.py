@@ -32,7 +32,7 @@ def test_registry_lists_every_builtin_suite_in_a_fresh_process():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
     assert out[-1] == "True"
     assert {"layers", "fft", "fft-calibrate", "models", "inference", "sequences", "quickstart", "accelerators",
-            "convergence"} <= set(out[:-1])
+            "convergence", "gpu"} <= set(out[:-1])
 
 
 def test_cli_writes_json(tmp_path, capsys):
