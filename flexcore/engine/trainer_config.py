@@ -246,6 +246,7 @@ class TrainerConfig(NamedTuple):
 
 GROUPS: Dict[str, type] = dict(zip(TrainerConfig._fields, (Data, Solver, Schedule, Runtime, Checkpoints, Outputs)))
 FIELD_GROUP: Dict[str, str] = {f.name: attr for attr, cls in GROUPS.items() for f in dataclasses.fields(cls)}
+TRAINER = "Trainer"  # the gin name the flat settings of earlier releases were bound under
 RENAMED: Dict[str, str] = {"schedule": "lr_schedule"}  # earlier flat names that changed besides their group
 
 
@@ -255,44 +256,44 @@ def new_name(old: str) -> str:
     return f"{GROUPS[FIELD_GROUP[name]].__name__}.{name}"
 
 
-def _unknown(name: str, configurable: str) -> TypeError:
+def _unknown(name: str) -> TypeError:
     known = sorted(FIELD_GROUP) + sorted(RENAMED)
     close = difflib.get_close_matches(name, known, n=1)
     hint = f" Did you mean {new_name(close[0])}?" if close else ""
-    return TypeError(f"{configurable} got an unknown setting {name!r}.{hint} The settings are the fields of "
+    return TypeError(f"Trainer got an unknown setting {name!r}.{hint} The settings are the fields of "
                      + ", ".join(cls.__name__ for cls in GROUPS.values()) + " (docs/training.md).")
 
 
 _WARNED: set = set()
 
 
-def _warn_renamed(names: Sequence[str], configurable: str) -> None:
+def _warn_renamed(names: Sequence[str]) -> None:
     """Warn (once per binding) about each of ``names`` that gin binds under its flat name, saying
     where the binding is and what it is called now."""
     bound = []
     for name in names:
         try:
-            gin.query_parameter(f"{configurable}.{name}")
+            gin.query_parameter(f"{TRAINER}.{name}")
             bound.append(name)
         except ValueError:
             pass
     if not bound:
         return
     where = {arg: origin for (_, selector, arg), (_, origin, _) in binding_origins().items()
-             if selector.split(".")[-1] == configurable}
+             if selector.split(".")[-1] == TRAINER}
     lines = []
     for name in bound:
-        key = (configurable, name, where.get(name, "gin"))
+        key = (name, where.get(name, "gin"))
         if key not in _WARNED:
             _WARNED.add(key)
-            lines.append(f"  {configurable}.{name} -> {new_name(name)}  ({where.get(name, 'gin')})")
+            lines.append(f"  Trainer.{name} -> {new_name(name)}  ({where.get(name, 'gin')})")
     if lines:
-        logger.warning("%d setting(s) use the flat %s.* names of earlier releases; they still apply, but rename "
-                       "them (`flexcore-migrate-config FILE.gin` rewrites a file; docs/training.md):\n%s",
-                       len(lines), configurable, "\n".join(lines))
+        logger.warning("%d setting(s) use the flat Trainer.* names of earlier releases; they still apply, but "
+                       "rename them (`flexcore-migrate-config FILE.gin` rewrites a file; docs/training.md):\n%s",
+                       len(lines), "\n".join(lines))
 
 
-def assemble_config(groups: Mapping[str, Any], overrides: Mapping[str, Any], configurable: str = "Trainer") -> TrainerConfig:
+def assemble_config(groups: Mapping[str, Any], overrides: Mapping[str, Any]) -> TrainerConfig:
     """The run's :class:`TrainerConfig`: each group as given or built from gin, with ``overrides``
     (field name -> value, any group) applied on top."""
     groups, overrides = dict(groups), dict(overrides)
@@ -302,14 +303,14 @@ def assemble_config(groups: Mapping[str, Any], overrides: Mapping[str, Any], con
     for name, value in overrides.items():
         field = RENAMED.get(name, name)
         if field not in FIELD_GROUP:
-            raise _unknown(name, configurable)
+            raise _unknown(name)
         per_group[FIELD_GROUP[field]][field] = value
-    _warn_renamed(list(overrides), configurable)
+    _warn_renamed(list(overrides))
     built = {}
     for attr, cls in GROUPS.items():
         group, fields = groups.get(attr), per_group[attr]
         if group is not None and not isinstance(group, cls):
-            raise TypeError(f"{configurable}.{attr} must be a {cls.__name__} (e.g. @{cls.__name__}()), got {group!r}")
+            raise TypeError(f"Trainer.{attr} must be a {cls.__name__} (e.g. @{cls.__name__}()), got {group!r}")
         built[attr] = cls(**fields) if group is None else dataclasses.replace(group, **fields)
     return TrainerConfig(**built)
 
@@ -317,15 +318,15 @@ def assemble_config(groups: Mapping[str, Any], overrides: Mapping[str, Any], con
 TRAINER_ARGUMENTS = ("output_dir", *TrainerConfig._fields, "extra_hooks")  # Trainer's own, besides the fields
 
 
-def check_bindings(configurable: str = "Trainer") -> None:
+def check_bindings() -> None:
     """ConfigError for what the last parsed config names wrongly, before anything is built: a
     ``Trainer.<name>`` that is no setting (gin cannot tell: ``Trainer`` takes ``**overrides``),
     or a ``Data.dataset`` that is not registered."""
     for (_, selector, arg), (text, origin, _) in binding_origins().items():
-        if selector.split(".")[-1] != configurable or not arg:
+        if selector.split(".")[-1] != TRAINER or not arg:
             continue
         if arg not in TRAINER_ARGUMENTS and RENAMED.get(arg, arg) not in FIELD_GROUP:
-            raise ConfigError(f"{text}  ({origin}): {_unknown(arg, configurable)}")
+            raise ConfigError(f"{text}  ({origin}): {_unknown(arg)}")
     name = configured_value("dataset")  # unbound: the trainer reports the missing binding itself
     if isinstance(name, str):
         try:
